@@ -1,0 +1,29 @@
+# lmpipe: `make demo` (install + demo corpus + whole pipeline), `make test` (install + tests).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lmpipe-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): setup.py requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m pipeline.demo_corpus --output demo/corpus
+	$(BIN)/lmpipe run --config pipeline.yaml
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean-demo:
+	rm -rf runs/demo demo/corpus

@@ -1,0 +1,151 @@
+"""Artifacts and their atomic publication.
+
+An execution of component C with cache key K owns `<root>/C/<K[:16]>/`; each named output
+is a subdirectory of it. The component writes into a staging directory beside it, and
+only a complete execution is renamed into place, together with `lmpipe_execution.json`
+(the completion marker), so a reader sees either nothing or a whole result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MARKER = "lmpipe_execution.json"
+STAGING = ".staging"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A typed output of a component (or an input resolved from outside the DAG).
+
+    Attributes:
+        type: the artifact type, e.g. `Documents`, `Tokenizer`, `Examples`, `Model`.
+        uri: where it lives (a directory, or for external inputs a description).
+        fingerprint: a hash that changes whenever its content may have changed.
+        properties: small JSON-serializable facts about it (e.g. matched input files).
+    """
+
+    type: str
+    uri: str
+    fingerprint: str
+    properties: dict = field(default_factory=dict)
+
+    def path(self, *parts: str) -> str:
+        """A path inside the artifact's directory."""
+        return os.path.join(self.uri, *parts)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict) -> "Artifact":
+        return Artifact(**data)
+
+
+def execution_dir(root: str, component: str, cache_key: str) -> str:
+    """Where the published outputs of (component, cache key) live."""
+    return os.path.join(root, component, cache_key[:16])
+
+
+def read_marker(directory: str) -> dict | None:
+    """The completion record of a published execution, or None if it is not complete."""
+    try:
+        with open(os.path.join(directory, MARKER), encoding="utf-8") as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class Staging:
+    """A fresh directory to write one execution's outputs into, published by `commit`.
+
+    Args:
+        root: the pipeline root.
+        component: the component's name.
+        cache_key: the execution's cache key.
+    """
+
+    def __init__(self, root: str, component: str, cache_key: str):
+        self.final = execution_dir(root, component, cache_key)
+        self.dir = os.path.join(root, component, STAGING, f"{cache_key[:16]}-{uuid.uuid4().hex[:8]}")
+        os.makedirs(self.dir)
+
+    def output_dir(self, name: str) -> str:
+        """The (created) staging directory of output `name`."""
+        path = os.path.join(self.dir, name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def commit(self, record: dict) -> str:
+        """Write the completion marker and move the staging directory into place.
+
+        Args:
+            record: the execution record; stored as the marker.
+
+        Returns:
+            The published directory.
+        """
+        write_json_atomic(os.path.join(self.dir, MARKER), record)
+        if os.path.exists(self.final):
+            # A forced rerun (--no-cache) replaces the old result: move it aside first so
+            # the final path never holds a mix of the two.
+            trash = f"{self.dir}.old"
+            os.rename(self.final, trash)
+            os.rename(self.dir, self.final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(self.dir, self.final)
+        return self.final
+
+    def discard(self) -> None:
+        """Remove everything the failed execution wrote."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def remove_stale_staging(root: str) -> None:
+    """Delete staging directories left by runs that were killed (the lock is held)."""
+    if not os.path.isdir(root):
+        return
+    for component in os.listdir(root):
+        staging = os.path.join(root, component, STAGING)
+        if os.path.isdir(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_json_atomic(path: str, data) -> None:
+    """Write JSON to `path` through a temporary file and a rename."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def copytree_atomic(source: str, target_parent: str, name: str) -> str:
+    """Copy directory `source` to `target_parent/name`, visible only once complete.
+
+    Returns:
+        The final path.
+    """
+    final = os.path.join(target_parent, name)
+    tmp = os.path.join(target_parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    os.makedirs(target_parent, exist_ok=True)
+    try:
+        shutil.copytree(source, tmp)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def ensure_dir(path: str | Path) -> str:
+    os.makedirs(path, exist_ok=True)
+    return str(path)

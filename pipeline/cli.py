@@ -1,0 +1,201 @@
+"""`lmpipe`: the command line.
+
+Results go to stdout, progress to stderr. Exit status: 0 success, 1 failure, 2 usage or
+config error (one line on stderr, no traceback). Heavy libraries are imported only by the
+commands that need them, so `lmpipe config`, `runs`, and cached reruns start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from pipeline.terminal import filter_native_stderr, quiet_environment
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the command, and return the exit status."""
+    quiet_environment()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    from pipeline.errors import LockedError, UsageError
+    from pipeline.local_runner import ComponentFailed
+
+    if args.filter_stderr:
+        filter_native_stderr()
+    try:
+        return args.handler(args) or 0
+    except UsageError as err:
+        return _fail(str(err), 2)
+    except LockedError as err:
+        return _fail(str(err), 1)
+    except ComponentFailed as err:
+        if isinstance(err.cause, UsageError):
+            return _fail(f"{err.component}: {err.cause}", 2)
+        where = getattr(err.cause, "log_path", None)
+        detail = f" (traceback in {where})" if where else ""
+        return _fail(f"{err.component} failed: {err.cause.__class__.__name__}: {err.cause}{detail}", 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"lmpipe: error: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lmpipe", description="Train, tune, evaluate and serve a Transformer LM.")
+    parser.set_defaults(command=None, filter_stderr=True)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", required=True, help="pipeline YAML file (e.g. pipeline.yaml)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key; VALUE is YAML (repeatable)")
+
+    run = sub.add_parser("run", help="run the pipeline locally")
+    config_args(run)
+    run.add_argument("--until", metavar="COMPONENT", help="stop after this component")
+    run.add_argument("--no-cache", action="store_true", help="run every component again")
+    run.set_defaults(handler=cmd_run)
+
+    config = sub.add_parser("config", help="print the resolved config")
+    config_args(config)
+    config.set_defaults(handler=cmd_config)
+
+    runs = sub.add_parser("runs", help="list past runs of a pipeline root")
+    where = runs.add_mutually_exclusive_group(required=True)
+    where.add_argument("--root", help="the pipeline root")
+    where.add_argument("--config", help="take the root from this config")
+    runs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(handler=cmd_runs)
+
+    lineage = sub.add_parser("lineage", help="show what inputs and config made an artifact")
+    lineage.add_argument("path", help="an artifact directory or a file inside one")
+    lineage.set_defaults(handler=cmd_lineage)
+
+    generate = sub.add_parser("generate", help="generate text with an exported or pushed model")
+    generate.add_argument("--model", required=True,
+                          help="a SavedModel directory, or a serving directory (latest version)")
+    prompts = generate.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--prompt", help="the prompt text")
+    prompts.add_argument("--prompts-file", help="a file with one prompt per line")
+    generate.add_argument("--max-tokens", type=int, default=64)
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--top-k", type=int, default=0, help="0 keeps all tokens")
+    generate.add_argument("--top-p", type=float, default=1.0)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(handler=cmd_generate)
+
+    component = sub.add_parser(
+        "component", help="run one component alone (what a Vertex AI pipeline step executes)")
+    component.add_argument("name", help="the component, e.g. transform")
+    config_args(component)
+    component.add_argument("--input", action="append", default=[], metavar="NAME=URI")
+    component.add_argument("--output", action="append", default=[], metavar="NAME=URI")
+    component.set_defaults(handler=cmd_component)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from pipeline.configio import load_config
+    from pipeline.local_runner import run_pipeline
+
+    config = load_config(args.config, args.set)
+    record = run_pipeline(config, until=args.until, no_cache=args.no_cache)
+    print(format_run(record, os.path.abspath(config.pipeline.root)))
+    return 0
+
+
+def format_run(record: dict, root: str) -> str:
+    """The human summary of a run, for stdout."""
+    lines = [f"run {record['run_id']}: {record['status']}"]
+    for name, entry in record["components"].items():
+        lines.append(f"  {name:<10} {entry['status']:<9} {entry['seconds']:>8.1f}s")
+    metrics = {k: v for k, v in record["metrics"].items() if v is not None}
+    if metrics:
+        lines.append("metrics:")
+        lines.extend(f"  {k}: {_show_metric(v)}" for k, v in metrics.items())
+    model = record["components"].get("train", {}).get("outputs", {}).get("model")
+    if model:
+        lines.append(f"model: {model}")
+    evaluation = record["components"].get("evaluate", {}).get("outputs", {}).get("evaluation")
+    if evaluation:
+        lines.append(f"metrics file: {os.path.join(evaluation, 'metrics.json')}")
+        report = os.path.join(evaluation, "report.html")
+        if os.path.exists(report):
+            lines.append(f"report: {report}")
+    lines.append(f"pushed model: {record['pushed_model'] or 'none'}")
+    lines.append(f"run record: {os.path.join(root, 'latest_run.json')}")
+    return "\n".join(lines)
+
+
+def _show_metric(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def cmd_config(args) -> int:
+    from pipeline.configio import dump_yaml, load_config
+
+    sys.stdout.write(dump_yaml(load_config(args.config, args.set)))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from pipeline.history import format_runs
+
+    if args.config:
+        from pipeline.configio import load_config
+
+        root = load_config(args.config, args.set).pipeline.root
+    else:
+        root = args.root
+    print(format_runs(os.path.abspath(root), args.limit))
+    return 0
+
+
+def cmd_lineage(args) -> int:
+    from pipeline.history import format_lineage
+
+    print(format_lineage(args.path))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from pipeline.serving import generate_cli
+
+    return generate_cli(args)
+
+
+def cmd_component(args) -> int:
+    from pipeline.configio import load_config
+    from pipeline.entrypoint import run_component, parse_pairs
+
+    config = load_config(args.config, args.set)
+    result = run_component(args.name, config, parse_pairs(args.input, "--input"),
+                           parse_pairs(args.output, "--output"))
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def main_entry() -> None:
+    """The `lmpipe` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_entry()

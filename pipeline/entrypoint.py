@@ -1,0 +1,79 @@
+"""Running one component alone: what `python -m components.<name>` and a Vertex step do.
+
+No cache and no staging here: the orchestrator (kfp, Vertex) owns both. Inputs arrive as
+URIs; inputs that come from outside the DAG are resolved as the local runner would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+from pipeline.artifacts import Artifact
+from pipeline.dag import create_pipeline
+from pipeline.errors import UsageError
+
+
+def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
+    """Parse `NAME=URI` arguments into a dict."""
+    pairs = {}
+    for item in items:
+        name, sep, uri = item.partition("=")
+        if not sep or not name or not uri:
+            raise UsageError(f"{flag} {item!r}: expected NAME=URI")
+        pairs[name] = uri
+    return pairs
+
+
+def run_component(name: str, config, input_uris: dict[str, str], output_uris: dict[str, str]) -> dict:
+    """Run component `name` on the given input and output locations.
+
+    Args:
+        name: the component.
+        config: the resolved `LmpipeConfig`.
+        input_uris: input name -> directory of an upstream artifact.
+        output_uris: output name -> directory to write (created if missing).
+
+    Returns:
+        Output name -> its URI and properties.
+    """
+    from pipeline.local_runner import Runtime, new_run_id
+
+    nodes = {node.name: node for node in create_pipeline(config)}
+    if name not in nodes:
+        raise UsageError(f"component {name!r}: unknown (one of {', '.join(nodes)})")
+    spec = nodes[name].spec
+    missing = set(spec.outputs) - set(output_uris)
+    unknown = (set(input_uris) - set(spec.inputs)) | (set(output_uris) - set(spec.outputs))
+    if unknown:
+        raise UsageError(f"component {name}: unknown input/output {', '.join(sorted(unknown))}")
+    if missing:
+        raise UsageError(f"component {name}: --output needed for {', '.join(sorted(missing))}")
+    inputs: dict[str, Artifact | None] = {}
+    for input_name, kind in spec.inputs.items():
+        uri = input_uris.get(input_name)
+        if uri is None and input_name not in spec.optional_inputs:
+            raise UsageError(f"component {name}: --input {input_name}=URI is required")
+        inputs[input_name] = _external(kind, uri) if uri else None
+    for input_name, resolver in spec.resolvers.items():
+        inputs[input_name] = resolver(config, inputs)
+    for uri in output_uris.values():
+        os.makedirs(uri, exist_ok=True)
+    root = os.path.abspath(config.pipeline.root)
+    runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args)
+    properties = spec.load().run(inputs=inputs, outputs=output_uris, runtime=runtime,
+                                 **spec.sections(config)) or {}
+    return {out: {"uri": uri, "properties": properties.get(out, {})}
+            for out, uri in output_uris.items()}
+
+
+def _external(kind: str, uri: str) -> Artifact:
+    return Artifact(type=kind, uri=uri, fingerprint=hashlib.sha256(uri.encode()).hexdigest())
+
+
+def main(name: str, argv: list[str] | None = None) -> int:
+    """`python -m components.<name> --config F [--set ...] --input ... --output ...`."""
+    from pipeline import cli
+
+    return cli.main(["component", name, *(sys.argv[1:] if argv is None else argv)])
