@@ -187,6 +187,8 @@ def to_dict(config: Any) -> Any:
     """The plain-data form of a config tree (tuples become lists), for YAML and hashing."""
     if dataclasses.is_dataclass(config):
         return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, dict):
+        return {k: to_dict(v) for k, v in config.items()}
     if isinstance(config, (list, tuple)):
         return [to_dict(v) for v in config]
     return config

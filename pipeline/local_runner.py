@@ -61,13 +61,15 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-def run_pipeline(config, *, until: str | None = None, no_cache: bool = False) -> dict:
+def run_pipeline(config, *, until: str | None = None, no_cache: bool = False,
+                 nodes: list[Node] | None = None) -> dict:
     """Run the pipeline locally.
 
     Args:
         config: the resolved `LmpipeConfig`.
         until: stop after this component (the rest are `skipped`).
         no_cache: run every component even when a published result exists.
+        nodes: the DAG to run; `create_pipeline(config)` unless given (tests give their own).
 
     Returns:
         The run record, as written to `latest_run.json`.
@@ -76,7 +78,7 @@ def run_pipeline(config, *, until: str | None = None, no_cache: bool = False) ->
         ComponentFailed: a component failed (the record says which).
         LockedError: another run holds the pipeline root.
     """
-    nodes = create_pipeline(config)
+    nodes = create_pipeline(config) if nodes is None else nodes
     if until is not None and until not in [n.name for n in nodes]:
         raise UsageError(f"--until {until}: no such component "
                          f"(one of {', '.join(n.name for n in nodes)})")

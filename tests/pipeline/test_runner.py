@@ -1,0 +1,139 @@
+"""The local runner: caching, --no-cache, --until, atomic publication, failures, the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from pipeline.errors import LockedError, UsageError
+from pipeline.local_runner import ComponentFailed, run_pipeline
+from pipeline.lock import RootLock
+from tests.conftest import build_config
+from tests.pipeline import fake_components
+
+
+def _config(tmp_path, **sections):
+    raw = {"pipeline": {"root": str(tmp_path / "root")}, "data": {"inputs": ["unused"]}}
+    for name, values in sections.items():
+        raw[name] = values
+    return build_config(raw)
+
+
+def _run(config, **kwargs):
+    return run_pipeline(config, nodes=fake_components.nodes(), **kwargs)
+
+
+def _calls(config) -> list[str]:
+    path = os.path.join(config.pipeline.root, "calls.log")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        calls = f.read().split()
+    os.remove(path)
+    return calls
+
+
+def test_second_run_is_cached_and_reuses_outputs(tmp_path):
+    config = _config(tmp_path)
+    first = _run(config)
+    assert _calls(config) == ["alpha", "beta", "gamma"]
+    second = _run(config)
+    assert _calls(config) == []
+    assert {c["status"] for c in second["components"].values()} == {"cached"}
+    assert second["components"]["gamma"]["outputs"] == first["components"]["gamma"]["outputs"]
+    with open(os.path.join(second["components"]["gamma"]["outputs"]["out"], "value.txt")) as f:
+        assert f.read() == "alphabetagamma"
+
+
+def test_changing_one_section_reruns_that_component_and_those_after_it(tmp_path):
+    _run(_config(tmp_path))
+    config = _config(tmp_path, tokenizer={"vocab_size": 512})
+    _calls(config)
+    record = _run(config)
+    assert _calls(config) == ["beta", "gamma"]
+    assert [c["status"] for c in record["components"].values()] == ["cached", "executed", "executed"]
+
+
+def test_changing_the_last_section_reruns_only_the_last(tmp_path):
+    _run(_config(tmp_path))
+    config = _config(tmp_path, train={"seed": 5})
+    _calls(config)
+    _run(config)
+    assert _calls(config) == ["gamma"]
+
+
+def test_no_cache_reruns_everything_in_place(tmp_path):
+    config = _config(tmp_path)
+    first = _run(config)
+    _calls(config)
+    second = _run(config, no_cache=True)
+    assert _calls(config) == ["alpha", "beta", "gamma"]
+    assert second["components"]["alpha"]["outputs"] == first["components"]["alpha"]["outputs"]
+
+
+def test_until_stops_and_marks_the_rest_skipped(tmp_path):
+    config = _config(tmp_path)
+    record = _run(config, until="beta")
+    assert _calls(config) == ["alpha", "beta"]
+    assert record["components"]["gamma"]["status"] == "skipped"
+    assert record["status"] == "succeeded"
+
+
+def test_until_unknown_component_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="nosuch"):
+        _run(_config(tmp_path), until="nosuch")
+
+
+def test_failed_step_publishes_nothing_and_the_next_run_redoes_it(tmp_path):
+    failing = _config(tmp_path, train={"seed": 13})
+    with pytest.raises(ComponentFailed):
+        _run(failing)
+    record = json.loads((tmp_path / "root" / "latest_run.json").read_text())
+    assert record["status"] == "failed"
+    assert record["components"]["gamma"]["status"] == "failed"
+    assert record["components"]["beta"]["status"] == "executed"
+    assert record["metrics"]["train_tokens_per_second"] is None
+    gamma_dir = tmp_path / "root" / "gamma"
+    assert [p.name for p in gamma_dir.iterdir()] == [".staging"]
+    assert list((gamma_dir / ".staging").iterdir()) == []
+    _calls(failing)
+    fixed = _config(tmp_path, train={"seed": 14})
+    record = _run(fixed)
+    assert _calls(fixed) == ["gamma"]
+    assert record["status"] == "succeeded"
+    assert record["metrics"]["train_tokens_per_second"] == 1.0
+
+
+def test_latest_run_json_has_the_contract_shape(tmp_path):
+    config = _config(tmp_path)
+    _run(config)
+    record = json.loads((tmp_path / "root" / "latest_run.json").read_text())
+    assert set(record) == {"run_id", "status", "components", "metrics", "pushed_model"}
+    assert set(record["metrics"]) == {"eval_perplexity", "eval_bits_per_byte",
+                                      "eval_token_accuracy", "blessed", "train_tokens_per_second"}
+    for entry in record["components"].values():
+        assert set(entry) == {"status", "seconds", "outputs"}
+        assert entry["seconds"] >= 0
+        for uri in entry["outputs"].values():
+            assert os.path.isdir(uri)
+    assert record["pushed_model"] is None
+
+
+def test_outputs_live_under_component_and_fingerprint(tmp_path):
+    record = _run(_config(tmp_path))
+    out = record["components"]["beta"]["outputs"]["out"]
+    parent = os.path.dirname(out)
+    assert os.path.dirname(parent) == str(tmp_path / "root" / "beta")
+    assert len(os.path.basename(parent)) == 16
+    assert os.path.isfile(os.path.join(parent, "lmpipe_execution.json"))
+
+
+def test_a_second_run_on_a_locked_root_is_refused(tmp_path):
+    config = _config(tmp_path)
+    os.makedirs(config.pipeline.root)
+    with RootLock(config.pipeline.root):
+        with pytest.raises(LockedError, match="in use by pid"):
+            _run(config)
+    assert _calls(config) == []
