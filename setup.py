@@ -24,6 +24,7 @@ setup(
         "keras-tuner==1.4.8",
         "kfp==2.17.3",
         "google-cloud-aiplatform==1.165.1",
+        "google-cloud-pipeline-components==2.22.0",
         "sentencepiece==0.2.3",
         "tensorboard==2.21.0",
         "matplotlib==3.11.2",

@@ -1,8 +1,22 @@
-"""ingest (TFX ExampleGen): raw text files -> cleaned documents split into train and eval."""
+"""ingest (TFX ExampleGen): raw text files -> cleaned documents split into train and eval.
+
+Input `raw` is resolved from `data.inputs` (files, directories, globs on any Beam
+filesystem). Output `documents/` holds `train-*.jsonl.gz` and `eval-*.jsonl.gz` shards of
+`{"text", "domain", "meta"}` records and `stats.json` (see `components/data/layout.py`).
+The split of a document depends only on its text and `data.split_salt`.
+"""
 
 from __future__ import annotations
 
 from pipeline.component import ComponentSpec
+
+
+def resolve_raw(config, inputs):
+    """The `RawFiles` artifact for `data.inputs` (its fingerprint enters the cache key)."""
+    from components.data.sources import resolve_raw_files
+
+    return resolve_raw_files(config.data.inputs)
+
 
 SPEC = ComponentSpec(
     name="ingest",
@@ -10,12 +24,54 @@ SPEC = ComponentSpec(
     inputs={},
     outputs={"documents": "Documents"},
     config=("data",),
-    resolvers={},  # "raw": matched input files with their fingerprint
+    resolvers={"raw": resolve_raw},
 )
 
 
 def run(inputs, outputs, runtime, data):
-    raise NotImplementedError
+    """Read, clean and split the raw files into the documents artifact.
+
+    Args:
+        inputs: `raw`, the `RawFiles` artifact (property `files`, `bytes`).
+        outputs: `documents`, the directory to write.
+        runtime: the run's `Runtime` (Beam options in `beam_args`).
+        data: the `DataConfig`.
+
+    Returns:
+        Small properties of the documents artifact (per-split counts).
+
+    Raises:
+        UsageError: nothing is left after cleaning, or a split is empty.
+    """
+    import apache_beam as beam
+
+    from components.data import layout
+    from components.data.beam_options import pipeline_options
+    from components.data.ingest_beam import build_ingest
+
+    raw = inputs["raw"]
+    out = outputs["documents"]
+    files = raw.properties["files"]
+    runtime.log(f"[ingest] {len(files)} files, {raw.properties['bytes']} bytes")
+    with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
+        build_ingest(pipeline, files, raw.properties["bytes"], data, out)
+    stats = layout.read_json(layout.join(out, layout.STATS_FILE))
+    _check_nonempty(stats, data)
+    return {"documents": {split: stats["splits"][split]["documents"] for split in layout.SPLITS}}
+
+
+def _check_nonempty(stats: dict, data) -> None:
+    from pipeline.errors import UsageError
+
+    dropped = ", ".join(f"{k}={v}" for k, v in stats["dropped"].items() if v) or "none"
+    if stats["documents_kept"] == 0:
+        raise UsageError(f"data.inputs: no documents left after cleaning "
+                         f"({stats['documents_read']} read; dropped: {dropped})")
+    for split in ("train", "eval"):
+        if stats["splits"][split]["documents"] == 0:
+            raise UsageError(f"data.eval_fraction={data.eval_fraction} leaves the {split} split "
+                             f"empty ({stats['documents_kept']} documents kept); "
+                             f"change data.eval_fraction or add documents")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Artifact layout (written by `components/tokenizer.py`):
     tokenizer.json   {"type", "vocab_size", "model_file", "normalization", "special_tokens"}
     spm.model        the SentencePiece model proto
-    vocab.txt        one piece per line, line number = id
+    vocab.txt        one piece per line, line number = id (control characters in a piece,
+                     e.g. a newline, written as JSON string escapes)
+    training.json    the training sample and options actually used
 """
 
 from __future__ import annotations

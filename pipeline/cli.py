@@ -108,6 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
     component.add_argument("--input", action="append", default=[], metavar="NAME=URI")
     component.add_argument("--output", action="append", default=[], metavar="NAME=URI")
     component.set_defaults(handler=cmd_component)
+
+    compile_ = sub.add_parser("compile", help="write the Vertex AI pipeline spec (kfp v2)")
+    compile_.add_argument("--target", choices=["vertex"], default="vertex")
+    config_args(compile_)
+    compile_.add_argument("--output", required=True, metavar="PATH", help="the spec file (YAML)")
+    compile_.set_defaults(handler=cmd_compile)
+
+    for name, handler, text in (("submit", cmd_submit, "run the pipeline once on Vertex AI"),
+                                ("schedule", cmd_schedule, "run the pipeline on Vertex AI on schedule.cron")):
+        cloud = sub.add_parser(name, help=text)
+        cloud.add_argument("--target", choices=["vertex"], default="vertex")
+        config_args(cloud)
+        cloud.add_argument("--dry-run", action="store_true",
+                           help="print the request instead of sending it (no credentials needed)")
+        cloud.set_defaults(handler=handler)
     return parser
 
 
@@ -188,6 +203,41 @@ def cmd_component(args) -> int:
     config = load_config(args.config, args.set)
     result = run_component(args.name, config, parse_pairs(args.input, "--input"),
                            parse_pairs(args.output, "--output"))
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from pipeline.configio import load_config
+    from pipeline.vertex_runner import compile_pipeline
+
+    path = compile_pipeline(load_config(args.config, args.set), args.output)
+    print(path)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from pipeline.vertex_runner import submit
+
+    return _vertex_request(args, submit)
+
+
+def cmd_schedule(args) -> int:
+    from pipeline.vertex_runner import schedule
+
+    return _vertex_request(args, schedule)
+
+
+def _vertex_request(args, action) -> int:
+    """Run `submit` or `schedule`; a cloud-side failure is one line and exit status 1."""
+    from pipeline.configio import load_config
+    from pipeline.vertex.jobs import CloudError
+
+    config = load_config(args.config, args.set)
+    try:
+        result = action(config, dry_run=args.dry_run)
+    except CloudError as err:
+        return _fail(str(err), 1)
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 

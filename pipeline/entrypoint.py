@@ -26,21 +26,24 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-def run_component(name: str, config, input_uris: dict[str, str], output_uris: dict[str, str]) -> dict:
+def run_component(name: str, config, input_uris: dict[str, str], output_uris: dict[str, str],
+                  *, nodes: list | None = None) -> dict:
     """Run component `name` on the given input and output locations.
 
     Args:
         name: the component.
         config: the resolved `LmpipeConfig`.
         input_uris: input name -> directory of an upstream artifact.
-        output_uris: output name -> directory to write (created if missing).
+        output_uris: output name -> directory to write (local ones are created if missing).
+        nodes: the DAG that `name` belongs to; `create_pipeline(config)` unless given
+            (tests run their own components through kfp.local).
 
     Returns:
         Output name -> its URI and properties.
     """
     from pipeline.local_runner import Runtime, new_run_id
 
-    nodes = {node.name: node for node in create_pipeline(config)}
+    nodes = {node.name: node for node in (create_pipeline(config) if nodes is None else nodes)}
     if name not in nodes:
         raise UsageError(f"component {name!r}: unknown (one of {', '.join(nodes)})")
     spec = nodes[name].spec
@@ -59,7 +62,9 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
     for input_name, resolver in spec.resolvers.items():
         inputs[input_name] = resolver(config, inputs)
     for uri in output_uris.values():
-        os.makedirs(uri, exist_ok=True)
+        # A gs:// output (a Beam step on Dataflow) has no directory to create.
+        if "://" not in uri:
+            os.makedirs(uri, exist_ok=True)
     root = os.path.abspath(config.pipeline.root)
     runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args)
     properties = spec.load().run(inputs=inputs, outputs=output_uris, runtime=runtime,

@@ -19,7 +19,8 @@ import warnings
 
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    rb"|[IW]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\])"
+    rb"|[IW]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\]"
+    rb"|To enable the following instructions: .* rebuild TensorFlow)"
 )
 
 QUIET_ENV = {

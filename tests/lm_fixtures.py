@@ -86,8 +86,11 @@ def _build_module(table: np.ndarray, sequence_length: int):
             tf.TensorSpec([], tf.int32, name="seed"),
         ])
         def generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
-            ids = tf.strings.unicode_decode(prompt, "UTF-8") % VOCAB
-            last = tf.cast(ids.to_tensor(default_value=0)[:, -1:][:, 0], tf.int64)
+            ids = tf.cast(tf.strings.unicode_decode(prompt, "UTF-8") % VOCAB, tf.int64)
+            # A leading 0 gives an empty prompt a last token; then take each row's last id.
+            start = tf.RaggedTensor.from_tensor(tf.zeros([tf.shape(prompt)[0], 1], tf.int64))
+            ids = tf.concat([start, ids], axis=1)
+            last = tf.gather(ids.flat_values, ids.row_limits() - 1)
             out = tf.TensorArray(tf.int64, size=max_new_tokens)
             for step in tf.range(max_new_tokens):
                 logits = tf.gather(self.logp, last)
@@ -105,26 +108,29 @@ def _build_module(table: np.ndarray, sequence_length: int):
     return BigramLM()
 
 
-def write_bigram_model(directory: Path, *, seed: int, sequence_length: int) -> np.ndarray:
+def write_bigram_model(directory: Path, *, seed: int, sequence_length: int,
+                       sharpness: float = 2.0) -> np.ndarray:
     """Export the bigram model as a model artifact (`saved_model/`, `train_summary.json`).
 
     Args:
         directory: the model artifact directory (created).
         seed: picks the bigram table.
         sequence_length: the examples' fixed length.
+        sharpness: scale of the logits; on uniformly random tokens a flatter model
+            (smaller sharpness) has the lower perplexity.
 
     Returns:
         The log-probability table the model uses.
     """
     import tensorflow as tf
 
-    table = bigram_table(seed)
+    table = bigram_table(seed, sharpness)
     module = _build_module(table, sequence_length)
     directory.mkdir(parents=True, exist_ok=True)
     tf.saved_model.save(module, str(directory / "saved_model"), signatures={
         "score": module.score, "score_examples": module.score_examples,
         "generate": module.generate})
-    (directory / "train_summary.json").write_text(json.dumps({"seed": seed}))
+    (directory / "train_summary.json").write_text(json.dumps({"seed": seed, "sharpness": sharpness}))
     return table
 
 
@@ -206,3 +212,13 @@ def reference_metrics(table: np.ndarray, records: list[dict]) -> dict:
 def artifact(kind: str, directory: Path, fingerprint: str) -> Artifact:
     """An input artifact as the runner would hand it to a component."""
     return Artifact(type=kind, uri=os.fspath(directory), fingerprint=fingerprint)
+
+
+def greedy_completion(table: np.ndarray, prompt: str, max_new_tokens: int) -> str:
+    """What the bigram model's `generate` returns at temperature 0, computed in NumPy."""
+    last = ord(prompt[-1]) % VOCAB if prompt else 0
+    letters = []
+    for _ in range(max_new_tokens):
+        last = int(np.argmax(table[last]))
+        letters.append(chr(FIRST_LETTER + last))
+    return "".join(letters)

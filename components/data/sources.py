@@ -1,0 +1,95 @@
+"""Matching `data.inputs` on any Beam filesystem, and the raw input artifact.
+
+A pattern is a file, a directory (every supported file below it) or a glob. Matching
+goes through `FileSystems.match`, so `gs://` works as local paths do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from pipeline.artifacts import Artifact
+from pipeline.errors import UsageError
+
+FORMATS = (".txt", ".jsonl")
+COMPRESSIONS = ("", ".gz", ".bz2")
+_GLOB = re.compile(r"[*?\[]")
+
+
+def file_format(path: str) -> str | None:
+    """`txt` or `jsonl` for a supported file name (optionally .gz/.bz2), else None."""
+    name = path.lower()
+    for compression in COMPRESSIONS:
+        for fmt in FORMATS:
+            if name.endswith(fmt + compression):
+                return fmt[1:]
+    return None
+
+
+def _supported_names() -> str:
+    return ", ".join(f + c for f in FORMATS for c in COMPRESSIONS)
+
+
+def match_pattern(pattern: str) -> list:
+    """The files one input pattern stands for.
+
+    Args:
+        pattern: a path, a directory or a glob.
+
+    Returns:
+        `FileMetadata` of the matched files (supported formats only for a directory).
+
+    Raises:
+        UsageError: nothing matched, or a named file has an unsupported format.
+    """
+    found = []
+    if not _GLOB.search(pattern):
+        below = _match(pattern.rstrip("/") + "/**", pattern)
+        found = [m for m in below if file_format(m.path)]
+        if below and not found:
+            raise UsageError(f"data.inputs: directory {pattern} holds no "
+                             f"{_supported_names()} files")
+    if not found:
+        found = _match(pattern, pattern)
+        for meta in found:
+            if file_format(meta.path) is None:
+                raise UsageError(f"data.inputs: {meta.path} (from {pattern}) is not a supported "
+                                 f"file type ({_supported_names()})")
+    if not found:
+        raise UsageError(f"data.inputs: {pattern} matches no files")
+    return found
+
+
+def _match(glob: str, pattern: str) -> list:
+    from apache_beam.io.filesystem import BeamIOError
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        return FileSystems.match([glob])[0].metadata_list
+    except BeamIOError as err:
+        causes = "; ".join(str(e) for e in err.exception_details.values()) or str(err)
+        raise UsageError(f"data.inputs: cannot list {pattern}: {causes}") from None
+
+
+def resolve_raw_files(patterns: tuple[str, ...]) -> Artifact:
+    """The `RawFiles` artifact for `data.inputs`.
+
+    Args:
+        patterns: the configured paths, directories and globs.
+
+    Returns:
+        An artifact whose fingerprint covers every matched file's path, size and mtime,
+        and whose `files` property lists the paths in sorted order.
+    """
+    metadata = {}
+    for pattern in patterns:
+        for meta in match_pattern(pattern):
+            metadata[meta.path] = meta
+    entries = sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds)
+                     for m in metadata.values())
+    fingerprint = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+    return Artifact(type="RawFiles", uri=",".join(patterns), fingerprint=fingerprint,
+                    properties={"files": [e[0] for e in entries],
+                                "bytes": sum(e[1] for e in entries)})

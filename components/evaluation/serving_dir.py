@@ -1,0 +1,129 @@
+"""The serving directory: TF Serving's layout of numbered SavedModel versions.
+
+    <serving_dir>/<version>/saved_model.pb, variables/, assets/   the SavedModel
+    <serving_dir>/<version>/model_card.json                        what was pushed, and why
+
+A version directory appears by a rename of a complete copy, so any directory whose name is
+an integer and that holds `saved_model.pb` is complete. Readers (the baseline resolver,
+`lmpipe generate`) use no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+
+from pipeline.artifacts import write_json_atomic
+
+MODEL_CARD = "model_card.json"
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One complete version in a serving directory.
+
+    Attributes:
+        number: the version number.
+        path: its directory (a SavedModel).
+        card: its model card (empty if unreadable).
+    """
+
+    number: int
+    path: str
+    card: dict
+
+    @property
+    def model_fingerprint(self) -> str | None:
+        return self.card.get("model_fingerprint")
+
+
+def _numbered(serving_dir: str) -> list[int]:
+    """Every integer-named entry, complete or not (so new numbers never collide)."""
+    try:
+        names = os.listdir(serving_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def versions(serving_dir: str) -> list[Version]:
+    """The complete versions, oldest first."""
+    found = []
+    for number in _numbered(serving_dir):
+        path = os.path.join(serving_dir, str(number))
+        if os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
+            found.append(Version(number=number, path=path, card=read_card(path)))
+    return found
+
+
+def read_card(version_dir: str) -> dict:
+    """The model card of a version directory, or {} if it has none."""
+    try:
+        with open(os.path.join(version_dir, MODEL_CARD), encoding="utf-8") as f:
+            card = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def latest(serving_dir: str) -> Version | None:
+    """The highest complete version, or None."""
+    found = versions(serving_dir)
+    return found[-1] if found else None
+
+
+def baseline_for(serving_dir: str, candidate_fingerprint: str | None) -> Version | None:
+    """The newest version that is not the candidate itself (by model fingerprint).
+
+    A rerun after a push finds its own model in service; comparing a model with itself
+    would always pass a change threshold, so such versions are skipped.
+    """
+    for version in reversed(versions(serving_dir)):
+        if candidate_fingerprint is None or version.model_fingerprint != candidate_fingerprint:
+            return version
+    return None
+
+
+def next_version(serving_dir: str) -> int:
+    """The number a new version gets: one more than any existing number."""
+    numbers = _numbered(serving_dir)
+    return numbers[-1] + 1 if numbers else 1
+
+
+def publish(saved_model: str, serving_dir: str, number: int, card: dict) -> str:
+    """Copy a SavedModel and its card into `<serving_dir>/<number>`, visible only when whole.
+
+    Returns:
+        The version directory.
+    """
+    os.makedirs(serving_dir, exist_ok=True)
+    final = os.path.join(serving_dir, str(number))
+    tmp = os.path.join(serving_dir, f".{number}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copytree(saved_model, tmp)
+        write_json_atomic(os.path.join(tmp, MODEL_CARD), card)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def prune(serving_dir: str, keep: int) -> list[int]:
+    """Delete all but the newest `keep` complete versions.
+
+    Returns:
+        The numbers removed.
+    """
+    removed = []
+    for version in versions(serving_dir)[:-keep]:
+        # Rename first so a reader never sees a half-deleted version as complete.
+        doomed = os.path.join(serving_dir, f".{version.number}.deleting-{uuid.uuid4().hex[:8]}")
+        os.rename(version.path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(version.number)
+    return removed

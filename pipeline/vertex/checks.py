@@ -1,0 +1,52 @@
+"""Checks that only matter when the pipeline is compiled for Vertex AI."""
+
+from __future__ import annotations
+
+from pipeline.errors import ConfigError
+
+# The steps that run as Vertex training jobs, and the `vertex` section of their machines.
+TRAINING_STEPS = {"tune": "tune", "train": "train"}
+
+
+def check_vertex(config, nodes: list) -> None:
+    """Raise a `ConfigError` for a Vertex setting that cannot work with this config and DAG.
+
+    Args:
+        config: the resolved `LmpipeConfig`.
+        nodes: the DAG.
+    """
+    vertex = config.vertex
+    if vertex.image is None:
+        raise ConfigError("vertex.image", "is required for --target vertex (the image built "
+                          "from the Dockerfile, e.g. REGION-docker.pkg.dev/PROJECT/REPO/lmpipe:TAG)")
+    names = [node.name for node in nodes]
+    for i, step in enumerate(vertex.dataflow.steps):
+        if step not in names:
+            raise ConfigError(f"vertex.dataflow.steps[{i}]",
+                              f"expected one of {', '.join(names)}, got {step!r}")
+    _check_machine(config, "train", config.train.strategy)
+    _check_machine(config, "tune", None)
+
+
+def _check_machine(config, section: str, strategy: str | None) -> None:
+    from google.cloud.aiplatform_v1.types import AcceleratorType
+
+    machine = getattr(config.vertex, section)
+    key = f"vertex.{section}"
+    known = [name for name in AcceleratorType.__members__ if name != "ACCELERATOR_TYPE_UNSPECIFIED"]
+    if machine.accelerator_type is not None and machine.accelerator_type not in known:
+        raise ConfigError(f"{key}.accelerator_type",
+                          f"expected one of {', '.join(known)}, got {machine.accelerator_type!r}")
+    if strategy is None:
+        return
+    if machine.replica_count > 1 and strategy != "multi_worker":
+        raise ConfigError(f"{key}.replica_count", f"more than one replica needs train.strategy: "
+                          f"multi_worker, got {machine.replica_count} replicas with {strategy!r}")
+    if _is_tpu(machine) and strategy not in ("tpu", "auto"):
+        raise ConfigError("train.strategy", f"must be tpu or auto on a TPU machine "
+                          f"({machine.machine_type}), got {strategy!r}")
+
+
+def _is_tpu(machine) -> bool:
+    return ((machine.accelerator_type or "").startswith("TPU")
+            or machine.machine_type.startswith(("cloud-tpu", "ct")))

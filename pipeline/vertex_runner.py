@@ -1,0 +1,150 @@
+"""The Vertex AI runner: the DAG of `pipeline.dag.create_pipeline` as a kfp v2 pipeline.
+
+The same steps compile to a Vertex AI Pipelines spec (container tasks in `vertex.image`,
+Beam steps on Dataflow, `tune`/`train` as Vertex training jobs) and run on this machine
+through kfp.local (Python-function tasks, no container), so the entry points and argument
+passing that Vertex uses are exercised by the tests. TFX analogue: `kubeflow_v2_runner.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pipeline.vertex.steps import DEFAULT_DAG, plan_steps, resolve_dag
+
+Target = Literal["vertex", "local"]
+
+
+def create_kfp_pipeline(config, *, target: Target = "vertex", dag: str = DEFAULT_DAG):
+    """The kfp pipeline of the config's DAG.
+
+    Args:
+        config: the resolved `LmpipeConfig`.
+        target: `vertex` (container tasks for Vertex AI) or `local` (kfp.local tasks).
+        dag: `module:function` returning the DAG for a config (tests give their own).
+
+    Returns:
+        A kfp pipeline (a `GraphComponent`): compile it, or call it under `kfp.local`.
+    """
+    from kfp import dsl
+
+    from pipeline.vertex import kfp_components
+    from pipeline.vertex.checks import TRAINING_STEPS, check_vertex
+    from pipeline.vertex.dataflow import dataflow_args
+    from pipeline.vertex.jobs import vertex_name
+
+    nodes = resolve_dag(dag)(config)
+    vertex = config.vertex
+    beam_args = None
+    if target == "vertex":
+        check_vertex(config, nodes)
+        beam_args = dataflow_args(config)
+    steps = plan_steps(config, nodes, lambda name: beam_args if name in vertex.dataflow.steps else None)
+    components = {step.name: kfp_components.component_for(step, target, vertex) for step in steps}
+
+    @dsl.pipeline(name=vertex_name(config.pipeline.name),
+                  pipeline_root=vertex.pipeline_root if target == "vertex" else None)
+    def lmpipe_pipeline():
+        tasks = {}
+        for step in steps:
+            arguments = {name: tasks[upstream].outputs[output]
+                         for name, (upstream, output) in step.inputs.items()}
+            if target == "local":
+                arguments.update(dag=dag, argv=list(step.argv))
+            task = components[step.name](**arguments)
+            task.set_display_name(step.name)
+            task.set_caching_options(step.caching and vertex.enable_caching)
+            if target == "vertex" and step.name not in TRAINING_STEPS:
+                if vertex.cpu_limit:
+                    task.set_cpu_limit(vertex.cpu_limit)
+                if vertex.memory_limit:
+                    task.set_memory_limit(vertex.memory_limit)
+            tasks[step.name] = task
+
+    return lmpipe_pipeline
+
+
+def compile_pipeline(config, output: str, *, dag: str = DEFAULT_DAG) -> str:
+    """Write the Vertex AI pipeline spec (kfp v2 IR YAML) to `output`.
+
+    Returns:
+        The path written.
+    """
+    from kfp import compiler
+
+    pipeline = create_kfp_pipeline(config, target="vertex", dag=dag)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    compiler.Compiler().compile(pipeline, package_path=output)
+    return output
+
+
+def run_kfp_local(config, *, dag: str = DEFAULT_DAG, pipeline_root: str | None = None) -> str:
+    """Run the pipeline through kfp.local's subprocess runner in this Python environment.
+
+    Args:
+        config: the resolved `LmpipeConfig`.
+        dag: `module:function` returning the DAG.
+        pipeline_root: where kfp.local writes artifacts; `<pipeline.root>/kfp_local` if unset.
+
+    Returns:
+        The kfp.local pipeline root.
+
+    Raises:
+        RuntimeError: a task failed (kfp.local's own error).
+    """
+    from kfp import local
+
+    root = pipeline_root or os.path.join(os.path.abspath(config.pipeline.root), "kfp_local")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root,
+               workspace_root=os.path.join(root, "workspace"))
+    create_kfp_pipeline(config, target="local", dag=dag)()
+    return root
+
+
+
+def submit(config, *, dry_run: bool = False) -> dict:
+    """Compile the pipeline and create a Vertex AI `PipelineJob` for one run.
+
+    Args:
+        config: the resolved `LmpipeConfig`.
+        dry_run: build the request with anonymous credentials and send nothing.
+
+    Returns:
+        The request for a dry run, else the created job's name and console link.
+
+    Raises:
+        CloudError: no credentials, or Vertex AI refused or could not be reached.
+    """
+    from pipeline.vertex import jobs
+
+    return _with_spec(config, lambda spec: jobs.submit(config, spec, dry_run=dry_run))
+
+
+def schedule(config, *, dry_run: bool = False) -> dict:
+    """Compile the pipeline and create a Vertex AI `PipelineJobSchedule` on `schedule.cron`.
+
+    Args:
+        config: the resolved `LmpipeConfig`.
+        dry_run: build the request with anonymous credentials and send nothing.
+
+    Returns:
+        The request for a dry run, else the created schedule's name.
+
+    Raises:
+        CloudError: no credentials, or Vertex AI refused or could not be reached.
+    """
+    from pipeline.vertex import jobs
+
+    jobs.schedule_arguments(config)
+    return _with_spec(config, lambda spec: jobs.schedule(config, spec, dry_run=dry_run))
+
+
+def _with_spec(config, action):
+    import tempfile
+
+    from pipeline.vertex.jobs import require_submit_fields
+
+    require_submit_fields(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        return action(compile_pipeline(config, os.path.join(tmp, "pipeline.yaml")))
