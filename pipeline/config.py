@@ -142,23 +142,46 @@ class TuningConfig:
 
 @config_dataclass
 class EvaluationConfig:
+    """The release gate and what the evaluation reports (`components/evaluate.py`).
+
+    `length_bucket` is a slice feature evaluate derives from each window's `segment_ids`
+    (the longest document span in the window, in tokens), bucketed at `length_buckets`.
+    """
+
     max_perplexity: float | None = None
     max_bits_per_byte_increase: float | None = 0.005
     max_slice_bits_per_byte_increase: float | None = None
     slice_gate_min_examples: int = 20
-    slice_features: tuple[str, ...] = ("domain",)
+    slice_features: tuple[str, ...] = ("domain", "length_bucket")
+    length_buckets: tuple[int, ...] = (32, 64)
     min_slice_size: int = 1
     batch_size: int = 16
+    num_samples: int = 4
+    sample_prompt_words: int = 8
+    sample_max_tokens: int = 32
+    sample_temperature: float = 0.8
+    sample_top_k: int = 0
+    sample_top_p: float = 0.95
+    seed: int = 0
 
     def __post_init__(self):
         require_positive(self, "max_perplexity", "batch_size", "min_slice_size",
-                         "slice_gate_min_examples")
+                         "slice_gate_min_examples", "sample_prompt_words", "sample_max_tokens",
+                         "sample_temperature")
         for name in ("max_bits_per_byte_increase", "max_slice_bits_per_byte_increase"):
             value = getattr(self, name)
             require(value is None or value >= 0, name,
                     f"must be >= 0 (a relative change, 0.005 = 0.5%), got {value}")
         require(len(set(self.slice_features)) == len(self.slice_features), "slice_features",
                 f"must not repeat a feature, got {list(self.slice_features)}")
+        buckets = list(self.length_buckets)
+        require(all(b > 0 for b in buckets) and buckets == sorted(set(buckets)), "length_buckets",
+                f"must be increasing token counts > 0, got {buckets}")
+        require(self.num_samples >= 0, "num_samples", f"must be >= 0, got {self.num_samples}")
+        require(self.sample_top_k >= 0, "sample_top_k",
+                f"must be >= 0 (0 keeps all tokens), got {self.sample_top_k}")
+        require(0.0 < self.sample_top_p <= 1.0, "sample_top_p",
+                f"must be in (0, 1], got {self.sample_top_p}")
 
 
 @config_dataclass

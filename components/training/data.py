@@ -1,0 +1,117 @@
+"""tf.data input pipelines over the transform component's packed TFRecords.
+
+Examples artifact layout: `train-*.tfrecord` and `eval-*.tfrecord` shards of
+`tf.train.Example` (`token_ids` int64 [L], `segment_ids` int64 [L], `num_bytes` int64 [1],
+`domain` bytes [1]) and `feature_spec.json` (`sequence_length`, `compression`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from pipeline.errors import UsageError
+
+FEATURE_SPEC_FILE = "feature_spec.json"
+_COMPRESSION = {"none": "", "gzip": "GZIP"}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the trainer needs from `feature_spec.json`.
+
+    Attributes:
+        sequence_length: L, the fixed length of every example.
+        compression: `none` or `gzip`.
+    """
+
+    sequence_length: int
+    compression: str
+
+    @property
+    def compression_type(self) -> str:
+        return _COMPRESSION[self.compression]
+
+
+def read_feature_spec(directory: str) -> FeatureSpec:
+    """Read and check `feature_spec.json` of an examples artifact.
+
+    Args:
+        directory: the examples artifact directory.
+
+    Returns:
+        The spec.
+    """
+    path = os.path.join(directory, FEATURE_SPEC_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: missing (is {directory} an examples artifact?)") from None
+    compression = raw.get("compression", "none")
+    if compression not in _COMPRESSION:
+        raise UsageError(f"{path}: compression must be none or gzip, got {compression!r}")
+    return FeatureSpec(sequence_length=int(raw["sequence_length"]), compression=compression)
+
+
+def split_files(directory: str, split: str) -> list[str]:
+    """The sorted shard files of `split` (`train` or `eval`); may be empty."""
+    return sorted(tf.io.gfile.glob(os.path.join(directory, f"{split}-*.tfrecord*")))
+
+
+def parse_batch(serialized: tf.Tensor, sequence_length: int) -> dict:
+    """Serialized examples [B] -> model inputs {token_ids, segment_ids}, int32 [B, L]."""
+    features = {name: tf.io.FixedLenFeature([sequence_length], tf.int64)
+                for name in ("token_ids", "segment_ids")}
+    parsed = tf.io.parse_example(serialized, features)
+    return {name: tf.cast(value, tf.int32) for name, value in parsed.items()}
+
+
+def train_dataset(files: list[str], spec: FeatureSpec, batch_size: int, seed: int,
+                  shuffle_buffer: int) -> tf.data.Dataset:
+    """Endless, shuffled, fixed-size global batches for training.
+
+    Files are read in order and shuffled with a fixed seed, so the same seed gives the
+    same batches.
+
+    Args:
+        files: the train shards.
+        spec: the examples' feature spec.
+        batch_size: the global batch size.
+        seed: the shuffle seed.
+        shuffle_buffer: examples in the shuffle buffer.
+
+    Returns:
+        A dataset of {token_ids, segment_ids} int32 [batch_size, L].
+    """
+    records = tf.data.TFRecordDataset(files, compression_type=spec.compression_type)
+    dataset = (records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+               .repeat()
+               .batch(batch_size, drop_remainder=True)
+               .map(lambda batch: parse_batch(batch, spec.sequence_length),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+               .prefetch(tf.data.AUTOTUNE))
+    return dataset.with_options(_options())
+
+
+def eval_dataset(files: list[str], spec: FeatureSpec, batch_size: int,
+                 num_batches: int) -> tf.data.Dataset:
+    """The first `num_batches` batches of the eval split, in file order (last may be short)."""
+    records = tf.data.TFRecordDataset(files, compression_type=spec.compression_type)
+    dataset = (records.batch(batch_size)
+               .take(num_batches)
+               .map(lambda batch: parse_batch(batch, spec.sequence_length))
+               .prefetch(tf.data.AUTOTUNE))
+    return dataset.with_options(_options())
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = True
+    # With several workers, each keeps every N-th element of the same seeded stream: there
+    # may be fewer shard files than workers, so sharding by file is not safe.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options

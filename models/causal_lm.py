@@ -1,0 +1,80 @@
+"""The causal language-model task: a backbone plus a logits head.
+
+Backend-agnostic Keras 3, in the shape of keras-hub's tasks: the task owns only the head
+and takes its backbone as a constructor argument (tokenizer and preprocessing live
+elsewhere: `models/tokenizer.py`, `components/training/data.py`, `models/export.py`).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="lmpipe")
+class CausalLM(keras.Model):
+    """{token_ids, segment_ids} -> next-token logits [B, L, vocabulary_size].
+
+    Args:
+        backbone: a backbone with `token_embedding`, `hidden_dim`, `vocabulary_size`
+            and `call_with_cache` (e.g. `models.gpt.GPTBackbone`).
+        tie_embeddings: when True the head is the transposed token embedding; when False
+            (the default) it is its own projection.
+    """
+
+    def __init__(self, backbone, tie_embeddings=False, **kwargs):
+        # === Layers ===
+        self.backbone = backbone
+        self.lm_head = None
+        if not tie_embeddings:
+            self.lm_head = keras.layers.Dense(
+                backbone.vocabulary_size, use_bias=False, dtype=backbone.dtype_policy,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="lm_head")
+
+        # === Functional model ===
+        inputs = backbone.input
+        logits = self._logits(backbone(inputs))
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        # === Config ===
+        self.tie_embeddings = tie_embeddings
+
+    def _logits(self, hidden):
+        if self.lm_head is None:
+            return self.backbone.token_embedding(hidden, reverse=True)
+        return self.lm_head(hidden)
+
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        """Logits for `token_ids` at `cache_update_index`, with the key/value cache.
+
+        Args:
+            token_ids: int [B, T].
+            cache: float [B, num_layers, 2, max_length, num_heads, head_dim].
+            cache_update_index: int scalar, the position of `token_ids[:, 0]`.
+
+        Returns:
+            (logits [B, T, vocabulary_size], updated cache).
+        """
+        hidden, cache = self.backbone.call_with_cache(token_ids, cache, cache_update_index)
+        return self._logits(hidden), cache
+
+    def empty_cache(self, batch_size, max_length):
+        """A zero key/value cache for `batch_size` sequences of up to `max_length` tokens."""
+        backbone = self.backbone
+        shape = [batch_size, backbone.num_layers, 2, max_length, backbone.num_heads,
+                 backbone.head_dim]
+        return ops.zeros(shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "tie_embeddings": self.tie_embeddings,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
