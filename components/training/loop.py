@@ -17,7 +17,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from models.masking import causal_lm_targets, token_nll
+from models.masking import token_nll
 
 # Steps excluded from the steady-state throughput: the first traces and compiles the step,
 # the next ones still warm caches and thread pools.
@@ -59,24 +59,33 @@ class Trainer:
             under `strategy.scope()`.
         optimizer: its optimizer, built under the same scope.
         strategy: the tf.distribute strategy.
+        objective: turns a batch into (inputs, targets, weights); `models.objectives`.
+        seed: the run's seed; objectives that corrupt inputs derive per-step seeds from it.
         clip_norm: global-norm clipping threshold, or None.
         jit_compile: compile each replica's forward and backward pass with XLA.
     """
 
-    def __init__(self, model, optimizer, strategy: tf.distribute.Strategy,
-                 clip_norm: float | None, jit_compile: bool = False):
+    def __init__(self, model, optimizer, strategy: tf.distribute.Strategy, objective,
+                 seed: int, clip_norm: float | None, jit_compile: bool = False):
         self.model = model
         self.optimizer = optimizer
         self.strategy = strategy
+        self.objective = objective
+        self.seed = seed
         self.clip_norm = clip_norm
         self._grads = tf.function(self._loss_and_grads, jit_compile=jit_compile)
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
 
+    def _step_seed(self):
+        """A stateless seed per optimizer step, so a resumed run corrupts inputs identically."""
+        return tf.stack([tf.constant(self.seed, tf.int32),
+                         tf.cast(self.optimizer.iterations, tf.int32)])
+
     def _loss_and_grads(self, batch):
-        targets, weights = causal_lm_targets(batch["token_ids"], batch["segment_ids"])
+        inputs, targets, weights = self.objective.prepare(batch, self._step_seed())
         with tf.GradientTape() as tape:
-            logits = self.model(batch, training=True)
+            logits = self.model(inputs, training=True)
             nll_sum = tf.reduce_sum(token_nll(logits, targets) * weights)
         grads = tape.gradient(nll_sum, self.model.trainable_variables)
         # Embedding gradients arrive as IndexedSlices; dense ones all-reduce and scale simply.
@@ -105,8 +114,9 @@ class Trainer:
         return [self.strategy.experimental_local_results(value)[0] for value in outputs]
 
     def _replica_eval(self, batch):
-        targets, weights = causal_lm_targets(batch["token_ids"], batch["segment_ids"])
-        logits = self.model(batch, training=False)
+        inputs, targets, weights = self.objective.prepare(
+            batch, tf.constant([self.seed, -1], tf.int32))
+        logits = self.model(inputs, training=False)
         return tf.reduce_sum(token_nll(logits, targets) * weights), tf.reduce_sum(weights)
 
     def _eval_step(self, batch):

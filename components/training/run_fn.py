@@ -22,6 +22,7 @@ from components.training.optimization import make_optimizer
 from components.training.strategy import make_strategy
 from models.export import save_export
 from models.factory import build_model
+from models.objectives import objective_for
 from models.tokenizer import load_tokenizer
 from pipeline.artifacts import write_json_atomic
 from pipeline.configio import to_dict
@@ -66,8 +67,8 @@ def run_fn(examples_dir: str, tokenizer_dir: str, hyperparameters_dir: str | Non
     with strategy.scope():
         model = build_model(model_config, task_config, tokenizer.info.vocab_size)
         optimizer = make_optimizer(train_config, model)
-    trainer = Trainer(model, optimizer, strategy, train_config.clip_norm,
-                      train_config.jit_compile)
+    trainer = Trainer(model, optimizer, strategy, objective_for(model_config), train_config.seed,
+                      train_config.clip_norm, train_config.jit_compile)
     log(f"training {model.count_params():,} parameters on {strategy.num_replicas_in_sync} "
         f"replica(s), global batch {train_config.batch_size} x {spec.sequence_length} tokens")
     train_data = data.train_dataset(train_files, spec, train_config.batch_size,

@@ -15,12 +15,14 @@ def make_trainer(strategy, train_config: TrainConfig, model_config: ModelConfig 
     from components.training.loop import Trainer
     from components.training.optimization import make_optimizer
     from models.factory import build_model
+    from models.objectives import objective_for
 
     keras.utils.set_random_seed(train_config.seed)
     with strategy.scope():
         model = build_model(model_config, TaskConfig(), vocabulary_size)
         optimizer = make_optimizer(train_config, model)
-    return Trainer(model, optimizer, strategy, train_config.clip_norm, train_config.jit_compile)
+    return Trainer(model, optimizer, strategy, objective_for(model_config), train_config.seed,
+                   train_config.clip_norm, train_config.jit_compile)
 
 
 def repeat(batch: dict):
