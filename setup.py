@@ -28,6 +28,8 @@ setup(
         "sentencepiece==0.2.3",
         "tensorboard==2.21.0",
         "matplotlib==3.11.2",
+        "rouge-score==0.1.2",
+        "sacrebleu==2.6.0",
         "PyYAML==6.0.4",
     ],
     extras_require={"dev": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},

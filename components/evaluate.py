@@ -2,15 +2,26 @@
 
 TFMA runs the candidate's `score_examples` signature over the eval split, with the model in
 service (the latest pushed version that is not this very model) as its baseline, and
-computes the LM metrics of `components.evaluation.metrics` overall and per slice. The
-thresholds of the `evaluation` config section decide the blessing.
+computes the LM metrics of `components.evaluation.metrics` overall and per slice (each
+feature of `evaluation.slice_features`; `length_bucket` is derived from the windows when
+the examples lack it, see `components.evaluation.slicing`). The thresholds of
+the `evaluation` section decide the blessing. Eval document beginnings (from the optional
+`documents` input) get greedy and sampled continuations. A report page shows it all.
 
 Outputs:
     evaluation/metrics.json   {"overall": {...}, "slices": {"domain=x": {...}},
-                               "baseline": {...} | null, "diff": {...} | null}
+                               "baseline": {"overall", "slices"} | null, "diff": ... | null,
+                               "comparison": {metric: {candidate, baseline, change,
+                               relative_change}} | null,
+                               "derived_slice_features": [names evaluate derived]}
+                              (TFMA's wall time is the `tfma_seconds` output property)
+    evaluation/samples.json   prompts, continuations, ROUGE-L and BLEU (see samples.py)
+    evaluation/report.html    the page, with its PNGs beside it
     evaluation/tfma/          TFMA's own results (tfma.load_metrics and friends read them)
     blessing/blessing.json    {"blessed", "failures": [{"metric", "slice", "kind",
-                               "threshold", "value"}], "baseline", "metrics"}
+                               "threshold", "value", ...}], "ignored_failures", "baseline",
+                               "metrics", "slices", "comparison", "candidate", "lineage",
+                               "evaluation", "run_id"}: what push needs for the model card
 """
 
 from __future__ import annotations
@@ -18,84 +29,142 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
-from pipeline.artifacts import Artifact, write_json_atomic
+from pipeline.artifacts import Artifact
 from pipeline.component import ComponentSpec
 from pipeline.errors import UsageError
 
 METRICS_FILE = "metrics.json"
 BLESSING_FILE = "blessing.json"
+HEADLINE = ("perplexity", "bits_per_byte", "token_accuracy")
 
 
 def resolve_baseline(config, inputs: dict) -> Artifact | None:
     """The model in service to compare with: the newest pushed version that is not the candidate.
 
-    Its fingerprint covers the version and the pushed model's fingerprint, so a new push
-    changes evaluate's cache key.
+    The candidate is recognised by its SavedModel's digest, so a model pushed from a local
+    run is itself in a single-component (Vertex) run too. The baseline's fingerprint covers
+    the version's path and digest, so a new push changes evaluate's cache key.
     """
     from components.evaluation import serving_dir
 
     candidate = inputs.get("model")
     version = serving_dir.baseline_for(config.push.serving_dir,
-                                       candidate.fingerprint if candidate else None)
+                                       candidate_digest(candidate) if candidate else None)
     if version is None:
         return None
-    identity = f"{os.path.abspath(version.path)}|{version.model_fingerprint}"
-    return Artifact(type="Model", uri=os.path.abspath(version.path),
-                    fingerprint=hashlib.sha256(identity.encode()).hexdigest(),
-                    properties={"version": version.number,
-                                "model_fingerprint": version.model_fingerprint})
+    path = os.path.abspath(version.path)
+    digest = version.digest()
+    return Artifact(type="Model", uri=path,
+                    fingerprint=hashlib.sha256(f"{path}|{digest}".encode()).hexdigest(),
+                    properties={"version": version.number, "model_sha256": digest,
+                                "run_id": version.card.get("run_id")})
+
+
+def candidate_digest(model: Artifact) -> str | None:
+    """The digest of a model artifact's SavedModel (None if it has none)."""
+    from components.evaluation import files, serving_dir
+
+    path = model.path("saved_model")
+    if not files.exists(files.join(path, "saved_model.pb")):
+        return None
+    return serving_dir.saved_model_digest(path)
 
 
 SPEC = ComponentSpec(
     name="evaluate",
     module="components.evaluate",
-    inputs={"model": "Model", "examples": "Examples"},
+    inputs={"model": "Model", "examples": "Examples", "documents": "Documents",
+            "tokenizer": "Tokenizer"},
     outputs={"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"},
     config=("evaluation", "push"),
+    optional_inputs=("documents", "tokenizer"),
     resolvers={"baseline": resolve_baseline},
 )
 
 
 def run(inputs, outputs, runtime, evaluation, push):
-    """Evaluate the candidate (and baseline) with TFMA and write metrics and blessing.
+    """Evaluate the candidate (and baseline) with TFMA; write metrics, samples, report, blessing.
 
     Args:
-        inputs: `model`, `examples`, and `baseline` (None when nothing is in service).
+        inputs: `model`, `examples`; optional `documents` (eval prompts for samples) and
+            `tokenizer` (its fingerprint goes into the lineage); `baseline` (None when
+            nothing is in service).
         outputs: `evaluation` and `blessing` directories.
-        runtime: the run's `Runtime` (Beam options, logging).
+        runtime: the run's `Runtime` (run id, Beam options, logging).
         evaluation: the `EvaluationConfig` section.
         push: the `PushConfig` section (only its serving directory, via the resolver).
 
     Returns:
         Output properties: the headline metrics and the verdict.
     """
-    from components.evaluation import analysis, blessing, tfma_config
+    from components.evaluation import blessing, files, report, slicing
 
     candidate = _saved_model(inputs["model"])
     baseline = inputs.get("baseline")
-    eval_config = tfma_config.build_eval_config(evaluation, with_baseline=baseline is not None)
-    tfma_dir = os.path.join(outputs["evaluation"], "tfma")
-    runtime.log(f"[evaluate] TFMA over {inputs['examples'].uri}"
-                + (f" against baseline version {baseline.properties.get('version')}" if baseline else ""))
-    analysis.run_tfma(eval_config, candidate=candidate, baseline=baseline.uri if baseline else None,
-                      examples_dir=inputs["examples"].uri, output_dir=tfma_dir,
-                      beam_args=runtime.beam_args, batch_size=evaluation.batch_size)
-    by_model = analysis.read_metrics(tfma_dir)
-    metrics = _metrics_document(by_model, baseline)
-    verdict = blessing.decide(analysis.read_validation(tfma_dir), metrics,
+    derived = slicing.features_to_derive(evaluation.slice_features, inputs["examples"].uri)
+    metrics, failures, seconds = _run_tfma(inputs, outputs, runtime, evaluation, candidate,
+                                           baseline, derived)
+    files.write_json(files.join(outputs["evaluation"], METRICS_FILE), metrics)
+    samples = _samples(inputs.get("documents"), candidate, outputs, runtime, evaluation)
+    verdict = blessing.decide(failures, metrics,
                               slice_gate_min_examples=evaluation.slice_gate_min_examples,
                               baseline=_describe(baseline))
-    write_json_atomic(os.path.join(outputs["evaluation"], METRICS_FILE), metrics)
-    write_json_atomic(os.path.join(outputs["blessing"], BLESSING_FILE), verdict)
-    headline = {k: metrics["overall"].get(k) for k in ("perplexity", "bits_per_byte", "token_accuracy")}
-    runtime.log(f"[evaluate] {headline}; blessed: {verdict['blessed']}")
-    return {"evaluation": headline, "blessing": {"blessed": verdict["blessed"]}}
+    verdict.update(_provenance(inputs, candidate, runtime, evaluation),
+                   comparison=metrics["comparison"], slices=metrics["slices"])
+    files.write_json(files.join(outputs["blessing"], BLESSING_FILE), verdict)
+    report.write_report(outputs["evaluation"], metrics=metrics, verdict=verdict, samples=samples,
+                        evaluation=evaluation)
+    headline = {k: metrics["overall"].get(k) for k in HEADLINE}
+    runtime.log(f"[evaluate] {headline}; blessed: {verdict['blessed']}; TFMA took {seconds:.1f}s")
+    return {"evaluation": {**headline, "tfma_seconds": seconds},
+            "blessing": {"blessed": verdict["blessed"]}}
+
+
+def _run_tfma(inputs, outputs, runtime, evaluation, candidate: str, baseline, derived):
+    from components.evaluation import analysis, files, tfma_config
+
+    eval_config = tfma_config.build_eval_config(evaluation, with_baseline=baseline is not None)
+    tfma_dir = files.join(outputs["evaluation"], "tfma")
+    runtime.log(f"[evaluate] TFMA over {inputs['examples'].uri}"
+                + (f" against baseline version {baseline.properties.get('version')}" if baseline else ""))
+    started = time.perf_counter()
+    analysis.run_tfma(eval_config, candidate=candidate, baseline=baseline.uri if baseline else None,
+                      examples_dir=inputs["examples"].uri, output_dir=tfma_dir,
+                      beam_args=runtime.beam_args, batch_size=evaluation.batch_size,
+                      derived=derived, length_buckets=evaluation.length_buckets)
+    seconds = round(time.perf_counter() - started, 3)
+    metrics = _metrics_document(analysis.read_metrics(tfma_dir), baseline)
+    metrics["derived_slice_features"] = list(derived)
+    return metrics, analysis.read_validation(tfma_dir), seconds
+
+
+def _samples(documents: Artifact | None, candidate: str, outputs, runtime, evaluation) -> dict:
+    """samples.json: continuations of eval document beginnings (or why there are none)."""
+    from components.evaluation import files, samples
+
+    if documents is None or evaluation.num_samples == 0:
+        reason = ("evaluation.num_samples is 0" if documents is not None
+                  else "no documents input to take prompts from")
+        result = {"skipped": reason, "samples": [], "summary": None}
+    else:
+        prompts = samples.pick_prompts(documents.uri, evaluation.num_samples,
+                                       evaluation.sample_prompt_words)
+        result = samples.continue_prompts(candidate, prompts, evaluation) if prompts else {
+            "skipped": f"no eval document has more than {evaluation.sample_prompt_words} words",
+            "samples": [], "summary": None}
+    if "skipped" in result:
+        runtime.log(f"[evaluate] no samples: {result['skipped']}")
+    files.write_json(files.join(outputs["evaluation"], samples.SAMPLES_FILE), result)
+    return result
 
 
 def _saved_model(model: Artifact) -> str:
+    from components.evaluation import files
+
     path = model.path("saved_model")
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if not files.exists(files.join(path, "saved_model.pb")):
         raise UsageError(f"{model.uri}: no SavedModel at saved_model/")
     return path
 
@@ -109,15 +178,41 @@ def _metrics_document(by_model: dict, baseline: Artifact | None) -> dict:
     # TFMA reports 0 rather than failing when it is misconfigured: refuse empty results.
     if not overall.get("example_count") or not overall.get("token_count"):
         raise RuntimeError(f"TFMA computed no examples or no target tokens: {overall}")
+    base = by_model.get(BASELINE) if baseline else None
     return {"overall": overall, "slices": candidate.get("slices", {}),
-            "baseline": by_model.get(BASELINE) if baseline else None,
-            "diff": by_model.get("diff") if baseline else None}
+            "baseline": base, "diff": by_model.get("diff") if baseline else None,
+            "comparison": _comparison(overall, base["overall"]) if base else None}
+
+
+def _comparison(candidate: dict, baseline: dict) -> dict:
+    """Per metric of the overall slice: both values, the change and the relative change."""
+    table = {}
+    for name, value in candidate.items():
+        base = baseline.get(name)
+        if value is None or base is None:
+            continue
+        table[name] = {"candidate": value, "baseline": base, "change": value - base,
+                       "relative_change": (value - base) / base if base else None}
+    return table
 
 
 def _describe(baseline: Artifact | None) -> dict | None:
     if baseline is None:
         return None
-    return {"uri": baseline.uri, **baseline.properties}
+    return {"uri": baseline.uri, "fingerprint": baseline.fingerprint, **baseline.properties}
+
+
+def _provenance(inputs: dict, candidate: str, runtime, evaluation) -> dict:
+    """What push writes into the model card: which model, from which data, judged how."""
+    from components.evaluation import serving_dir
+    from pipeline.configio import to_dict
+
+    model = inputs["model"]
+    lineage = {name: ({"uri": a.uri, "fingerprint": a.fingerprint} if a else None)
+               for name, a in ((n, inputs.get(n)) for n in ("examples", "documents", "tokenizer"))}
+    return {"candidate": {"uri": model.uri, "fingerprint": model.fingerprint,
+                          "saved_model_sha256": serving_dir.saved_model_digest(candidate)},
+            "lineage": lineage, "evaluation": to_dict(evaluation), "run_id": runtime.run_id}
 
 
 def _read_json(artifact: Artifact | None, name: str) -> dict | None:

@@ -1,13 +1,21 @@
 """push (TFX Pusher): a blessed model -> a new version in the serving directory.
 
-Only a model whose `blessing.json` says blessed is pushed: its SavedModel is copied to
-`<push.serving_dir>/<N>/` (TF Serving layout, N one more than the highest number there),
-with a `model_card.json`, and the version appears by one rename. Then all but the newest
-`push.keep_versions` versions are removed. A model that is not blessed leaves the serving
-directory untouched and the run succeeds; `pushed/push.json` says why.
+Only a model whose `blessing.json` says blessed, and names this very model (by SavedModel
+digest), is pushed: its SavedModel is copied to `<push.serving_dir>/<N>/` (TF Serving
+layout, N one more than the highest number there) with a `model_card.json`, and the
+version appears by one rename. Then all but the newest `push.keep_versions` versions are
+removed. A model already in service as the latest version is not copied again. A model
+that is not blessed leaves the serving directory untouched and the run succeeds;
+`pushed/push.json` says why.
 
 Outputs:
-    pushed/push.json   {"pushed", "version", "uri", "reason", "pruned"}
+    pushed/push.json   {"pushed", "version", "uri", "reason", "pruned", "replaced"}
+
+The model card: version, run id, time; the model (URI, artifact fingerprint, SavedModel
+digest); the version it replaced; the data it came from (examples, documents, tokenizer:
+URIs and fingerprints); metrics overall and per slice; the comparison with the baseline
+and any failures ignored on small slices; the config (training hyperparameters, the
+evaluation gate, push); the train summary; lineage ids.
 """
 
 from __future__ import annotations
@@ -46,12 +54,13 @@ def run(inputs, outputs, runtime, push):
     from components.evaluation import serving_dir
 
     verdict = _read_blessing(inputs["blessing"])
-    if verdict.get("blessed") is True:
-        record = _push(inputs["model"], verdict, runtime, push)
-        runtime.log(f"[push] pushed version {record['version']} to {record['uri']}")
+    if verdict["blessed"] is True:
+        record = _push(inputs, verdict, runtime, push)
+        runtime.log(f"[push] {record['reason']}: version {record['version']} at {record['uri']}")
     else:
         reason = "not blessed: " + _failure_text(verdict.get("failures", []))
-        record = {"pushed": False, "version": None, "uri": None, "reason": reason, "pruned": []}
+        record = {"pushed": False, "version": None, "uri": None, "reason": reason, "pruned": [],
+                  "replaced": None}
         latest = serving_dir.latest(push.serving_dir)
         runtime.log(f"[push] {reason}; serving stays at "
                     f"{f'version {latest.number}' if latest else 'nothing'}")
@@ -59,32 +68,75 @@ def run(inputs, outputs, runtime, push):
     return {"pushed": {k: record[k] for k in ("pushed", "version", "uri")}}
 
 
-def _push(model: Artifact, verdict: dict, runtime, push) -> dict:
+def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
     from components.evaluation import serving_dir
 
+    model = inputs["model"]
     saved_model = model.path("saved_model")
     if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
         raise UsageError(f"{model.uri}: no SavedModel at saved_model/")
+    digest = serving_dir.saved_model_digest(saved_model)
+    blessed = (verdict.get("candidate") or {}).get("saved_model_sha256")
+    if blessed != digest:
+        raise UsageError(f"{inputs['blessing'].uri}: the blessing is for another model "
+                         f"(SavedModel {blessed}, this model {digest})")
     target = os.path.abspath(push.serving_dir)
+    latest = serving_dir.latest(target)
+    if latest is not None and latest.digest() == digest:
+        return {"pushed": False, "version": latest.number, "uri": latest.path, "pruned": [],
+                "replaced": None, "reason": "already in service"}
     number = serving_dir.next_version(target)
-    card = _model_card(model, verdict, runtime, number)
+    card = model_card(model, inputs["blessing"], verdict, runtime, push, number, digest, latest)
     uri = serving_dir.publish(saved_model, target, number, card)
     pruned = serving_dir.prune(target, push.keep_versions)
+    against = (f"compared with version {verdict['baseline'].get('version')}"
+               if verdict.get("baseline") else "no model in service")
     return {"pushed": True, "version": number, "uri": uri, "pruned": pruned,
-            "reason": "blessed" + (f" (compared with version {verdict['baseline'].get('version')})"
-                                   if verdict.get("baseline") else " (no model in service)")}
+            "replaced": latest.number if latest else None, "reason": f"blessed ({against})"}
 
 
-def _model_card(model: Artifact, verdict: dict, runtime, number: int) -> dict:
+def model_card(model: Artifact, blessing: Artifact, verdict: dict, runtime, push, number: int,
+               digest: str, replaced) -> dict:
+    """The JSON card pushed beside the SavedModel.
+
+    Args:
+        model: the model artifact.
+        blessing: the blessing artifact.
+        verdict: its content (evaluate also recorded the lineage and config there).
+        runtime: the run's `Runtime`.
+        push: the `PushConfig` section.
+        number: the new version.
+        digest: the SavedModel's digest.
+        replaced: the version in service until now (a `serving_dir.Version`), or None.
+
+    Returns:
+        The card.
+    """
+    from pipeline.configio import to_dict
+
+    training = _read_optional_json(model.path("train_summary.json"))
+    lineage = verdict.get("lineage") or {}
     return {
         "version": number,
-        "model_fingerprint": model.fingerprint,
-        "model_uri": model.uri,
         "run_id": runtime.run_id,
         "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"uri": model.uri, "fingerprint": model.fingerprint,
+                  "saved_model_sha256": digest},
+        "replaces": None if replaced is None else {
+            "version": replaced.number, "uri": replaced.path,
+            "saved_model_sha256": replaced.digest(), "run_id": replaced.card.get("run_id")},
+        "data": lineage,
         "metrics": verdict.get("metrics", {}),
+        "slices": verdict.get("slices", {}),
         "baseline": verdict.get("baseline"),
-        "training": _read_optional_json(model.path("train_summary.json")),
+        "comparison": verdict.get("comparison"),
+        "ignored_failures": verdict.get("ignored_failures", []),
+        "config": {"training": (training or {}).get("hyperparameters"),
+                   "evaluation": verdict.get("evaluation"), "push": to_dict(push)},
+        "training": training,
+        "lineage": {"model": model.fingerprint, "blessing": blessing.fingerprint,
+                    **{name: (entry or {}).get("fingerprint") for name, entry in lineage.items()},
+                    "evaluate_run_id": verdict.get("run_id"), "push_run_id": runtime.run_id},
     }
 
 
@@ -109,18 +161,27 @@ def _read_optional_json(path: str):
 
 
 def _failure_text(failures: list[dict]) -> str:
+    from components.evaluation.report import threshold_text
+
     if not failures:
         return "no failed threshold recorded"
-    return "; ".join(f"{f.get('metric')} on {f.get('slice')} = {f.get('value')} "
-                     f"fails {f.get('kind')} threshold {json.dumps(f.get('threshold'))}"
-                     for f in failures)
+    texts = []
+    for f in failures:
+        numbers = f"candidate {f.get('candidate', f.get('value'))}"
+        if f.get("kind") == "change":
+            relative = f.get("relative_change")
+            numbers += (f", baseline {f.get('baseline')}"
+                        + (f", relative change {relative:+.4%}" if relative is not None else ""))
+        texts.append(f"{f.get('metric')} on {f.get('slice')}: {numbers}; "
+                     f"{threshold_text(f.get('threshold'))}")
+    return "; ".join(texts)
 
 
 def summary(outputs: dict) -> dict:
-    """The pushed model's URI for latest_run.json, or None."""
+    """The URI of the version serving this run's model for latest_run.json, or None."""
     pushed = outputs.get("pushed")
     record = _read_optional_json(pushed.path(PUSH_FILE)) if pushed else None
-    return {"pushed_model": (record or {}).get("uri") if (record or {}).get("pushed") else None}
+    return {"pushed_model": (record or {}).get("uri")}
 
 
 if __name__ == "__main__":

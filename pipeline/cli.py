@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-k", type=int, default=0, help="0 keeps all tokens")
     generate.add_argument("--top-p", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--stream-chunk", type=int, default=8,
+                          help="new tokens per model call while streaming (0: one call)")
     generate.set_defaults(handler=cmd_generate)
 
     component = sub.add_parser(

@@ -50,7 +50,8 @@ def create_pipeline(config) -> list[Node]:
              enabled=config.tuning.enabled),
         Node(train.SPEC, {"examples": examples, "tokenizer": tokenizer_model,
                           "hyperparameters": ("tune", "hyperparameters")}),
-        Node(evaluate.SPEC, {"model": model, "examples": examples}),
+        Node(evaluate.SPEC, {"model": model, "examples": examples,
+                             "documents": ("ingest", "documents"), "tokenizer": tokenizer_model}),
         Node(push.SPEC, {"model": model, "blessing": ("evaluate", "blessing")}),
     ]
 

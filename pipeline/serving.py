@@ -3,12 +3,21 @@
 `--model` may be a SavedModel directory, a model artifact (with `saved_model/` inside), or
 a serving directory, in which case its highest complete version is used. TensorFlow is
 imported only once the arguments are known to be good.
+
+Streaming: the `generate` signature returns whole completions, so `stream` calls it for a
+few tokens at a time on the prompt plus the text so far and prints each piece as it comes.
+The exported sampler draws the token at position i with the stateless seed (seed, i), so
+a streamed completion is the one a single call gives, as long as the text so far
+re-tokenizes to the ids the model chose and prompt plus completion fit the model's
+window (beyond it, the window slides). A piece that comes back empty (the model ended the
+text) ends the stream.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Iterator
 
 from pipeline.errors import UsageError
 
@@ -55,8 +64,11 @@ def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
     return prompts
 
 
-def check_sampling(max_tokens: int, temperature: float, top_k: int, top_p: float) -> None:
+def check_sampling(max_tokens: int, temperature: float, top_k: int, top_p: float,
+                   stream_chunk: int = 0) -> None:
     """Reject sampling settings the model's `generate` signature cannot honour."""
+    if stream_chunk < 0:
+        raise UsageError(f"--stream-chunk must be >= 0 (0 = one call, no streaming), got {stream_chunk}")
     if max_tokens < 1:
         raise UsageError(f"--max-tokens must be >= 1, got {max_tokens}")
     if temperature < 0:
@@ -104,24 +116,60 @@ def generate(signature, prompts: list[str], *, max_tokens: int, temperature: flo
     return [text.decode("utf-8", "replace") for text in result["completion"].numpy()]
 
 
-def generate_cli(args) -> int:
+def stream(signature, prompt: str, *, max_tokens: int, chunk: int, temperature: float,
+           top_k: int, top_p: float, seed: int) -> Iterator[str]:
+    """The completion of one prompt, in pieces of at most `chunk` tokens as they are made.
+
+    Args:
+        signature: the model's `generate` signature.
+        prompt: the prompt.
+        max_tokens: new tokens in all.
+        chunk: new tokens per call (0: all of them in one call).
+        temperature, top_k, top_p, seed: as for `generate`.
+
+    Yields:
+        Non-empty pieces of text; joined, the completion.
+    """
+    step = chunk or max_tokens
+    text, made = "", 0
+    while made < max_tokens:
+        count = min(step, max_tokens - made)
+        [piece] = generate(signature, [prompt + text], max_tokens=count, temperature=temperature,
+                           top_k=top_k, top_p=top_p, seed=seed)
+        if not piece:
+            return
+        yield piece
+        text += piece
+        made += count
+
+
+def generate_cli(args, out=None) -> int:
     """`lmpipe generate`: print each prompt followed by its completion, one per line.
+
+    The completion is streamed: each piece is written and flushed as soon as it is made.
 
     Args:
         args: the parsed command line (model, prompt or prompts_file, max_tokens,
-            temperature, top_k, top_p, seed).
+            temperature, top_k, top_p, seed, stream_chunk).
+        out: where to write (stdout unless given).
 
     Returns:
         The exit status.
     """
-    check_sampling(args.max_tokens, args.temperature, args.top_k, args.top_p)
+    out = out or sys.stdout
+    check_sampling(args.max_tokens, args.temperature, args.top_k, args.top_p, args.stream_chunk)
     prompts = read_prompts(args.prompt, args.prompts_file)
     model_dir = resolve_model_dir(args.model)
     print(f"model: {model_dir}", file=sys.stderr, flush=True)
     signature = load_signature(model_dir, "generate")
-    completions = generate(signature, prompts, max_tokens=args.max_tokens,
-                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                           seed=args.seed)
-    for prompt, completion in zip(prompts, completions):
-        print(prompt + completion, flush=True)
+    for prompt in prompts:
+        out.write(prompt)
+        out.flush()
+        for piece in stream(signature, prompt, max_tokens=args.max_tokens,
+                            chunk=args.stream_chunk, temperature=args.temperature,
+                            top_k=args.top_k, top_p=args.top_p, seed=args.seed):
+            out.write(piece)
+            out.flush()
+        out.write("\n")
+        out.flush()
     return 0

@@ -19,7 +19,9 @@ import numpy as np
 from pipeline.artifacts import Artifact
 
 VOCAB = 8
-FIRST_LETTER = ord("a")
+# Letters h..o: their code points are 0..7 modulo VOCAB, so the text a model generates
+# maps back to the very ids it chose (as a real tokenizer round-trips its own output).
+FIRST_LETTER = ord("h")
 
 
 def bigram_table(seed: int, sharpness: float = 2.0) -> np.ndarray:
@@ -91,12 +93,14 @@ def _build_module(table: np.ndarray, sequence_length: int):
             start = tf.RaggedTensor.from_tensor(tf.zeros([tf.shape(prompt)[0], 1], tf.int64))
             ids = tf.concat([start, ids], axis=1)
             last = tf.gather(ids.flat_values, ids.row_limits() - 1)
+            # Like the real export, the draw at position i uses the seed (seed, i).
+            start = tf.cast(tf.reduce_max(ids.row_lengths()), tf.int32)
             out = tf.TensorArray(tf.int64, size=max_new_tokens)
             for step in tf.range(max_new_tokens):
                 logits = tf.gather(self.logp, last)
                 if temperature > 0.0:
                     draw = tf.random.stateless_categorical(logits / temperature, 1,
-                                                           seed=tf.stack([seed, step]))
+                                                           seed=tf.stack([seed, start + step]))
                     last = draw[:, 0]
                 else:
                     last = tf.argmax(logits, axis=-1)
@@ -156,7 +160,11 @@ def make_records(count: int, sequence_length: int, seed: int,
 
 def write_examples(directory: Path, records: list[dict], sequence_length: int, *,
                    compression: str = "none", shards: int = 2) -> None:
-    """Write records as `eval-*.tfrecord` shards plus `feature_spec.json`."""
+    """Write records as `eval-*.tfrecord` shards plus `feature_spec.json`.
+
+    Records with a `length_bucket` (as the transform writes since format 2) carry it as a
+    feature; records without one are examples of the older format.
+    """
     import tensorflow as tf
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -166,8 +174,14 @@ def write_examples(directory: Path, records: list[dict], sequence_length: int, *
         with tf.io.TFRecordWriter(str(path), options) as writer:
             for record in records[shard::shards]:
                 writer.write(_to_example(record).SerializeToString())
+    features = {"token_ids": {"dtype": "int64", "shape": [sequence_length]},
+                "segment_ids": {"dtype": "int64", "shape": [sequence_length]},
+                "num_bytes": {"dtype": "int64", "shape": [1]},
+                "domain": {"dtype": "string", "shape": [1]}}
+    if "length_bucket" in records[0]:
+        features["length_bucket"] = {"dtype": "string", "shape": [1]}
     (directory / "feature_spec.json").write_text(json.dumps(
-        {"sequence_length": sequence_length, "compression": compression}))
+        {"sequence_length": sequence_length, "compression": compression, "features": features}))
 
 
 def _to_example(record: dict):
@@ -176,12 +190,14 @@ def _to_example(record: dict):
     def ints(values):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=list(map(int, values))))
 
-    return tf.train.Example(features=tf.train.Features(feature={
-        "token_ids": ints(record["token_ids"]),
-        "segment_ids": ints(record["segment_ids"]),
-        "num_bytes": ints([record["num_bytes"]]),
-        "domain": tf.train.Feature(bytes_list=tf.train.BytesList(value=[record["domain"].encode()])),
-    }))
+    def text(value):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+
+    feature = {"token_ids": ints(record["token_ids"]), "segment_ids": ints(record["segment_ids"]),
+               "num_bytes": ints([record["num_bytes"]]), "domain": text(record["domain"])}
+    if "length_bucket" in record:
+        feature["length_bucket"] = text(record["length_bucket"])
+    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def reference_sums(table: np.ndarray, records: list[dict]) -> dict:
@@ -199,11 +215,24 @@ def reference_sums(table: np.ndarray, records: list[dict]) -> dict:
             "examples": len(records)}
 
 
+def unigram_perplexity(records: list[dict]) -> float:
+    """exp(entropy) of the target tokens' own frequencies, counted in plain Python."""
+    counts: dict[int, int] = {}
+    for record in records:
+        ids, seg = record["token_ids"], record["segment_ids"]
+        for i in range(1, len(ids)):
+            if seg[i] != 0 and seg[i] == seg[i - 1]:
+                counts[int(ids[i])] = counts.get(int(ids[i]), 0) + 1
+    total = sum(counts.values())
+    return math.exp(-sum(c / total * math.log(c / total) for c in counts.values()))
+
+
 def reference_metrics(table: np.ndarray, records: list[dict]) -> dict:
     """The evaluation metrics of the bigram model on `records`, computed in NumPy."""
     sums = reference_sums(table, records)
     mean_nll = sums["nll"] / sums["tokens"]
     return {"mean_nll": mean_nll, "perplexity": math.exp(mean_nll),
+            "unigram_perplexity": unigram_perplexity(records),
             "bits_per_byte": sums["nll"] / math.log(2) / sums["bytes"],
             "token_accuracy": sums["correct"] / sums["tokens"],
             "example_count": sums["examples"], "token_count": sums["tokens"]}
@@ -222,3 +251,22 @@ def greedy_completion(table: np.ndarray, prompt: str, max_new_tokens: int) -> st
         last = int(np.argmax(table[last]))
         letters.append(chr(FIRST_LETTER + last))
     return "".join(letters)
+
+
+def write_documents(directory: Path, eval_documents: list[dict]) -> None:
+    """A documents artifact in the ingest layout holding `eval_documents` ({"text", "domain"})."""
+    import gzip
+
+    directory.mkdir(parents=True, exist_ok=True)
+    name = "eval-00000-of-00001.jsonl.gz"
+    lines = "".join(json.dumps({"text": d["text"], "domain": d["domain"], "meta": {}}) + "\n"
+                    for d in eval_documents)
+    (directory / name).write_bytes(gzip.compress(lines.encode("utf-8"), mtime=0))
+    (directory / "stats.json").write_text(json.dumps(
+        {"splits": {"train": {"shards": []}, "eval": {"shards": [name]}}}))
+
+
+def longest_span(segment_ids) -> int:
+    """The most tokens any one document has in a window (a plain-Python count)."""
+    ids = [int(s) for s in segment_ids if s]
+    return max(ids.count(s) for s in set(ids)) if ids else 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 
 from components import push
+from components.evaluation import serving_dir
 from pipeline import serving as serving_lib
 from pipeline.config import PushConfig
 from pipeline.local_runner import Runtime
@@ -24,7 +26,9 @@ def serving(tmp_path_factory):
         tables[version] = lm.write_bigram_model(model, seed=seed, sequence_length=16)
         blessing = root / f"blessing-{version}"
         blessing.mkdir()
-        (blessing / "blessing.json").write_text(json.dumps({"blessed": True, "failures": []}))
+        digest = serving_dir.saved_model_digest(str(model / "saved_model"))
+        (blessing / "blessing.json").write_text(json.dumps({
+            "blessed": True, "failures": [], "candidate": {"saved_model_sha256": digest}}))
         out = root / f"pushed-{version}"
         out.mkdir()
         push.run({"model": lm.artifact("Model", model, f"fp-{version}"),
@@ -35,32 +39,67 @@ def serving(tmp_path_factory):
     return {"dir": root / "serving", "tables": tables, "root": root}
 
 
-def test_generate_uses_the_latest_pushed_version(serving, tmp_path):
+def test_generate_streams_from_the_latest_pushed_version(serving, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("abc\n\nhello world\n")
     result = run_lmpipe("generate", "--model", serving["dir"], "--prompts-file", prompts,
-                        "--max-tokens", "12", "--temperature", "0")
+                        "--max-tokens", "20", "--temperature", "1.0", "--seed", "3",
+                        "--stream-chunk", "3")
     assert result.returncode == 0, result.stderr
-    table = serving["tables"][2]
-    assert result.stdout.splitlines() == [
-        "abc" + lm.greedy_completion(table, "abc", 12),
-        "hello world" + lm.greedy_completion(table, "hello world", 12)]
     assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    assert [line[:len(p)] for line, p in zip(lines, ("abc", "hello world"))] == ["abc", "hello world"]
+    completions = [lines[0][3:], lines[1][len("hello world"):]]
+    assert all(len(c) == 20 and set(c) <= set("hijklmno") for c in completions)
+    # Seven calls of three tokens, in another process, sample what one call of twenty does
+    # with version 2 (not version 1, nor greedy decoding).
+    signature = serving_lib.load_signature(str(serving["dir"] / "2"), "generate")
+    assert [serving_lib.generate(signature, [p], max_tokens=20, temperature=1.0, top_k=0,
+                                 top_p=1.0, seed=3)[0] for p in ("abc", "hello world")] == completions
+    assert completions[0] != lm.greedy_completion(serving["tables"][2], "abc", 20)
+    version_1 = serving_lib.load_signature(str(serving["dir"] / "1"), "generate")
+    assert serving_lib.generate(version_1, ["abc"], max_tokens=20, temperature=1.0, top_k=0,
+                                top_p=1.0, seed=3) != [completions[0]]
 
 
-def test_generate_accepts_a_savedmodel_and_samples_reproducibly(serving):
-    version_1 = str(serving["dir"] / "1")
-    result = run_lmpipe("generate", "--model", version_1, "--prompt", "xyz", "--max-tokens", "20",
-                        "--temperature", "1.0", "--seed", "3")
-    assert result.returncode == 0, result.stderr
-    completion = result.stdout.rstrip("\n")[len("xyz"):]
-    assert len(completion) == 20 and set(completion) <= set("abcdefgh")
-    assert completion != lm.greedy_completion(serving["tables"][1], "xyz", 20)
-    # The same seed in another process samples the same text.
-    signature = serving_lib.load_signature(serving_lib.resolve_model_dir(version_1), "generate")
-    again = serving_lib.generate(signature, ["xyz"], max_tokens=20, temperature=1.0, top_k=0,
-                                 top_p=1.0, seed=3)
-    assert again == [completion]
+def test_model_may_be_a_serving_dir_a_savedmodel_or_a_model_artifact(serving):
+    latest = str(serving["dir"] / "2")
+    assert serving_lib.resolve_model_dir(str(serving["dir"])) == latest
+    assert serving_lib.resolve_model_dir(latest) == latest
+    artifact = serving["root"] / "model-1"
+    assert serving_lib.resolve_model_dir(str(artifact)) == str(artifact / "saved_model")
+
+
+def test_streaming_writes_each_piece_as_soon_as_it_is_made(serving, monkeypatch):
+    events = []
+    load = serving_lib.load_signature
+
+    def logged_signature(model_dir, name):
+        signature = load(model_dir, name)
+
+        def call(**kwargs):
+            events.append(("call", int(kwargs["max_new_tokens"].numpy())))
+            return signature(**kwargs)
+        return call
+
+    class Out:
+        def write(self, text):
+            events.append(("write", text))
+
+        def flush(self):
+            events.append(("flush",))
+
+    monkeypatch.setattr(serving_lib, "load_signature", logged_signature)
+    args = argparse.Namespace(model=str(serving["dir"]), prompt="ab", prompts_file=None,
+                              max_tokens=12, temperature=0.0, top_k=0, top_p=1.0, seed=0,
+                              stream_chunk=5)
+    assert serving_lib.generate_cli(args, out=Out()) == 0
+    greedy = lm.greedy_completion(serving["tables"][2], "ab", 12)
+    assert events == [("write", "ab"), ("flush",),
+                      ("call", 5), ("write", greedy[:5]), ("flush",),
+                      ("call", 5), ("write", greedy[5:10]), ("flush",),
+                      ("call", 2), ("write", greedy[10:]), ("flush",),
+                      ("write", "\n"), ("flush",)]
 
 
 @pytest.mark.parametrize("make_model, message", [
@@ -77,7 +116,11 @@ def test_bad_model_dir_exits_2_with_one_line(tmp_path, make_model, message):
     assert line.startswith("lmpipe: error: --model") and message in line
 
 
-def test_bad_sampling_setting_exits_2(serving):
-    result = run_lmpipe("generate", "--model", serving["dir"], "--prompt", "hi", "--top-p", "0")
+@pytest.mark.parametrize("flag, value, message", [
+    ("--top-p", "0", "--top-p must be in (0, 1], got 0.0"),
+    ("--stream-chunk", "-1", "--stream-chunk must be >= 0 (0 = one call, no streaming), got -1"),
+])
+def test_bad_sampling_setting_exits_2(serving, flag, value, message):
+    result = run_lmpipe("generate", "--model", serving["dir"], "--prompt", "hi", flag, value)
     assert result.returncode == 2
-    assert result.stderr.strip() == "lmpipe: error: --top-p must be in (0, 1], got 0.0"
+    assert result.stderr.strip() == f"lmpipe: error: {message}"

@@ -12,6 +12,25 @@ FEATURE_SPEC = "feature_spec.json"
 EVAL_PATTERN = "eval-*.tfrecord"
 
 
+def read_feature_spec(examples_dir: str) -> dict:
+    """The examples artifact's `feature_spec.json` (any Beam filesystem).
+
+    Raises:
+        UsageError: it is missing or not JSON.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    spec_path = FileSystems.join(examples_dir, FEATURE_SPEC)
+    try:
+        with FileSystems.open(spec_path) as f:
+            spec = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{spec_path}: unreadable feature spec ({err.__class__.__name__})") from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"{spec_path}: expected a JSON object")
+    return spec
+
+
 def eval_files(examples_dir: str) -> tuple[str, str]:
     """The eval shards' glob and Beam compression type of an examples artifact.
 
@@ -22,23 +41,20 @@ def eval_files(examples_dir: str) -> tuple[str, str]:
     """
     from apache_beam.io.filesystems import FileSystems
 
-    spec_path = FileSystems.join(examples_dir, FEATURE_SPEC)
-    try:
-        with FileSystems.open(spec_path) as f:
-            spec = json.loads(f.read().decode("utf-8"))
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{spec_path}: unreadable feature spec ({err.__class__.__name__})") from None
+    spec = read_feature_spec(examples_dir)
     pattern = FileSystems.join(examples_dir, EVAL_PATTERN)
     if not FileSystems.match([pattern])[0].metadata_list:
         raise UsageError(f"{examples_dir}: no eval shards ({EVAL_PATTERN})")
     compression = spec.get("compression", "none")
     if compression not in ("none", "gzip"):
-        raise UsageError(f"{spec_path}: compression must be none or gzip, got {compression!r}")
+        raise UsageError(f"{FileSystems.join(examples_dir, FEATURE_SPEC)}: compression must be "
+                         f"none or gzip, got {compression!r}")
     return pattern, ("gzip" if compression == "gzip" else "uncompressed")
 
 
 def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir: str,
-             output_dir: str, beam_args, batch_size: int) -> None:
+             output_dir: str, beam_args, batch_size: int, derived: tuple[str, ...] = (),
+             length_buckets: tuple[int, ...] = ()) -> None:
     """Evaluate the candidate (and baseline) SavedModels with TFMA on a Beam pipeline.
 
     Args:
@@ -49,6 +65,8 @@ def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir:
         output_dir: where TFMA writes its results.
         beam_args: Beam pipeline options (e.g. an explicit DirectRunner running mode).
         batch_size: examples per inference call.
+        derived: slice features to derive (see `slicing.features_to_derive`).
+        length_buckets: boundaries of a derived `length_bucket`.
     """
     import apache_beam as beam
     import tensorflow_model_analysis as tfma
@@ -59,6 +77,7 @@ def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir:
     models = [_shared_model(eval_config, candidate, CANDIDATE)]
     if baseline is not None:
         models.append(_shared_model(eval_config, baseline, BASELINE))
+    extractors = _extractors(eval_config, models, derived, length_buckets)
     records = tfxio.TFExampleBeamRecord(physical_format="inmem", telemetry_descriptors=["lmpipe"],
                                         raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
     with beam.Pipeline(options=PipelineOptions(list(beam_args))) as pipeline:
@@ -66,7 +85,25 @@ def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir:
              | "ReadEvalExamples" >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)
              | "ToRecordBatches" >> records.BeamSource(batch_size=batch_size)
              | "Evaluate" >> tfma.ExtractEvaluateAndWriteResults(
-                 eval_config=eval_config, eval_shared_model=models, output_path=output_dir))
+                 eval_config=eval_config, eval_shared_model=models, extractors=extractors,
+                 output_path=output_dir))
+
+
+def _extractors(eval_config, models: list, derived: tuple[str, ...],
+                length_buckets: tuple[int, ...]) -> list:
+    """TFMA's default extractors, with the derived slice features added just before slicing."""
+    import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis.extractors import slice_key_extractor
+
+    from components.evaluation.slicing import derive_features
+
+    extractors = tfma.default_extractors(eval_config=eval_config, eval_shared_model=models)
+    extra = derive_features(derived, length_buckets)
+    if extra is None:
+        return extractors
+    names = [e.stage_name for e in extractors]
+    at = names.index(slice_key_extractor.SLICE_KEY_EXTRACTOR_STAGE_NAME)
+    return extractors[:at] + [extra] + extractors[at:]
 
 
 def _shared_model(eval_config, path: str, name: str):

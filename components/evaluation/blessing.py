@@ -5,24 +5,50 @@ from __future__ import annotations
 
 def decide(failures: list[dict], metrics: dict, *, slice_gate_min_examples: int,
            baseline: dict | None) -> dict:
-    """The content of `blessing.json`.
+    """The verdict part of `blessing.json`.
 
     Args:
         failures: TFMA's violated thresholds (see `analysis.read_validation`).
-        metrics: the candidate's metrics, {"overall": {...}, "slices": {...}}.
+        metrics: the metrics document, {"overall", "slices", "baseline", ...}.
         slice_gate_min_examples: failures on smaller slices do not count (too noisy).
         baseline: the model in service it was compared with (version, uri, fingerprint),
             or None when nothing is in service.
 
     Returns:
-        {"blessed", "failures", "ignored_failures", "baseline", "metrics"}.
+        {"blessed", "failures", "ignored_failures", "baseline", "metrics"}; each failure
+        also carries the candidate's (and baseline's) value of its metric on its slice,
+        and for a change threshold the relative change.
     """
     counted, ignored = [], []
     for failure in failures:
+        failure = {**failure, **_numbers(metrics, failure)}
         small = _slice_examples(metrics, failure.get("slice")) < slice_gate_min_examples
         (ignored if small else counted).append(failure)
     return {"blessed": not counted, "failures": counted, "ignored_failures": ignored,
             "baseline": baseline, "metrics": metrics.get("overall", {})}
+
+
+def _values(document: dict | None, name: str | None) -> dict:
+    if not document:
+        return {}
+    if name in (None, "overall"):
+        return document.get("overall", {})
+    return document.get("slices", {}).get(name, {})
+
+
+def _numbers(metrics: dict, failure: dict) -> dict:
+    """The candidate's and baseline's values behind a failure."""
+    metric, name = failure.get("metric"), failure.get("slice")
+    if metric is None:
+        return {}
+    candidate = _values(metrics, name).get(metric)
+    numbers = {"candidate": candidate}
+    if failure.get("kind") == "change":
+        base = _values(metrics.get("baseline"), name).get(metric)
+        numbers["baseline"] = base
+        numbers["relative_change"] = ((candidate - base) / base
+                                      if None not in (candidate, base) and base else None)
+    return numbers
 
 
 def _slice_examples(metrics: dict, name: str | None) -> float:

@@ -5,6 +5,11 @@ outputs of the model's `score_examples` signature (`nll`, `num_tokens`, `num_cor
 `num_bytes`). TFMA de-duplicates identical computations, so the sums are computed once per
 slice however many of these metrics are configured. Ratios are taken of sums (token- or
 byte-weighted), never averaged per example.
+
+`UnigramPerplexity` is the floor for a model that ignores context: the perplexity of the
+slice's target tokens under their own frequencies (the best unigram model for exactly
+these tokens). It reads the examples' `token_ids` and `segment_ids`, not the model, so a
+model that learned anything beyond token frequencies scores below it.
 """
 
 from __future__ import annotations
@@ -163,9 +168,76 @@ class TokenCount(_LmMetric):
     FORMULA = staticmethod(token_count)
 
 
+class _UnigramCombiner(beam.CombineFn):
+    """Counts each target token id (targets as in training: the next token of a document)."""
+
+    def __init__(self, key: metric_types.MetricKey):
+        self._key = key
+
+    def create_accumulator(self) -> dict:
+        return {}
+
+    def add_input(self, accumulator: dict, element) -> dict:
+        features = element.features
+        tokens = np.asarray(features["token_ids"]).reshape(-1)
+        segments = np.asarray(features["segment_ids"]).reshape(-1)
+        is_target = (segments[1:] == segments[:-1]) & (segments[1:] != 0)
+        ids, counts = np.unique(tokens[1:][is_target], return_counts=True)
+        for token, count in zip(ids.tolist(), counts.tolist()):
+            accumulator[token] = accumulator.get(token, 0) + count
+        return accumulator
+
+    def merge_accumulators(self, accumulators) -> dict:
+        total: dict = {}
+        for accumulator in accumulators:
+            for token, count in accumulator.items():
+                total[token] = total.get(token, 0) + count
+        return total
+
+    def extract_output(self, accumulator: dict) -> dict:
+        return {self._key: unigram_perplexity(np.array(list(accumulator.values()), np.float64))}
+
+
+def unigram_perplexity(counts: np.ndarray) -> float:
+    """exp of the entropy (nats) of the distribution the token counts define."""
+    total = counts.sum()
+    if not total:
+        return float("nan")
+    probabilities = counts / total
+    return math.exp(-float(np.sum(probabilities * np.log(probabilities))))
+
+
+class UnigramPerplexity(metric_types.Metric):
+    """Perplexity of the slice's targets under their own unigram frequencies."""
+
+    NAME = "unigram_perplexity"
+
+    def __init__(self, name: str | None = None):
+        super().__init__(self._computations, name=name or self.NAME)
+
+    @staticmethod
+    def _computations(name: str, model_names=None, output_names=None):
+        preprocessor = metric_types.StandardMetricInputsPreprocessor(
+            include_filter={constants.FEATURES_KEY: {"token_ids": {}, "segment_ids": {}}},
+            include_default_inputs=False)
+        computations = []
+        for model_name in model_names or [""]:
+            for output_name in output_names or [""]:
+                key = metric_types.MetricKey(name=name, model_name=model_name,
+                                             output_name=output_name)
+                computations.append(metric_types.MetricComputation(
+                    keys=[key], preprocessors=[preprocessor], combiner=_UnigramCombiner(key)))
+        return computations
+
+    @property
+    def compute_confidence_interval(self) -> bool:
+        return False
+
+
 # Metric name in results -> TFMA class name (all in this module), in report order.
 LM_METRICS = {cls.NAME: cls.__name__ for cls in
-              (MeanTokenNLL, Perplexity, BitsPerByte, TokenAccuracy, TokenCount)}
+              (MeanTokenNLL, Perplexity, BitsPerByte, TokenAccuracy, TokenCount,
+               UnigramPerplexity)}
 # Whether a lower value is better, for change thresholds.
 LOWER_IS_BETTER = {"mean_nll": True, "perplexity": True, "bits_per_byte": True,
                    "token_accuracy": False}

@@ -6,10 +6,16 @@
 A version directory appears by a rename of a complete copy, so any directory whose name is
 an integer and that holds `saved_model.pb` is complete. Readers (the baseline resolver,
 `lmpipe generate`) use no TensorFlow here.
+
+A model is recognised by the SHA-256 of its SavedModel's files (`saved_model_digest`),
+recorded in the card as `model.saved_model_sha256`: the same model has the same digest
+whether it comes from a local DAG run, a single-component run or a Vertex step, which an
+artifact fingerprint (derived from a cache key or a URI) cannot promise.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,8 +43,45 @@ class Version:
     card: dict
 
     @property
-    def model_fingerprint(self) -> str | None:
-        return self.card.get("model_fingerprint")
+    def model_sha256(self) -> str | None:
+        """The digest of the SavedModel this version serves, as its card records it."""
+        model = self.card.get("model")
+        return model.get("saved_model_sha256") if isinstance(model, dict) else None
+
+    def digest(self) -> str:
+        """The SavedModel's digest: from the card, or computed when the card lacks it."""
+        return self.model_sha256 or saved_model_digest(self.path)
+
+
+def saved_model_digest(path: str) -> str:
+    """SHA-256 over a SavedModel directory's files (names and bytes), card excluded.
+
+    Args:
+        path: a SavedModel directory (on any Beam filesystem).
+
+    Returns:
+        The hex digest.
+    """
+    digest = hashlib.sha256()
+    for name, read in _files(path):
+        if name == MODEL_CARD:
+            continue
+        digest.update(name.encode() + b"\0")
+        digest.update(hashlib.sha256(read()).digest())
+    return digest.hexdigest()
+
+
+def _files(path: str):
+    """(relative name, reader) of every file below `path`, sorted by name."""
+    from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+    root = FileSystems.join(path, "")
+    found = FileSystems.match([FileSystems.join(path, "**")])[0].metadata_list
+    for meta in sorted(found, key=lambda m: m.path):
+        def read(name=meta.path):
+            with FileSystems.open(name, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                return f.read()
+        yield meta.path[len(root):], read
 
 
 def _numbered(serving_dir: str) -> list[int]:
@@ -76,14 +119,14 @@ def latest(serving_dir: str) -> Version | None:
     return found[-1] if found else None
 
 
-def baseline_for(serving_dir: str, candidate_fingerprint: str | None) -> Version | None:
-    """The newest version that is not the candidate itself (by model fingerprint).
+def baseline_for(serving_dir: str, candidate_sha256: str | None) -> Version | None:
+    """The newest version that is not the candidate itself (by SavedModel digest).
 
     A rerun after a push finds its own model in service; comparing a model with itself
     would always pass a change threshold, so such versions are skipped.
     """
     for version in reversed(versions(serving_dir)):
-        if candidate_fingerprint is None or version.model_fingerprint != candidate_fingerprint:
+        if candidate_sha256 is None or version.digest() != candidate_sha256:
             return version
     return None
 

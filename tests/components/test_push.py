@@ -1,4 +1,5 @@
-"""push: only blessed models reach the serving directory, as numbered, pruned versions."""
+"""push: only blessed models reach the serving directory, as numbered, pruned versions with
+a model card that names the run, the data and the version replaced."""
 
 from __future__ import annotations
 
@@ -9,37 +10,52 @@ from pathlib import Path
 import pytest
 
 from components import push
+from components.evaluation import serving_dir
 from pipeline.config import PushConfig
 from pipeline.errors import UsageError
 from pipeline.local_runner import Runtime
 from tests import lm_fixtures as lm
 
-FAILURE = {"metric": "perplexity", "slice": "overall", "kind": "value",
-           "threshold": {"valueThreshold": {"upperBound": 5.0}}, "value": 23.9}
+FAILURE = {"metric": "bits_per_byte", "slice": "overall", "kind": "change",
+           "threshold": {"changeThreshold": {"relative": 0.005, "direction": "LOWER_IS_BETTER"}},
+           "value": 0.25, "candidate": 1.5, "baseline": 1.25, "relative_change": 0.2}
+LINEAGE = {"examples": {"uri": "/x/examples", "fingerprint": "fp-examples"},
+           "documents": {"uri": "/x/documents", "fingerprint": "fp-documents"},
+           "tokenizer": {"uri": "/x/tokenizer", "fingerprint": "fp-tokenizer"}}
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("push") / "model"
-    lm.write_bigram_model(directory, seed=1, sequence_length=16)
-    return directory
+def models(tmp_path_factory) -> list[Path]:
+    """Three different model artifacts."""
+    root = tmp_path_factory.mktemp("push")
+    for seed in (1, 2, 3):
+        lm.write_bigram_model(root / f"model-{seed}", seed=seed, sequence_length=16)
+    return [root / f"model-{seed}" for seed in (1, 2, 3)]
 
 
-def _blessing(tmp_path: Path, blessed: bool) -> Path:
-    directory = tmp_path / f"blessing-{blessed}"
-    directory.mkdir(exist_ok=True)
+def _digest(model: Path) -> str:
+    return serving_dir.saved_model_digest(str(model / "saved_model"))
+
+
+def _blessing(tmp_path: Path, model: Path, blessed: bool, name: str) -> Path:
+    directory = tmp_path / f"blessing-{name}"
+    directory.mkdir()
     (directory / "blessing.json").write_text(json.dumps({
-        "blessed": blessed, "failures": [] if blessed else [FAILURE], "baseline": None,
-        "metrics": {"perplexity": 4.5, "bits_per_byte": 1.25}}))
+        "blessed": blessed, "failures": [] if blessed else [FAILURE], "ignored_failures": [],
+        "baseline": None, "metrics": {"perplexity": 4.5, "bits_per_byte": 1.25},
+        "slices": {"domain=a": {"perplexity": 4.0}}, "comparison": None,
+        "candidate": {"uri": str(model), "fingerprint": "fp", "saved_model_sha256": _digest(model)},
+        "lineage": LINEAGE, "evaluation": {"max_perplexity": 10.0}, "run_id": f"eval-{name}"}))
     return directory
 
 
-def _push(tmp_path: Path, model_dir: Path, fingerprint: str, blessed: bool, serving: Path,
-          keep: int = 5, run_id: str = "run-1") -> tuple[dict, Path]:
+def _push(tmp_path: Path, model: Path, blessed: bool, serving: Path, keep: int = 5,
+          run_id: str = "run-1", blessing: Path | None = None) -> tuple[dict, Path]:
     out = tmp_path / f"pushed-{run_id}"
     out.mkdir()
-    inputs = {"model": lm.artifact("Model", model_dir, fingerprint),
-              "blessing": lm.artifact("ModelBlessing", _blessing(tmp_path, blessed), "fp-b")}
+    blessing = blessing or _blessing(tmp_path, model, blessed, run_id)
+    inputs = {"model": lm.artifact("Model", model, f"fp-{run_id}"),
+              "blessing": lm.artifact("ModelBlessing", blessing, f"fp-blessing-{run_id}")}
     push.run(inputs, {"pushed": str(out)}, Runtime(run_id=run_id, root=str(tmp_path)),
              push=PushConfig(serving_dir=str(serving), keep_versions=keep))
     return json.loads((out / "push.json").read_text()), out
@@ -50,53 +66,88 @@ def _tree(directory: Path) -> dict[str, bytes]:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def test_blessed_models_become_numbered_versions_and_old_ones_are_pruned(tmp_path, model_dir):
+def test_blessed_models_become_numbered_versions_and_old_ones_are_pruned(tmp_path, models):
     serving = tmp_path / "serving"
-    records = [_push(tmp_path, model_dir, f"fp-{i}", True, serving, keep=2, run_id=f"run-{i}")[0]
-               for i in (1, 2, 3)]
+    records = [_push(tmp_path, model, True, serving, keep=2, run_id=f"run-{i}")[0]
+               for i, model in enumerate(models, start=1)]
     assert [r["version"] for r in records] == [1, 2, 3]
+    assert [r["replaced"] for r in records] == [None, 1, 2]
     assert [r["pruned"] for r in records] == [[], [], [1]]
     assert sorted(os.listdir(serving)) == ["2", "3"]
     latest = serving / "3"
     assert records[2]["uri"] == str(latest) and records[2]["pushed"] is True
     card = json.loads((latest / "model_card.json").read_text())
-    assert card["model_fingerprint"] == "fp-3" and card["run_id"] == "run-3"
-    assert card["version"] == 3 and card["metrics"] == {"perplexity": 4.5, "bits_per_byte": 1.25}
-    assert card["training"] == {"seed": 1, "sharpness": 2.0}
+    assert card["version"] == 3 and card["run_id"] == "run-3"
+    assert card["model"] == {"uri": str(models[2]), "fingerprint": "fp-run-3",
+                             "saved_model_sha256": _digest(models[2])}
+    assert card["replaces"] == {"version": 2, "uri": str(serving / "2"),
+                                "saved_model_sha256": _digest(models[1]), "run_id": "run-2"}
+    assert card["data"] == LINEAGE
+    assert card["lineage"] == {"model": "fp-run-3", "blessing": "fp-blessing-run-3",
+                               "examples": "fp-examples", "documents": "fp-documents",
+                               "tokenizer": "fp-tokenizer", "evaluate_run_id": "eval-run-3",
+                               "push_run_id": "run-3"}
+    assert card["metrics"] == {"perplexity": 4.5, "bits_per_byte": 1.25}
+    assert card["slices"] == {"domain=a": {"perplexity": 4.0}}
+    assert card["config"]["evaluation"] == {"max_perplexity": 10.0}
+    assert card["config"]["push"] == {"serving_dir": str(serving), "keep_versions": 2}
+    assert card["training"] == {"seed": 3, "sharpness": 2.0}
     pushed_files = _tree(latest)
     del pushed_files["model_card.json"]
-    assert pushed_files == _tree(model_dir / "saved_model")
+    assert pushed_files == _tree(models[2] / "saved_model")
+    assert serving_dir.saved_model_digest(str(latest)) == _digest(models[2])
     out = tmp_path / "pushed-run-3"
     assert push.summary({"pushed": lm.artifact("PushedModel", out, "fp")}) == {
         "pushed_model": str(latest)}
 
 
-def test_not_blessed_leaves_the_serving_directory_untouched(tmp_path, model_dir):
+def test_the_model_in_service_is_not_pushed_twice(tmp_path, models):
     serving = tmp_path / "serving"
-    _push(tmp_path, model_dir, "fp-old", True, serving, run_id="first")
+    _push(tmp_path, models[0], True, serving, run_id="first")
+    record, out = _push(tmp_path, models[0], True, serving, run_id="again")
+    assert record == {"pushed": False, "version": 1, "uri": str(serving / "1"), "pruned": [],
+                      "replaced": None, "reason": "already in service"}
+    assert os.listdir(serving) == ["1"]
+    assert push.summary({"pushed": lm.artifact("PushedModel", out, "fp")}) == {
+        "pushed_model": str(serving / "1")}
+
+
+def test_not_blessed_leaves_the_serving_directory_untouched(tmp_path, models):
+    serving = tmp_path / "serving"
+    _push(tmp_path, models[0], True, serving, run_id="first")
     before = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
               for p in serving.rglob("*")}
-    record, out = _push(tmp_path, model_dir, "fp-new", False, serving, run_id="second")
+    record, out = _push(tmp_path, models[1], False, serving, run_id="second")
     after = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
              for p in serving.rglob("*")}
     assert after == before
     assert record["pushed"] is False and record["version"] is None and record["uri"] is None
-    assert "not blessed" in record["reason"] and "perplexity" in record["reason"]
+    assert record["reason"] == (
+        "not blessed: bits_per_byte on overall: candidate 1.5, baseline 1.25, relative change "
+        "+20.0000%; may not worsen by more than relative 0.5000% (lower is better)")
     assert push.summary({"pushed": lm.artifact("PushedModel", out, "fp")}) == {"pushed_model": None}
 
 
-def test_not_blessed_does_not_create_a_serving_directory(tmp_path, model_dir):
+def test_not_blessed_does_not_create_a_serving_directory(tmp_path, models):
     serving = tmp_path / "serving"
-    record, _ = _push(tmp_path, model_dir, "fp", False, serving)
+    record, _ = _push(tmp_path, models[0], False, serving)
     assert record["pushed"] is False and not serving.exists()
 
 
-def test_unreadable_blessing_is_a_usage_error(tmp_path, model_dir):
+def test_a_blessing_for_another_model_is_refused(tmp_path, models):
+    serving = tmp_path / "serving"
+    other = _blessing(tmp_path, models[1], True, "other")
+    with pytest.raises(UsageError, match="the blessing is for another model"):
+        _push(tmp_path, models[0], True, serving, blessing=other)
+    assert not serving.exists()
+
+
+def test_unreadable_blessing_is_a_usage_error(tmp_path, models):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "blessing.json").write_text('{"blessed": "yes"}')
     (tmp_path / "out").mkdir()
-    inputs = {"model": lm.artifact("Model", model_dir, "fp"),
+    inputs = {"model": lm.artifact("Model", models[0], "fp"),
               "blessing": lm.artifact("ModelBlessing", bad, "fp-b")}
     with pytest.raises(UsageError, match="boolean 'blessed'"):
         push.run(inputs, {"pushed": str(tmp_path / "out")}, Runtime(run_id="r", root=str(tmp_path)),

@@ -1,0 +1,285 @@
+"""The evaluation report: one HTML page and its PNG charts, beside metrics.json.
+
+Every number on the page comes from the metrics document, blessing or samples it is given;
+a number's cell names its source (`data-doc`, `data-path` as a JSON list of keys, and the
+full-precision `data-value`), so a reader or a test can trace it back.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+
+from components.evaluation import files, slicing
+
+REPORT_FILE = "report.html"
+CHART_METRICS = ("bits_per_byte", "perplexity")
+TABLE_METRICS = ("perplexity", "bits_per_byte", "mean_nll", "token_accuracy",
+                 "unigram_perplexity", "example_count", "token_count")
+_COUNTS = ("example_count", "token_count")
+
+
+def write_report(directory: str, *, metrics: dict, verdict: dict, samples: dict, evaluation) -> str:
+    """Write `report.html` and its charts into `directory`.
+
+    Args:
+        directory: the evaluation output directory.
+        metrics: the content of metrics.json.
+        verdict: the content of blessing.json.
+        samples: the content of samples.json.
+        evaluation: the `EvaluationConfig` (slice order, thresholds shown).
+
+    Returns:
+        The page's path.
+    """
+    slices = ordered_slices(metrics.get("slices", {}), evaluation)
+    charts = [name for name in (_chart(directory, metrics, slices, m) for m in CHART_METRICS) if name]
+    body = "\n".join([
+        _verdict_section(verdict),
+        _headline_section(metrics),
+        _failures_section(verdict),
+        _slices_section(metrics, slices, charts, evaluation),
+        _samples_section(samples),
+        _settings_section(evaluation),
+    ])
+    page = files.join(directory, REPORT_FILE)
+    text = _PAGE.format(title="lmpipe evaluation", style=_STYLE, body=body)
+    files.write_bytes(page, text.encode("utf-8"), "text/html")
+    return page
+
+
+def ordered_slices(slices: dict, evaluation) -> list[str]:
+    """Slice names grouped by feature in config order; length buckets in length order."""
+    features = list(evaluation.slice_features)
+
+    def key(name: str):
+        feature, _, value = name.partition("=")
+        group = features.index(feature) if feature in features else len(features)
+        start = slicing.bucket_start(value) if feature == slicing.LENGTH_BUCKET else 0
+        return (group, start, value)
+
+    return sorted(slices, key=key)
+
+
+def fmt(value) -> str:
+    """How a number is shown: counts whole, other values to 6 significant digits."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return f"{int(value):,}"
+    return f"{value:.6g}"
+
+
+def fmt_relative(value) -> str:
+    """How a relative change is shown: a signed percentage."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:+.3%}"
+
+
+def shown(value, path: list) -> str:
+    """The text of the cell holding `value` found at `path`."""
+    return fmt_relative(value) if path and path[-1] == "relative_change" else fmt(value)
+
+
+def _num(value, doc: str, *path) -> str:
+    """A table cell holding a number traced to `doc` at `path`."""
+    attrs = f' data-doc="{doc}" data-path="{html.escape(json.dumps(list(path)))}"'
+    if value is not None:
+        attrs += f' data-value="{value!r}"'
+    return f'<td class="num"{attrs}>{shown(value, list(path))}</td>'
+
+
+def _text(value) -> str:
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+def _table(header: list[str], rows: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    return f"<table><tr>{head}</tr>\n" + "\n".join(f"<tr>{r}</tr>" for r in rows) + "</table>"
+
+
+def _verdict_section(verdict: dict) -> str:
+    blessed = verdict.get("blessed") is True
+    baseline = verdict.get("baseline")
+    against = (f"compared with version {baseline.get('version')} in service ({baseline.get('uri')})"
+               if baseline else "no model in service: value thresholds only")
+    candidate = verdict.get("candidate", {})
+    return (f'<h1 class="{"blessed" if blessed else "refused"}" id="verdict">'
+            f'{"BLESSED" if blessed else "NOT BLESSED"}</h1>\n'
+            f"<p>run {html.escape(str(verdict.get('run_id')))}; model "
+            f"{html.escape(str(candidate.get('uri')))}; {html.escape(against)}; "
+            f"{len(verdict.get('failures', []))} failed threshold(s), "
+            f"{len(verdict.get('ignored_failures', []))} ignored on small slices.</p>")
+
+
+def _headline_section(metrics: dict) -> str:
+    overall, baseline = metrics["overall"], (metrics.get("baseline") or {}).get("overall")
+    comparison = metrics.get("comparison") or {}
+    rows = []
+    for name in TABLE_METRICS:
+        cells = _text(name) + _num(overall.get(name), "metrics", "overall", name)
+        if baseline is not None:
+            change = comparison.get(name, {})
+            cells += (_num(baseline.get(name), "metrics", "baseline", "overall", name)
+                      + _num(change.get("change"), "metrics", "comparison", name, "change")
+                      + _num(change.get("relative_change"), "metrics", "comparison", name,
+                             "relative_change"))
+        rows.append(cells)
+    header = ["metric", "candidate"] + (["baseline", "change", "relative change"]
+                                        if baseline is not None else [])
+    return ("<h2>Headline metrics</h2>\n<p>TFMA over the eval split, token-weighted.</p>\n"
+            + _table(header, rows))
+
+
+def _failures_section(verdict: dict) -> str:
+    parts = ["<h2>Thresholds</h2>"]
+    for key, title in (("failures", "Failed"), ("ignored_failures", "Ignored (slice too small)")):
+        failures = verdict.get(key, [])
+        if not failures:
+            parts.append(f"<p>{title}: none.</p>")
+            continue
+        rows = []
+        for i, failure in enumerate(failures):
+            rows.append("".join([
+                _text(failure.get("metric")), _text(failure.get("slice")), _text(failure.get("kind")),
+                _text(threshold_text(failure.get("threshold"))),
+                *(_num(failure[field], "blessing", key, i, field) if field in failure else "<td></td>"
+                  for field in ("candidate", "baseline", "value", "relative_change")),
+            ]))
+        parts.append(f"<h3>{title}</h3>\n" + _table(
+            ["metric", "slice", "kind", "threshold", "candidate", "baseline",
+             "TFMA value (change for a change threshold)", "relative change"], rows))
+    return "\n".join(parts)
+
+
+def threshold_text(threshold) -> str:
+    """A TFMA threshold (as JSON) in words."""
+    if not threshold:
+        return "(none recorded)"
+    value = threshold.get("valueThreshold")
+    if value is not None:
+        bounds = [f">= {value['lowerBound']}" if "lowerBound" in value else "",
+                  f"<= {value['upperBound']}" if "upperBound" in value else ""]
+        return "value " + " and ".join(b for b in bounds if b)
+    change = threshold.get("changeThreshold", {})
+    limits = [f"relative {change['relative']:.4%}" if "relative" in change else "",
+              f"absolute {change['absolute']}" if "absolute" in change else ""]
+    direction = change.get("direction", "").lower().replace("_", " ")
+    return f"may not worsen by more than {' or '.join(l for l in limits if l)} ({direction})"
+
+
+def _slices_section(metrics: dict, slices: list[str], charts: list[str], evaluation) -> str:
+    if not slices:
+        return ("<h2>Slices</h2>\n<p>No slice reached min_slice_size "
+                f"({evaluation.min_slice_size}).</p>")
+    baseline = (metrics.get("baseline") or {}).get("slices", {})
+    rows = []
+    for name in slices:
+        values = metrics["slices"][name]
+        cells = _text(name) + "".join(_num(values.get(m), "metrics", "slices", name, m)
+                                      for m in TABLE_METRICS)
+        if metrics.get("baseline") is not None:
+            cells += _num(baseline.get(name, {}).get("bits_per_byte"), "metrics", "baseline",
+                          "slices", name, "bits_per_byte")
+        rows.append(cells)
+    header = ["slice", *TABLE_METRICS] + (["baseline bits_per_byte"]
+                                          if metrics.get("baseline") is not None else [])
+    images = "\n".join(f'<img src="{html.escape(c)}" alt="{html.escape(c)}">' for c in charts)
+    derived = metrics.get("derived_slice_features") or []
+    origin = (f" The examples carry no {', '.join(derived)}: it is derived from each window's "
+              "longest document span (evaluation.length_buckets)." if derived else "")
+    return (f"<h2>Slices</h2>\n<p>Slices with fewer than {evaluation.min_slice_size} examples "
+            f"are not computed.{html.escape(origin)}</p>\n" + images + "\n" + _table(header, rows))
+
+
+def _samples_section(samples: dict) -> str:
+    if samples.get("skipped"):
+        return f"<h2>Samples</h2>\n<p>None: {html.escape(samples['skipped'])}.</p>"
+    rows = []
+    for i, sample in enumerate(samples.get("samples", [])):
+        for kind in ("greedy", "sampled"):
+            rows.append("".join([
+                _text(sample["domain"]), _text(kind), _text(sample["prompt"]),
+                f'<td class="gen">{html.escape(sample[kind])}</td>',
+                _text(sample[f"{kind}_reference"]),
+                _num(sample[f"{kind}_rouge_l"], "samples", "samples", i, f"{kind}_rouge_l"),
+                _num(sample[f"{kind}_bleu"], "samples", "samples", i, f"{kind}_bleu"),
+            ]))
+    summary = samples.get("summary") or {}
+    totals = "".join(
+        f"<tr>{_text(kind)}{_num(summary[kind]['rouge_l'], 'samples', 'summary', kind, 'rouge_l')}"
+        f"{_num(summary[kind]['bleu'], 'samples', 'summary', kind, 'bleu')}</tr>"
+        for kind in ("greedy", "sampled") if kind in summary)
+    settings = html.escape(json.dumps(samples.get("settings", {}), sort_keys=True))
+    return ("<h2>Samples</h2>\n<p>Eval document beginnings and the model's continuations "
+            f"(settings {settings}); ROUGE-L F1 and BLEU against the document's true next words."
+            "</p>\n" + _table(["domain", "decoding", "prompt", "continuation", "true text",
+                               "ROUGE-L", "BLEU"], rows)
+            + "\n<table><tr><th>decoding</th><th>mean ROUGE-L</th><th>mean BLEU</th></tr>"
+            + totals + "</table>")
+
+
+def _settings_section(evaluation) -> str:
+    from pipeline.configio import to_dict
+
+    rows = [_text(k) + _text(json.dumps(v)) for k, v in to_dict(evaluation).items()]
+    return "<h2>Settings (evaluation section)</h2>\n" + _table(["key", "value"], rows)
+
+
+def _chart(directory: str, metrics: dict, slices: list[str], metric: str) -> str | None:
+    """A horizontal bar chart of `metric` per slice (candidate, and baseline if any)."""
+    if not slices:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    baseline = (metrics.get("baseline") or {}).get("slices")
+    candidate = [_bar(metrics["slices"][s].get(metric)) for s in slices]
+    figure = Figure(figsize=(7, 0.45 * len(slices) + 1.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    positions = list(range(len(slices)))
+    height = 0.4 if baseline is not None else 0.7
+    axes.barh([p - (height / 2 if baseline is not None else 0) for p in positions], candidate,
+              height=height, label="candidate", color="#3366cc")
+    if baseline is not None:
+        values = [_bar(baseline.get(s, {}).get(metric)) for s in slices]
+        axes.barh([p + height / 2 for p in positions], values, height=height, label="baseline",
+                  color="#aaaaaa")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.set_yticks(positions, labels=slices)
+    axes.invert_yaxis()
+    axes.set_xlabel(metric)
+    axes.set_title(f"{metric} by slice")
+    figure.tight_layout()
+    name = f"slices_{metric}.png"
+    png = io.BytesIO()
+    figure.savefig(png, format="png", metadata={"Software": None})
+    files.write_bytes(files.join(directory, name), png.getvalue(), "image/png")
+    return name
+
+
+def _bar(value) -> float:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; max-width: 80em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.gen { background: #f4f8ff; }
+h1.blessed { color: #1a7f37; } h1.refused { color: #c62828; }
+img { display: block; margin: 0.5em 0; }
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>{style}</style></head>
+<body>
+{body}
+</body></html>
+"""
