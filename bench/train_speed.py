@@ -5,7 +5,8 @@ vocabulary and packed TFRecords of the requested window, then runs the trainer's
 (TFRecords -> tf.data -> model -> AdamW, then eval and export) and prints what it measured.
 
     python -m bench.train_speed --steps 60 [--vocab 4000 --width 128 --layers 2 --heads 4
-        --sequence 128 --batch 32] [--jit-compile]
+        --sequence 128 --batch 32] [--jit-compile] [--precision mixed_bfloat16]
+        [--steps-per-execution 4]
 """
 
 from __future__ import annotations
@@ -89,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequence", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--jit-compile", action="store_true")
+    parser.add_argument("--precision", default="float32",
+                        choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--steps-per-execution", type=int, default=1)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from components.training.run_fn import run_fn
+    from components.training.run_fn import Paths, run_fn
     from pipeline import demo_corpus
     from pipeline.config import ModelConfig, TaskConfig, TrainConfig
 
@@ -107,16 +111,20 @@ def main(argv: list[str] | None = None) -> int:
                             max_sequence_length=args.sequence)
         train = TrainConfig(steps=args.steps, batch_size=args.batch, learning_rate=1e-3,
                             warmup_steps=min(10, args.steps - 1), log_every=20, eval_batches=5,
-                            jit_compile=args.jit_compile)
+                            jit_compile=args.jit_compile, precision=args.precision,
+                            steps_per_execution=args.steps_per_execution)
         (root / "model").mkdir()
         started = time.perf_counter()
-        summary = run_fn(str(root / "examples"), str(root / "tokenizer"), None,
-                         str(root / "model"), model, TaskConfig(), train,
+        paths = Paths(examples=str(root / "examples"), tokenizer=str(root / "tokenizer"),
+                      hyperparameters=None, output=str(root / "model"))
+        summary = run_fn(paths, model, TaskConfig(), train,
                          log=lambda line: print(line, file=sys.stderr, flush=True))
         total = time.perf_counter() - started
-    keys = ("train_tokens_per_second", "compile_seconds", "warmup_seconds", "parameters",
-            "final_train_loss", "eval_loss")
+    keys = ("train_tokens_per_second", "compile_seconds", "warmup_seconds", "mfu",
+            "model_flops_per_token", "parameters", "final_train_loss", "eval_loss")
     print(json.dumps({"windows": windows, "jit_compile": args.jit_compile, "steps": args.steps,
+                      "precision": args.precision,
+                      "steps_per_execution": args.steps_per_execution,
                       "run_fn_seconds": round(total, 1),
                       **{k: summary[k] for k in keys}}, indent=1))
     return 0

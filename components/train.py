@@ -1,6 +1,8 @@
-"""train (TFX Trainer): token TFRecords (+ tuned hyperparameters) -> a servable LM.
+"""train (TFX Trainer): token TFRecords (+ tuned hyperparameters, + warm start) -> a servable LM.
 
-The work is in `components/training/run_fn.py`; this module stays cheap to import.
+The work is in `components/training/` (`run_fn.py` for the flow); this module stays cheap
+to import. `train.warm_start` is an input from outside the DAG (`resolve_warm_start`), so
+the model it names is part of the cache key.
 """
 
 from __future__ import annotations
@@ -8,7 +10,28 @@ from __future__ import annotations
 import json
 import os
 
-from pipeline.component import ComponentSpec
+from pipeline.component import ComponentSpec, cache_key
+
+
+def resolve_warm_start(config, inputs: dict):
+    """The `warm_start` input: the model `train.warm_start` names (see
+    `components/training/warm_start.py`), or None when it is unset.
+
+    Args:
+        config: the resolved `LmpipeConfig`.
+        inputs: the DAG inputs resolved so far (examples, tokenizer, hyperparameters).
+
+    Returns:
+        An `Artifact` or None.
+    """
+    from components.training import warm_start
+
+    if config.train.warm_start is None:
+        return None
+    others = {name: artifact for name, artifact in inputs.items() if name != "warm_start"}
+    return warm_start.resolve(config.train.warm_start, config.push.serving_dir,
+                              cache_key(SPEC, config, others))
+
 
 SPEC = ComponentSpec(
     name="train",
@@ -17,6 +40,7 @@ SPEC = ComponentSpec(
     outputs={"model": "Model"},
     config=("model", "task", "train"),
     optional_inputs=("hyperparameters",),
+    resolvers={"warm_start": resolve_warm_start},
 )
 
 
@@ -24,10 +48,11 @@ def run(inputs, outputs, runtime, model, task, train):
     """Train the model on `inputs["examples"]` and write `outputs["model"]`.
 
     Args:
-        inputs: `examples`, `tokenizer` and (optional, None when tune did not run)
-            `hyperparameters` artifacts.
+        inputs: `examples`, `tokenizer`, `hyperparameters` (None when tune did not run)
+            and `warm_start` (None without `train.warm_start`) artifacts.
         outputs: `model` -> the directory to write the model artifact into.
-        runtime: the run's `Runtime` (progress goes to `runtime.log`).
+        runtime: the run's `Runtime` (progress goes to `runtime.log`; checkpoints to
+            `runtime.work_dir`, when there is one).
         model: `ModelConfig`.
         task: `TaskConfig`.
         train: `TrainConfig`.
@@ -35,14 +60,20 @@ def run(inputs, outputs, runtime, model, task, train):
     Returns:
         Properties of the model artifact.
     """
-    from components.training.run_fn import run_fn
+    from components.training.run_fn import Paths, run_fn
 
     hyperparameters = inputs.get("hyperparameters")
-    summary = run_fn(inputs["examples"].uri, inputs["tokenizer"].uri,
-                     hyperparameters.uri if hyperparameters else None, outputs["model"],
-                     model, task, train, log=lambda line: runtime.log(f"[train] {line}"))
+    paths = Paths(examples=inputs["examples"].uri, tokenizer=inputs["tokenizer"].uri,
+                  hyperparameters=hyperparameters.uri if hyperparameters else None,
+                  output=outputs["model"], work=runtime.work_dir,
+                  cache=os.path.join(runtime.root, ".cache"))
+    summary = run_fn(paths, model, task, train, log=lambda line: runtime.log(f"[train] {line}"),
+                     warm_start=inputs.get("warm_start"))
+    warm = summary["warm_start"] or {}
     return {"model": {"eval_loss": summary["eval_loss"],
-                      "hyperparameters_source": summary["hyperparameters"]["source"]}}
+                      "hyperparameters_source": summary["hyperparameters"]["source"],
+                      "warm_start": warm.get("source"), "steps": summary["steps"],
+                      "weights_sha256": summary["weights_sha256"]}}
 
 
 def summary(outputs) -> dict:

@@ -16,11 +16,15 @@ class CausalLM(keras.Model):
     """{token_ids, segment_ids} -> next-token logits [B, L, vocabulary_size].
 
     Args:
-        backbone: a backbone with `token_embedding`, `hidden_dim`, `vocabulary_size`
-            and `call_with_cache` (e.g. `models.gpt.GPTBackbone`).
+        backbone: a causal backbone with `token_embedding`, `vocabulary_size`,
+            `cache_shape` and `call_with_cache` (`models.gpt.GPTBackbone`,
+            `models.llama.LlamaBackbone`).
         tie_embeddings: when True the head is the transposed token embedding; when False
             (the default) it is its own projection.
     """
+
+    # What it is trained on and scored by (`models.objectives.make_objective`).
+    objective = "causal"
 
     def __init__(self, backbone, tie_embeddings=False, **kwargs):
         # === Layers ===
@@ -49,7 +53,7 @@ class CausalLM(keras.Model):
 
         Args:
             token_ids: int [B, T].
-            cache: float [B, num_layers, 2, max_length, num_heads, head_dim].
+            cache: float, the backbone's `cache_shape(B, max_length)`.
             cache_update_index: int scalar, the position of `token_ids[:, 0]`.
 
         Returns:
@@ -60,10 +64,8 @@ class CausalLM(keras.Model):
 
     def empty_cache(self, batch_size, max_length):
         """A zero key/value cache for `batch_size` sequences of up to `max_length` tokens."""
-        backbone = self.backbone
-        shape = [batch_size, backbone.num_layers, 2, max_length, backbone.num_heads,
-                 backbone.head_dim]
-        return ops.zeros(shape, dtype=self.compute_dtype)
+        return ops.zeros(self.backbone.cache_shape(batch_size, max_length),
+                         dtype=self.compute_dtype)
 
     def get_config(self):
         return {

@@ -2,39 +2,59 @@
 
 With `tokenizer.py`, one of the two TensorFlow-specific modules in `models/`. A fresh
 process loads the SavedModel with only `tensorflow` and `tensorflow_text` imported and
-calls its signatures with raw strings:
+calls its signatures with raw strings. What the numbers mean depends on the model's
+objective (`model.objective`, from `model.family`):
 
-- `score(text)`: per text, the NLL (nats) of `[bos] + ids + [eos]` with every token after
-  `bos` predicted (`nll`, `num_tokens`), and the UTF-8 byte count of the normalized text.
-  Texts longer than the model's window are scored in chunks of `window` tokens that
-  overlap by one token: every token is predicted exactly once, from at most `window - 1`
-  tokens of context (the context restarts at each chunk boundary).
+- `score(text)`: per text, summed NLL (nats) and the count of predicted tokens of
+  `[bos] + ids + [eos]`, and the UTF-8 byte count of the normalized text.
+  Causal LMs (gpt, llama): every token after `bos` is predicted from the tokens before
+  it. Texts longer than the model's window are scored in chunks of `window` tokens that
+  overlap by one token: every token is predicted exactly once, from at most
+  `window - 1` tokens of context (the context restarts at each chunk boundary).
+  Masked LMs (bert): a masked-token NLL, not a causal perplexity: the training recipe
+  (`models/mlm.py`: 15% of the real tokens chosen, 80% of those masked, 10% replaced,
+  10% kept) is applied with the fixed seed `SCORE_SEED`, and the NLL of the original
+  tokens at the chosen positions is reported (`num_tokens` counts those). The draw is a
+  function of the chunk's tokens, so a text scores the same in any batch. Long texts
+  are cut into chunks of `window` tokens that do not overlap.
 - `score_examples(examples)`: the same sums (plus `num_correct`, argmax == target) for
-  serialized packed `tf.train.Example`s, with targets as in training (`models.masking`).
+  serialized packed `tf.train.Example`s, with targets as in training (`models.objectives`).
 - `generate(prompt, max_new_tokens, temperature, top_k, top_p, seed)`: the new text only.
-  Decoding uses the model's key/value cache. Prompt plus completion fit the window: the
-  completion is at most `window - 1` tokens and the prompt keeps its last
-  `window - max_new_tokens` tokens. Temperature 0 is greedy; `top_k` 0 and `top_p`
-  outside (0, 1) switch those filters off; sampling is stateless in `seed`, so a seed
-  reproduces a completion. Generation of a row stops at `eos`.
+  Temperature 0 is greedy; `top_k` 0 and `top_p` outside (0, 1) switch those filters
+  off; sampling is stateless in `seed`, so a seed reproduces a completion. Generation of
+  a row stops at `eos`.
+  Causal LMs decode with the model's key/value cache. Prompt plus completion fit the
+  window: the completion is at most `window - 1` tokens and the prompt keeps its last
+  `window - max_new_tokens` tokens.
+  Masked LMs fill masks, left to right: the prompt is followed by `max_new_tokens` mask
+  tokens and `eos`, and each step runs the whole (bidirectional) window and fills the
+  leftmost remaining mask. A BERT-style model was not trained to write text this way,
+  so expect weak completions; the signature is there so that every family serves the
+  same contract. The completion is at most `window - 2` tokens and the prompt keeps
+  its last `window - max_new_tokens - 1` tokens.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from models.masking import causal_lm_targets, token_nll
+from models.masking import token_nll
+from models.objectives import make_objective
 from models.tokenizer import TextTokenizer
 
 _NEG = -1e9
 
+# The masked-LM corruption that `score` and `score_examples` of a masked LM measure.
+SCORE_SEED = (0, 0)
+
 
 class LanguageModelExport(tf.Module):
-    """A `tf.Module` whose signatures serve a causal LM on raw strings.
+    """A `tf.Module` whose signatures serve a language model on raw strings.
 
     Args:
-        model: a Keras causal LM ({token_ids, segment_ids} -> logits) with
-            `call_with_cache` and `empty_cache`.
+        model: a Keras LM task ({token_ids, segment_ids} -> logits) with an `objective`
+            attribute: a `CausalLM` (with `call_with_cache` and `empty_cache`) or a
+            `MaskedLM`.
         tokenizer: the tokenizer it was trained with.
         window: the sequence length it was trained on (the longest input it sees here).
     """
@@ -48,6 +68,11 @@ class LanguageModelExport(tf.Module):
         self.pad_id = int(info.pad_id)
         self.bos_id = int(info.bos_id)
         self.eos_id = int(info.eos_id)
+        self.objective = make_objective(model.objective, info.vocab_size, info.special_tokens)
+        self.causal = self.objective.causal
+        # Causal chunks overlap by one token so that every token is predicted once; masked
+        # chunks do not, so that every token is a candidate once.
+        self.overlap = 1 if self.causal else 0
         banned = [info.pad_id, info.bos_id] + [info.special_tokens[name] for name in ("mask",)
                                                if name in info.special_tokens]
         # Ids the sampler never emits: padding, a second document start, the MLM mask.
@@ -69,11 +94,11 @@ class LanguageModelExport(tf.Module):
                 "num_bytes": tf.cast(num_bytes, tf.int64)}
 
     def _chunks(self, sequences: tf.RaggedTensor):
-        """Ragged [B, n] -> windows [C, W] overlapping by one token, segment ids (1 on
-        real tokens, 0 on padding) and the row each window belongs to."""
-        stride = self.window - 1
+        """Ragged [B, n] -> windows [C, W] overlapping by `overlap` tokens, segment ids
+        (1 on real tokens, 0 on padding) and the row each window belongs to."""
+        stride = self.window - self.overlap
         lengths = tf.cast(sequences.row_lengths(), tf.int32)
-        num_chunks = (tf.maximum(lengths, 2) - 2) // stride + 1
+        num_chunks = (tf.maximum(lengths, self.overlap + 1) - self.overlap - 1) // stride + 1
         chunk_row = tf.repeat(tf.range(tf.size(lengths)), num_chunks)
         starts = tf.ragged.range(num_chunks).flat_values * stride
         positions = starts[:, None] + tf.range(self.window)[None, :]
@@ -85,8 +110,9 @@ class LanguageModelExport(tf.Module):
 
     def _sums(self, tokens, segments):
         """Per-row NLL sum, target count and correct-argmax count of packed windows."""
-        logits = self.model({"token_ids": tokens, "segment_ids": segments}, training=False)
-        targets, weights = causal_lm_targets(tokens, segments)
+        inputs, targets, weights = self.objective.prepare(
+            {"token_ids": tokens, "segment_ids": segments}, tf.constant(SCORE_SEED, tf.int32))
+        logits = self.model(inputs, training=False)
         nll = tf.reduce_sum(token_nll(logits, targets) * weights, axis=1)
         valid = weights > 0
         correct = tf.logical_and(valid, tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32),
@@ -120,19 +146,23 @@ class LanguageModelExport(tf.Module):
         tf.TensorSpec([], tf.int32, name="seed"),
     ])
     def generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
-        new = tf.clip_by_value(max_new_tokens, 0, self.window - 1)
+        # A masked LM keeps one position for the closing eos.
+        closing = 0 if self.causal else 1
+        new = tf.clip_by_value(max_new_tokens, 0, self.window - 1 - closing)
         ids = self.tokenizer.tokenize(prompt)
         prompts = tf.concat([tf.fill([ids.nrows(), 1], self.bos_id), ids], axis=1)
-        prompts = _keep_last(prompts, self.window - new)
+        prompts = _keep_last(prompts, self.window - new - closing)
         lengths = tf.cast(prompts.row_lengths(), tf.int32)
         tokens = prompts.to_tensor(default_value=self.pad_id,
                                    shape=[None, self.window])
         ends = tf.minimum(lengths + new, self.window)
-        tokens = self._decode(tokens, lengths, ends, temperature, top_k, top_p, seed)
+        decode = self._decode if self.causal else self._fill_masks
+        tokens = decode(tokens, lengths, ends, temperature, top_k, top_p, seed)
         return {"completion": self._completion(tokens, lengths, ends)}
 
     def _decode(self, tokens, lengths, ends, temperature, top_k, top_p, seed):
-        """Fill positions lengths[r] .. ends[r]-1 of each row, stopping a row at eos.
+        """Causal LMs: fill positions lengths[r] .. ends[r]-1 of each row with the key/value
+        cache, stopping a row at eos.
 
         Rows of different prompt lengths decode together: at position i a row still in
         its prompt keeps its prompt token (keras-hub's scheme), so the cache holds the
@@ -163,6 +193,32 @@ class LanguageModelExport(tf.Module):
             return tf.logical_and(i < stop, tf.reduce_any(active))
 
         _, tokens, _, _ = tf.while_loop(cond, body, (start, tokens, cache, done))
+        return tokens
+
+    def _fill_masks(self, tokens, lengths, ends, temperature, top_k, top_p, seed):
+        """Masked LMs: put masks at lengths[r] .. ends[r]-1 and eos at ends[r], then fill
+        the masks left to right, one full bidirectional pass per position."""
+        positions = tf.range(self.window)[None, :]
+        after = tf.where(positions < ends[:, None], self.objective.mask_id,
+                         tf.where(positions == ends[:, None], self.eos_id, self.pad_id))
+        tokens = tf.where(positions < lengths[:, None], tokens, after)
+        segments = tf.cast(positions <= ends[:, None], tf.int32)
+        done = tf.zeros([tf.shape(tokens)[0]], tf.bool)
+
+        def body(i, tokens, done):
+            logits = self.model({"token_ids": tokens, "segment_ids": segments}, training=False)
+            chosen = self._sample(logits[:, i, :], temperature, top_k, top_p, tf.stack([seed, i]))
+            writing = tf.logical_and(i >= lengths, tf.logical_and(i < ends, tf.logical_not(done)))
+            column = tf.where(writing, chosen, tokens[:, i])
+            tokens = tf.where(positions == i, column[:, None], tokens)
+            done = tf.logical_or(done, tf.logical_and(writing, tf.equal(chosen, self.eos_id)))
+            return i + 1, tokens, done
+
+        def cond(i, tokens, done):
+            active = tf.logical_and(tf.logical_not(done), i < ends)
+            return tf.logical_and(i < tf.reduce_max(ends), tf.reduce_any(active))
+
+        _, tokens, _ = tf.while_loop(cond, body, (tf.reduce_min(lengths), tokens, done))
         return tokens
 
     def _sample(self, logits, temperature, top_k, top_p, seed):
@@ -221,7 +277,7 @@ def save_export(model, tokenizer: TextTokenizer, window: int, directory: str) ->
     """Write the SavedModel with its `score`, `score_examples` and `generate` signatures.
 
     Args:
-        model: the trained Keras causal LM.
+        model: the trained Keras LM task (`CausalLM` or `MaskedLM`).
         tokenizer: its tokenizer.
         window: the sequence length it was trained on.
         directory: the SavedModel directory to create.

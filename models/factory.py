@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from models.attention import CachedGroupedQueryAttention
+from models.bert import BertBackbone
 from models.causal_lm import CausalLM
 from models.gpt import GPTBackbone
+from models.llama import LlamaBackbone, LlamaDecoderBlock
+from models.masked_lm import MaskedLM
 
 
 def _gpt_backbone(model_config, vocabulary_size: int) -> GPTBackbone:
@@ -20,8 +24,45 @@ def _gpt_backbone(model_config, vocabulary_size: int) -> GPTBackbone:
     )
 
 
+def _llama_backbone(model_config, vocabulary_size: int) -> LlamaBackbone:
+    return LlamaBackbone(
+        vocabulary_size=vocabulary_size,
+        num_layers=model_config.num_layers,
+        num_heads=model_config.num_heads,
+        hidden_dim=model_config.hidden_dim,
+        num_key_value_heads=model_config.num_kv_heads,
+        intermediate_dim=model_config.intermediate_dim,
+        max_sequence_length=model_config.max_sequence_length,
+        rope_max_wavelength=model_config.rope_max_wavelength,
+        dropout=model_config.dropout,
+        document_masking=model_config.document_masking,
+        name="backbone",
+    )
+
+
+def _bert_backbone(model_config, vocabulary_size: int) -> BertBackbone:
+    return BertBackbone(
+        vocabulary_size=vocabulary_size,
+        num_layers=model_config.num_layers,
+        num_heads=model_config.num_heads,
+        hidden_dim=model_config.hidden_dim,
+        intermediate_dim=model_config.intermediate_dim,
+        max_sequence_length=model_config.max_sequence_length,
+        dropout=model_config.dropout,
+        document_masking=model_config.document_masking,
+        name="backbone",
+    )
+
+
 # model.family -> backbone builder; the families' config checks live in ModelConfig.
-BACKBONES = {"gpt": _gpt_backbone}
+BACKBONES = {"gpt": _gpt_backbone, "llama": _llama_backbone, "bert": _bert_backbone}
+
+# task.type lm, by objective: the task model on top of the backbone.
+LM_TASKS = {"causal": (CausalLM, "causal_lm"), "masked": (MaskedLM, "masked_lm")}
+
+CUSTOM_OBJECTS = {f"lmpipe>{cls.__name__}": cls for cls in (
+    CausalLM, MaskedLM, GPTBackbone, LlamaBackbone, LlamaDecoderBlock,
+    CachedGroupedQueryAttention, BertBackbone)}
 
 
 def build_model(model_config, task_config, vocabulary_size: int):
@@ -33,11 +74,13 @@ def build_model(model_config, task_config, vocabulary_size: int):
         vocabulary_size: the tokenizer's vocabulary size.
 
     Returns:
-        A Keras model with freshly initialized weights, taking {token_ids, segment_ids}.
+        A Keras model with freshly initialized weights, taking {token_ids, segment_ids}
+        and returning logits [B, L, vocabulary_size].
     """
     backbone = BACKBONES[model_config.family](model_config, vocabulary_size)
     if task_config.type == "lm":
-        return CausalLM(backbone, tie_embeddings=model_config.tie_embeddings, name="causal_lm")
+        task, name = LM_TASKS[model_config.training_objective]
+        return task(backbone, tie_embeddings=model_config.tied_embeddings, name=name)
     raise ValueError(f"task.type {task_config.type!r} is not implemented")
 
 
@@ -52,5 +95,4 @@ def load_model(path: str):
     """
     import keras
 
-    return keras.saving.load_model(path, custom_objects={"lmpipe>CausalLM": CausalLM,
-                                                         "lmpipe>GPTBackbone": GPTBackbone})
+    return keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS)

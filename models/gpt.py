@@ -93,13 +93,17 @@ class GPTBackbone(keras.Model):
     def head_dim(self) -> int:
         return self.hidden_dim // self.num_heads
 
+    def cache_shape(self, batch_size, max_length) -> list:
+        """[B, num_layers, 2 (key, value), max_length, num_heads, head_dim]."""
+        return [batch_size, self.num_layers, 2, max_length, self.num_heads, self.head_dim]
+
     def call_with_cache(self, token_ids, cache, cache_update_index):
         """Hidden states of `token_ids` placed at `cache_update_index`, reading and
         updating the key/value cache (one document, causal attention only).
 
         Args:
             token_ids: int [B, T], the tokens at positions index .. index + T - 1.
-            cache: float [B, num_layers, 2, max_length, num_heads, head_dim].
+            cache: float, `cache_shape(B, max_length)`.
             cache_update_index: int scalar, the position of `token_ids[:, 0]`.
 
         Returns:

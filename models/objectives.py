@@ -1,17 +1,24 @@
 """Training objectives: what the model sees and what it must predict, per model family.
 
 The trainer, the tuner and the export ask an objective to turn a packed batch into
-(model inputs, targets, weights) instead of knowing each family's recipe themselves.
+(model inputs, targets, weights) instead of knowing each family's recipe themselves: the
+loss is the weighted sum of `models.masking.token_nll(logits, targets)`.
 Backend-agnostic Keras: only `keras.ops`.
 """
 
 from __future__ import annotations
 
+import numpy as np
+from keras import ops
+
+from models import mlm
 from models.masking import causal_lm_targets
 
 
 class CausalLMObjective:
     """Next-token prediction within each document of a packed window (GPT, llama)."""
+
+    causal = True
 
     def prepare(self, batch: dict, seed=None):
         """Inputs, targets and weights for one batch.
@@ -28,6 +35,83 @@ class CausalLMObjective:
         return {"token_ids": batch["token_ids"], "segment_ids": batch["segment_ids"]}, targets, weights
 
 
-def objective_for(model_config):
-    """The objective that trains `model.family`."""
-    return CausalLMObjective()
+class MaskedLMObjective:
+    """BERT's masked-LM recipe (`models/mlm.py`) on packed windows.
+
+    Args:
+        vocabulary_size: the tokenizer's vocabulary size.
+        special_tokens: the tokenizer artifact's special token ids by name (`mask` must be
+            there); none of them is ever chosen or drawn as a random replacement.
+        mask_rate, mask_token_rate, random_token_rate: the recipe's probabilities.
+    """
+
+    causal = False
+
+    def __init__(self, vocabulary_size: int, special_tokens: dict, mask_rate=mlm.MASK_RATE,
+                 mask_token_rate=mlm.MASK_TOKEN_RATE, random_token_rate=mlm.RANDOM_TOKEN_RATE):
+        if "mask" not in special_tokens:
+            raise ValueError("a masked-LM objective needs a tokenizer with a 'mask' special "
+                             f"token; this one has {sorted(special_tokens)}")
+        self.mask_id = int(special_tokens["mask"])
+        special = sorted({int(i) for i in special_tokens.values()})
+        self.special_ids = np.array(special, np.int32)
+        self.replacement_ids = np.setdiff1d(np.arange(vocabulary_size, dtype=np.int32),
+                                            self.special_ids)
+        self.rates = (mask_rate, mask_token_rate, random_token_rate)
+
+    def prepare(self, batch: dict, seed=(0, 0)):
+        """Corrupted inputs, the original tokens as targets, weight 1.0 where chosen.
+
+        Args:
+            batch: {token_ids int [B, L], segment_ids int [B, L], ...}.
+            seed: int32 [2]; the same seed and batch give the same corruption.
+
+        Returns:
+            (inputs dict for the model, targets int32 [B, L], weights float32 [B, L]).
+        """
+        mask_rate, mask_token_rate, random_token_rate = self.rates
+        corrupted, targets, weights = mlm.mask_tokens(
+            batch["token_ids"], batch["segment_ids"], seed, self.mask_id, self.special_ids,
+            self.replacement_ids, mask_rate, mask_token_rate, random_token_rate)
+        segment_ids = ops.convert_to_tensor(batch["segment_ids"])
+        return {"token_ids": corrupted, "segment_ids": segment_ids}, targets, weights
+
+
+def make_objective(kind: str, vocabulary_size: int | None = None,
+                   special_tokens: dict | None = None):
+    """The objective named `kind`.
+
+    Args:
+        kind: `causal` or `masked` (a task model's `objective` attribute, or
+            `ModelConfig.training_objective`).
+        vocabulary_size: the tokenizer's vocabulary size (masked only).
+        special_tokens: the tokenizer's special token ids by name (masked only).
+
+    Returns:
+        An object with `prepare(batch, seed) -> (inputs, targets, weights)` and `causal`.
+    """
+    if kind == "causal":
+        return CausalLMObjective()
+    if kind == "masked":
+        return MaskedLMObjective(vocabulary_size, special_tokens)
+    raise ValueError(f"unknown objective {kind!r} (expected 'causal' or 'masked')")
+
+
+def objective_for(model_config, tokenizer_info=None):
+    """The objective that trains `model.family` (`model.objective`).
+
+    Args:
+        model_config: `pipeline.config.ModelConfig`.
+        tokenizer_info: the tokenizer artifact's `TokenizerInfo` (needed by the masked
+            objective: its mask id, special ids and vocabulary size).
+
+    Returns:
+        The objective.
+    """
+    kind = model_config.training_objective
+    if tokenizer_info is None:
+        if kind == "masked":
+            raise ValueError(f"model.family {model_config.family!r} needs the tokenizer's "
+                             "special tokens for its masked-LM objective")
+        return make_objective(kind)
+    return make_objective(kind, tokenizer_info.vocab_size, tokenizer_info.special_tokens)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 MARKER = "lmpipe_execution.json"
 STAGING = ".staging"
+WORK = ".work"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ class Artifact:
 def execution_dir(root: str, component: str, cache_key: str) -> str:
     """Where the published outputs of (component, cache key) live."""
     return os.path.join(root, component, cache_key[:16])
+
+
+def work_dir(root: str, component: str, cache_key: str) -> str:
+    """The stable scratch directory of (component, cache key): it survives a killed run
+    (unlike staging) so that a restarted execution finds its checkpoints there."""
+    return os.path.join(root, component, WORK, cache_key[:16])
 
 
 def read_marker(directory: str) -> dict | None:

@@ -44,7 +44,13 @@ class DataConfig:
     domain_field: str | None = None
     label_field: str | None = None
     txt_mode: Literal["line", "file"] = "line"
-    normalization: Literal["NFC", "NFKC"] = "NFC"
+    invalid_utf8: Literal["drop", "replace"] = "drop"
+    control_chars: Literal["remove", "keep"] = "remove"
+    normalization: Literal["NFC", "NFKC", "none"] = "NFC"
+    whitespace: Literal["normalize", "collapse", "keep"] = "normalize"
+    min_chars: int = 1
+    max_chars: int = 1_000_000
+    dedup: bool = True
     eval_fraction: float = 0.05
     split_salt: str = "lmpipe"
 
@@ -55,14 +61,18 @@ class DataConfig:
                 f"must differ from data.text_field ({self.text_field!r})")
         require(0.0 < self.eval_fraction < 1.0, "eval_fraction",
                 f"must be between 0 and 1 (exclusive), got {self.eval_fraction}")
+        require(self.min_chars >= 1, "min_chars", f"must be >= 1, got {self.min_chars}")
+        require(self.max_chars >= max(self.min_chars, 1000), "max_chars",
+                f"must be >= 1000 and >= data.min_chars ({self.min_chars}), got {self.max_chars}")
 
 
 @config_dataclass
 class TokenizerConfig:
-    type: Literal["bpe", "unigram"] = "bpe"
+    type: Literal["bpe", "unigram", "wordpiece"] = "bpe"
     vocab_size: int = 4000
     sample_bytes: int = 50_000_000
     character_coverage: float = 0.9995
+    lower_case: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -71,36 +81,100 @@ class TokenizerConfig:
         require_positive(self, "sample_bytes")
         require(0.98 <= self.character_coverage <= 1.0, "character_coverage",
                 f"must be in [0.98, 1.0] (SentencePiece's range), got {self.character_coverage}")
+        require(not self.lower_case or self.type == "wordpiece", "lower_case",
+                f"is a WordPiece option (tokenizer.type is {self.type!r})")
 
 
 @config_dataclass
 class TransformConfig:
     sequence_length: int = 128
     compression: Literal["none", "gzip"] = "none"
+    mix_train_tails: bool = True
+    length_buckets: tuple[int, ...] = (128, 512, 2048)
+    tokenizer_processes: int | None = None
 
     def __post_init__(self):
         require(self.sequence_length >= 8, "sequence_length",
                 f"must be >= 8, got {self.sequence_length}")
+        require_positive(self, "tokenizer_processes")
+        edges = list(self.length_buckets)
+        require(all(e > 0 for e in edges) and edges == sorted(set(edges)), "length_buckets",
+                f"must be increasing token counts > 0, got {edges}")
 
 
 @config_dataclass
 class ModelConfig:
-    family: Literal["gpt"] = "gpt"
+    """The network (`models/factory.py` maps these onto the backbone's and task's arguments).
+
+    Attributes:
+        family: `gpt` (learned positions, pre-LayerNorm, GELU MLP), `llama` (rotary
+            positions, RMSNorm, SwiGLU MLP, grouped-query attention, no biases) or `bert`
+            (bidirectional encoder with learned positions and a masked-LM head).
+        objective: what `task.type: lm` trains: `causal` (next token; gpt, llama) or
+            `masked` (BERT's recipe: 15% of the real tokens chosen, of those 80% -> mask,
+            10% -> a random token, 10% kept; the loss on the chosen ones; bert). `auto`
+            is the family's own; any other pairing is an error.
+        num_layers, hidden_dim, num_heads: depth, width and attention heads.
+        num_kv_heads: llama's key/value heads (grouped-query attention); must divide
+            `num_heads`; None means `num_heads` (plain multi-head attention).
+        intermediate_dim: MLP width; None is the family's default (4 * hidden_dim for gpt
+            and bert; for llama's SwiGLU 8/3 * hidden_dim rounded up to a multiple of 8,
+            about the parameters of a 4x GELU MLP).
+        max_sequence_length: the longest window (gpt and bert learn one embedding per
+            position; llama's rotary positions have no table but keep the bound).
+        rope_max_wavelength: the base of llama's rotary frequencies.
+        dropout: dropout rate.
+        document_masking: a token attends only to its own document of a packed window.
+        tie_embeddings: the output projection is the token embedding; None is the
+            family's default (tied for bert, as in BERT; untied for gpt and llama).
+    """
+
+    family: Literal["gpt", "llama", "bert"] = "gpt"
+    objective: Literal["auto", "causal", "masked"] = "auto"
     num_layers: int = 2
     hidden_dim: int = 128
     num_heads: int = 4
+    num_kv_heads: int | None = None
     intermediate_dim: int | None = None
     max_sequence_length: int = 512
+    rope_max_wavelength: float = 10_000.0
     dropout: float = 0.0
     document_masking: bool = True
-    tie_embeddings: bool = False
+    tie_embeddings: bool | None = None
 
     def __post_init__(self):
-        require_positive(self, "num_layers", "hidden_dim", "num_heads", "intermediate_dim",
-                         "max_sequence_length")
+        require_positive(self, "num_layers", "hidden_dim", "num_heads", "num_kv_heads",
+                         "intermediate_dim", "max_sequence_length", "rope_max_wavelength")
         require(self.hidden_dim % self.num_heads == 0, "hidden_dim",
                 f"must be a multiple of model.num_heads ({self.num_heads}), got {self.hidden_dim}")
         require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        require(self.num_kv_heads is None or self.family == "llama", "num_kv_heads",
+                f"is a llama option (model.family is {self.family!r})")
+        require(self.num_kv_heads is None or self.num_heads % self.num_kv_heads == 0,
+                "num_kv_heads", f"must divide model.num_heads ({self.num_heads}), "
+                f"got {self.num_kv_heads}")
+        head_dim = self.hidden_dim // self.num_heads
+        require(self.family != "llama" or head_dim % 2 == 0, "hidden_dim",
+                f"must give llama an even head dim for rotary positions "
+                f"(hidden_dim / num_heads = {head_dim})")
+        own = FAMILY_OBJECTIVES[self.family]
+        require(self.objective in ("auto", own), "objective",
+                f"must be {own!r} or 'auto' for model.family {self.family!r} "
+                f"(got {self.objective!r})")
+
+    @property
+    def training_objective(self) -> str:
+        """`causal` or `masked`: the objective `auto` stands for."""
+        return FAMILY_OBJECTIVES[self.family] if self.objective == "auto" else self.objective
+
+    @property
+    def tied_embeddings(self) -> bool:
+        """Whether the output projection is the token embedding (the family's default if unset)."""
+        return self.family == "bert" if self.tie_embeddings is None else self.tie_embeddings
+
+
+# Each family's objective: decoders predict the next token, the encoder masked tokens.
+FAMILY_OBJECTIVES = {"gpt": "causal", "llama": "causal", "bert": "masked"}
 
 
 @config_dataclass
@@ -110,29 +184,117 @@ class TaskConfig:
 
 @config_dataclass
 class TrainConfig:
-    steps: int = 1000
+    """How the train component trains (`components/train.py`, `components/training/`).
+
+    Attributes:
+        steps: optimizer steps to take (None: `max_tokens` alone is the budget).
+        max_tokens: token budget, counted as token positions (`batch_size` times the
+            sequence length per step); with `steps` also set, whichever ends first.
+        batch_size: the global batch per optimizer step, whatever the replica count.
+        grad_accum_steps: each replica's share of the batch runs as this many micro-batches
+            whose gradients are summed before one update (less memory, the same update).
+        learning_rate: the peak learning rate.
+        schedule: after a linear warm-up over `warmup_steps`: `constant`, `cosine`,
+            `linear` (both reach `learning_rate * min_learning_rate_ratio` at the last
+            step) or `inverse_sqrt` (`learning_rate * sqrt(warmup / step)`, floored there).
+        warmup_steps: steps of linear warm-up; the first step already gets a non-zero rate.
+        min_learning_rate_ratio: the decay's floor as a fraction of `learning_rate`.
+        optimizer: `sgd`, `momentum` (SGD with momentum), `rmsprop`, `adam`, `adamw`,
+            `lion` or `adafactor` (Keras built-ins).
+        weight_decay: decoupled weight decay of weight matrices (norms, biases and
+            embeddings are left alone); None: 0.01 for adamw and lion, 0 otherwise.
+        momentum: the momentum of `momentum`.
+        nesterov: Nesterov momentum (`momentum` only).
+        beta_1: first-moment decay of adam, adamw and lion.
+        beta_2: second-moment decay of adam and adamw, the update interpolation of lion;
+            None: 0.95 (adam, adamw) or 0.99 (lion).
+        epsilon: the denominator's epsilon of adam, adamw and rmsprop.
+        clip_norm: clip the all-reduced gradient to this global norm (None: no clipping).
+        precision: `float32`, `mixed_bfloat16`, or `mixed_float16` (with dynamic loss
+            scaling); variables stay float32 and the exported model is float32.
+        jit_compile: compile each micro-batch's forward and backward pass with XLA.
+        steps_per_execution: optimizer steps per compiled call (fewer host round trips).
+        strategy: `auto` (TPU if a resolver finds one, mirrored over more than one GPU,
+            else default), `default`, `one_device`, `mirrored`, `multi_worker` (TF_CONFIG,
+            as Vertex AI sets it) or `tpu`.
+        shuffle_buffer: examples in the training shuffle buffer.
+        seed: seeds initialization, shuffling and input corruption.
+        log_every: steps between progress lines, TensorBoard and CSV rows.
+        eval_every: steps between evaluations on the eval split (None: only at the end).
+        eval_batches: eval batches per evaluation (the first ones, in file order).
+        early_stopping_patience: stop after this many evaluations in a row without an eval
+            loss below the best by more than `early_stopping_min_delta` (needs eval_every).
+        early_stopping_min_delta: the improvement that counts, in nats.
+        checkpoint_every: steps between checkpoints, from which a restarted run resumes
+            (None: no checkpoints).
+        keep_checkpoints: how many of the newest checkpoints to keep.
+        warm_start: initial weights: a model artifact, SavedModel directory or `.keras`
+            file, or `latest_pushed` (the newest version in `push.serving_dir`; none yet
+            means a fresh start). The tokenizer and the shapes must match.
+    """
+
+    steps: int | None = 1000
+    max_tokens: int | None = None
     batch_size: int = 32
+    grad_accum_steps: int = 1
     learning_rate: float = 1e-3
-    optimizer: Literal["adamw"] = "adamw"
-    weight_decay: float = 0.01
+    schedule: Literal["constant", "cosine", "linear", "inverse_sqrt"] = "cosine"
     warmup_steps: int = 0
     min_learning_rate_ratio: float = 0.1
+    optimizer: Literal["sgd", "momentum", "rmsprop", "adam", "adamw", "lion",
+                       "adafactor"] = "adamw"
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    nesterov: bool = False
+    beta_1: float = 0.9
+    beta_2: float | None = None
+    epsilon: float = 1e-8
     clip_norm: float | None = 1.0
-    strategy: Literal["auto", "default", "one_device", "mirrored"] = "auto"
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     jit_compile: bool = False
+    steps_per_execution: int = 1
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker",
+                      "tpu"] = "auto"
     shuffle_buffer: int = 10_000
     seed: int = 0
     log_every: int = 10
+    eval_every: int | None = None
     eval_batches: int = 20
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
+    checkpoint_every: int | None = 100
+    keep_checkpoints: int = 3
+    warm_start: str | None = None
 
     def __post_init__(self):
-        require_positive(self, "steps", "batch_size", "learning_rate", "clip_norm", "log_every",
-                         "eval_batches", "shuffle_buffer")
-        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        require(0 <= self.warmup_steps < self.steps, "warmup_steps",
-                f"must be in [0, train.steps), got {self.warmup_steps}")
+        require_positive(self, "steps", "max_tokens", "batch_size", "grad_accum_steps",
+                         "learning_rate", "epsilon", "clip_norm", "steps_per_execution",
+                         "shuffle_buffer", "log_every", "eval_every", "eval_batches",
+                         "early_stopping_patience", "checkpoint_every", "keep_checkpoints")
+        require(self.steps is not None or self.max_tokens is not None, "steps",
+                "set train.steps or train.max_tokens (the training budget), got neither")
+        require(self.batch_size % self.grad_accum_steps == 0, "grad_accum_steps",
+                f"must divide train.batch_size ({self.batch_size}), got {self.grad_accum_steps}")
+        require(self.warmup_steps >= 0 and (self.steps is None or self.warmup_steps < self.steps),
+                "warmup_steps", f"must be in [0, train.steps), got {self.warmup_steps}")
         require(0.0 <= self.min_learning_rate_ratio <= 1.0, "min_learning_rate_ratio",
                 f"must be in [0, 1], got {self.min_learning_rate_ratio}")
+        require(self.weight_decay is None or self.weight_decay >= 0, "weight_decay",
+                f"must be >= 0, got {self.weight_decay}")
+        for name in ("momentum", "beta_1", "beta_2"):
+            value = getattr(self, name)
+            require(value is None or 0.0 <= value < 1.0, name, f"must be in [0, 1), got {value}")
+        require(not self.nesterov or self.optimizer == "momentum", "nesterov",
+                f"is an option of train.optimizer 'momentum' (got {self.optimizer!r})")
+        require(self.early_stopping_patience is None or self.eval_every is not None,
+                "early_stopping_patience", "needs train.eval_every (evaluations to compare)")
+        require(self.early_stopping_min_delta >= 0, "early_stopping_min_delta",
+                f"must be >= 0, got {self.early_stopping_min_delta}")
+        require(not (self.strategy == "tpu" and self.precision == "mixed_float16"), "precision",
+                "must be float32 or mixed_bfloat16 with train.strategy 'tpu' (TPUs compute "
+                "in bfloat16), got 'mixed_float16'")
+        require(self.warm_start is None or bool(self.warm_start.strip()), "warm_start",
+                "must be a path or 'latest_pushed', got ''")
 
 
 @config_dataclass
@@ -144,8 +306,22 @@ class TuningConfig:
 class EvaluationConfig:
     """The release gate and what the evaluation reports (`components/evaluate.py`).
 
-    `length_bucket` is a slice feature evaluate derives from each window's `segment_ids`
-    (the longest document span in the window, in tokens), bucketed at `length_buckets`.
+    Attributes:
+        max_perplexity: value threshold on the overall perplexity (None: no bound).
+        max_bits_per_byte_increase: change threshold against the model in service: overall
+            bits per byte may worsen by at most this fraction (0.005 = 0.5%).
+        max_slice_bits_per_byte_increase: the same on every slice of `slice_features`.
+        slice_gate_min_examples: slice failures on fewer examples do not block the push.
+        slice_features: one-value example features to slice by. Examples without a
+            `length_bucket` feature get one derived from each window's `segment_ids`
+            (its longest document span, in tokens).
+        length_buckets: edges of that derived bucket (32, 64 -> 0-31, 32-63, 64+).
+        min_slice_size: TFMA computes no metrics for smaller slices.
+        batch_size: examples per model call in TFMA.
+        num_samples: eval document beginnings to continue (0: none).
+        sample_prompt_words: words of each document used as the prompt.
+        sample_max_tokens, sample_temperature, sample_top_k, sample_top_p, seed: decoding
+            of the samples (one greedy and one sampled continuation each).
     """
 
     max_perplexity: float | None = None
@@ -186,6 +362,13 @@ class EvaluationConfig:
 
 @config_dataclass
 class PushConfig:
+    """Where blessed models go (`components/push.py`).
+
+    Attributes:
+        serving_dir: the TF Serving style directory of numbered versions.
+        keep_versions: how many of the newest versions to keep.
+    """
+
     serving_dir: str = "serving"
     keep_versions: int = 5
 
@@ -373,3 +556,6 @@ class LmpipeConfig:
                 "transform.sequence_length",
                 f"must be <= model.max_sequence_length ({self.model.max_sequence_length}), "
                 f"got {self.transform.sequence_length}")
+        # With bert, task.type lm means masked-LM pretraining (ModelConfig.objective).
+        require(self.model.family != "bert" or self.task.type == "lm", "task.type",
+                f"must be 'lm' (masked LM) for model.family 'bert', got {self.task.type!r}")

@@ -6,11 +6,15 @@ URIs; inputs that come from outside the DAG are resolved as the local runner wou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import shutil
 import sys
 
 from pipeline.artifacts import Artifact
+from pipeline.component import cache_key
 from pipeline.dag import create_pipeline
 from pipeline.errors import UsageError
 
@@ -66,11 +70,44 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
         if "://" not in uri:
             os.makedirs(uri, exist_ok=True)
     root = os.path.abspath(config.pipeline.root)
-    runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args)
+    work_dir = _work_dir(spec, config, inputs, output_uris)
+    runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args,
+                      work_dir=work_dir)
     properties = spec.load().run(inputs=inputs, outputs=output_uris, runtime=runtime,
                                  **spec.sections(config)) or {}
+    if work_dir is not None and _is_chief_replica():
+        shutil.rmtree(work_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(work_dir))  # only when no other step's is there
     return {out: {"uri": uri, "properties": properties.get(out, {})}
             for out, uri in output_uris.items()}
+
+
+def _is_chief_replica() -> bool:
+    """False on the non-chief replicas of a Vertex training cluster (per `TF_CONFIG`): they
+    get the same paths and must leave the shared scratch directory to the chief."""
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError:
+        return True
+    task = tf_config.get("task") or {}
+    kind, index = task.get("type"), int(task.get("index", 0))
+    return kind in (None, "chief") or (
+        kind == "worker" and index == 0 and "chief" not in (tf_config.get("cluster") or {}))
+
+
+def _work_dir(spec, config, inputs: dict, output_uris: dict[str, str]) -> str | None:
+    """A scratch directory beside the outputs that the same command finds again.
+
+    A restarted step (same config, inputs and output paths, e.g. a Vertex replica that was
+    preempted) resumes from what it left there. Outputs on a URL scheme get none.
+    """
+    if any("://" in uri for uri in output_uris.values()):
+        return None
+    first = os.path.abspath(output_uris[sorted(output_uris)[0]])
+    key = cache_key(spec, config, inputs)
+    tag = hashlib.sha256(json.dumps([key, sorted(output_uris.items())]).encode()).hexdigest()
+    return os.path.join(os.path.dirname(first), ".lmpipe-work", f"{spec.name}-{tag[:16]}")
 
 
 def _external(kind: str, uri: str) -> Artifact:

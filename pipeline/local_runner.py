@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline import artifacts
 from pipeline.artifacts import Artifact, Staging, write_json_atomic
@@ -37,11 +38,16 @@ class Runtime:
         run_id: the run's id.
         root: the pipeline root (absolute).
         beam_args: Beam pipeline options, passed through verbatim.
+        work_dir: a directory that outlives a killed execution and is found again when the
+            same execution (same cache key) is started again, e.g. for training
+            checkpoints; the runner deletes it once the execution is published. None: the
+            component cannot resume.
     """
 
     run_id: str
     root: str
     beam_args: tuple[str, ...] = ()
+    work_dir: str | None = None
 
     def log(self, message: str) -> None:
         """Progress for the user: stderr, never stdout."""
@@ -176,9 +182,11 @@ def _resolve_inputs(node: Node, config, produced: dict) -> dict[str, Artifact | 
 
 def _execute(spec, config, runtime: Runtime, key: str, inputs: dict) -> dict[str, Artifact]:
     staging = Staging(runtime.root, spec.name, key)
+    work_dir = artifacts.work_dir(runtime.root, spec.name, key)
     try:
         output_dirs = {name: staging.output_dir(name) for name in spec.outputs}
-        properties = spec.load().run(inputs=inputs, outputs=output_dirs, runtime=runtime,
+        properties = spec.load().run(inputs=inputs, outputs=output_dirs,
+                                     runtime=replace(runtime, work_dir=work_dir),
                                      **spec.sections(config)) or {}
         final = staging.final
         outputs = {
@@ -193,6 +201,7 @@ def _execute(spec, config, runtime: Runtime, key: str, inputs: dict) -> dict[str
     except BaseException:
         staging.discard()
         raise
+    shutil.rmtree(work_dir, ignore_errors=True)
     return outputs
 
 

@@ -75,7 +75,8 @@ def train_dataset(files: list[str], spec: FeatureSpec, batch_size: int, seed: in
     """Endless, shuffled, fixed-size global batches for training.
 
     Files are read in order and shuffled with a fixed seed, so the same seed gives the
-    same batches.
+    same batches. Its iterator is checkpointable (`tf.train.Checkpoint(iterator=...)`),
+    shuffle buffer included, which is how a resumed run continues where it stopped.
 
     Args:
         files: the train shards.
@@ -99,19 +100,29 @@ def train_dataset(files: list[str], spec: FeatureSpec, batch_size: int, seed: in
 
 def eval_dataset(files: list[str], spec: FeatureSpec, batch_size: int,
                  num_batches: int) -> tf.data.Dataset:
-    """The first `num_batches` batches of the eval split, in file order (last may be short)."""
+    """The first `num_batches` batches of the eval split, in file order.
+
+    A short last batch is padded to `batch_size` with empty rows (segment id 0, so no
+    targets), so every batch splits evenly over the replicas.
+    """
     records = tf.data.TFRecordDataset(files, compression_type=spec.compression_type)
     dataset = (records.batch(batch_size)
                .take(num_batches)
-               .map(lambda batch: parse_batch(batch, spec.sequence_length))
+               .map(lambda batch: _pad_rows(parse_batch(batch, spec.sequence_length), batch_size))
                .prefetch(tf.data.AUTOTUNE))
     return dataset.with_options(_options())
+
+
+def _pad_rows(batch: dict, batch_size: int) -> dict:
+    missing = batch_size - tf.shape(batch["token_ids"])[0]
+    return {name: tf.pad(value, [[0, missing], [0, 0]]) for name, value in batch.items()}
 
 
 def _options() -> tf.data.Options:
     options = tf.data.Options()
     options.deterministic = True
-    # With several workers, each keeps every N-th element of the same seeded stream: there
-    # may be fewer shard files than workers, so sharding by file is not safe.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Every worker reads the same global batches and keeps its replicas' rows (see
+    # `loop.Trainer`), so the pipeline is identical everywhere and one checkpoint of the
+    # iterator serves every worker: no auto-sharding.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return options

@@ -1,54 +1,48 @@
-"""The custom training loop: one code path for every tf.distribute strategy.
+"""The compiled training and eval steps: one code path for every tf.distribute strategy.
 
 `model.fit` fails under MultiWorkerMirroredStrategy on this stack (DESIGN.md section 6),
-so the step is written out: the batch is split by `experimental_distribute_dataset`, each
-replica computes the summed token NLL and its gradient, the gradients are all-reduced and
-divided by the global count of target tokens (a token-weighted mean over the global
-batch, whatever the replica count), clipped by their global norm and applied with the
-Keras optimizer.
+so the step is written out. Every worker reads the same global batch from an ordinary
+(checkpointable) tf.data iterator and each replica takes its rows of it. A replica runs
+its rows as `grad_accum_steps` micro-batches, summing the token NLL and its gradient; the
+sums are all-reduced once and divided by the global count of target tokens (a
+token-weighted mean over the global batch, whatever the replica count and accumulation),
+clipped by their global norm and applied with the Keras optimizer, whose own second
+all-reduce is switched off (`optimization._PreReducedGradients`).
+
+`run_steps` runs up to `steps_per_execution` optimizer steps in one `tf.function` call,
+with no host round trip in between. A step whose loss (or, without loss scaling, gradient
+norm) is not finite is not applied: the call stops there and reports it.
 """
 
 from __future__ import annotations
-
-import math
-import time
-from dataclasses import dataclass, field
-from typing import Callable
 
 import tensorflow as tf
 
 from models.masking import token_nll
 
-# Steps excluded from the steady-state throughput: the first traces and compiles the step,
-# the next ones still warm caches and thread pools.
-WARMUP_STEPS = 3
+# Stateless-seed stream of the eval batches (training steps use the step number).
+_EVAL_STREAM = -1
 
 
-@dataclass
-class TrainResult:
-    """What a training run measured.
+class TrainState(tf.Module):
+    """The loop's own checkpointed state beside the model and the optimizer.
 
     Attributes:
-        steps: optimizer steps taken.
-        tokens_seen: token positions consumed (steps * global batch * sequence length).
-        target_tokens_seen: of those, positions with a real next-token target.
-        final_train_loss: mean token NLL (nats) of the last step.
-        tokens_per_second: steady-state throughput after the warm-up steps (None if the
-            run was too short to have any).
-        compile_seconds: wall time of the first step (tracing, compilation, first run).
-        warmup_seconds: wall time of all warm-up steps, the first included.
-        log: one row per logged step (step, loss, learning_rate, grad_norm,
-            tokens_per_second, elapsed_seconds).
+        step: optimizer steps taken (applied or, with loss scaling, skipped).
+        target_tokens: target tokens the loss was averaged over, summed over the run.
+        best_eval_loss: the lowest eval loss so far (early stopping).
+        evals_without_improvement: evaluations since `best_eval_loss` last improved.
     """
 
-    steps: int
-    tokens_seen: int
-    target_tokens_seen: int
-    final_train_loss: float
-    tokens_per_second: float | None
-    compile_seconds: float
-    warmup_seconds: float
-    log: list[dict] = field(default_factory=list)
+    def __init__(self):
+        super().__init__(name="train_state")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.target_tokens = tf.Variable(0.0, dtype=tf.float64, trainable=False,
+                                         name="target_tokens")
+        self.best_eval_loss = tf.Variable(float("inf"), dtype=tf.float64, trainable=False,
+                                          name="best_eval_loss")
+        self.evals_without_improvement = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                     name="evals_without_improvement")
 
 
 class Trainer:
@@ -57,157 +51,183 @@ class Trainer:
     Args:
         model: a Keras model taking {token_ids, segment_ids} and returning logits, built
             under `strategy.scope()`.
-        optimizer: its optimizer, built under the same scope.
+        optimizer: its optimizer, built under the same scope (a `LossScaleOptimizer`
+            when `loss_scaling`).
         strategy: the tf.distribute strategy.
         objective: turns a batch into (inputs, targets, weights); `models.objectives`.
-        seed: the run's seed; objectives that corrupt inputs derive per-step seeds from it.
+        seed: the run's seed; objectives that corrupt inputs get stateless per-step seeds
+            derived from it, so a resumed run corrupts its inputs identically.
         clip_norm: global-norm clipping threshold, or None.
-        jit_compile: compile each replica's forward and backward pass with XLA.
+        grad_accum_steps: micro-batches per replica per step.
+        jit_compile: compile each micro-batch's forward and backward pass with XLA.
+        loss_scaling: scale the loss by the optimizer's dynamic scale (mixed_float16).
     """
 
-    def __init__(self, model, optimizer, strategy: tf.distribute.Strategy, objective,
-                 seed: int, clip_norm: float | None, jit_compile: bool = False):
+    def __init__(self, model, optimizer, strategy: tf.distribute.Strategy, objective, seed: int,
+                 clip_norm: float | None, grad_accum_steps: int = 1, jit_compile: bool = False,
+                 loss_scaling: bool = False):
         self.model = model
         self.optimizer = optimizer
         self.strategy = strategy
         self.objective = objective
         self.seed = seed
         self.clip_norm = clip_norm
+        self.grad_accum_steps = grad_accum_steps
+        self.loss_scaling = loss_scaling
+        with strategy.scope():
+            self.state = TrainState()
         self._grads = tf.function(self._loss_and_grads, jit_compile=jit_compile)
-        self.train_step = tf.function(self._train_step)
+        self.run_steps_fn = tf.function(self._run_steps)
         self.eval_step = tf.function(self._eval_step)
 
-    def _step_seed(self):
-        """A stateless seed per optimizer step, so a resumed run corrupts inputs identically."""
-        return tf.stack([tf.constant(self.seed, tf.int32),
-                         tf.cast(self.optimizer.iterations, tf.int32)])
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far."""
+        return int(self.state.step.numpy())
 
-    def _loss_and_grads(self, batch):
-        inputs, targets, weights = self.objective.prepare(batch, self._step_seed())
+    # --- one replica ---
+
+    def _seed(self, stream, index):
+        """A stateless int32 [2] seed for (step or eval stream, micro-batch, replica)."""
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.stack([tf.constant(self.seed, tf.int32), tf.cast(stream, tf.int32)])
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int32))
+        return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int32))
+
+    def _loss_and_grads(self, batch, seed, scale):
+        inputs, targets, weights = self.objective.prepare(batch, seed)
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)
             nll_sum = tf.reduce_sum(token_nll(logits, targets) * weights)
-        grads = tape.gradient(nll_sum, self.model.trainable_variables)
-        # Embedding gradients arrive as IndexedSlices; dense ones all-reduce and scale simply.
+            scaled = nll_sum * scale if self.loss_scaling else nll_sum
+        grads = tape.gradient(scaled, self.model.trainable_variables)
+        # Embedding gradients arrive as IndexedSlices; dense ones all-reduce and add simply.
         return nll_sum, tf.reduce_sum(weights), [tf.convert_to_tensor(g) for g in grads]
 
-    def _replica_step(self, batch):
+    def _accumulated(self, batch, scale):
+        """NLL sum, target count and gradient sum over this replica's micro-batches."""
+        step = self.state.step
+        if self.grad_accum_steps == 1:
+            return self._grads(batch, self._seed(step, 0), scale)
+        micro = {name: tf.reshape(value, tf.concat(
+                     [[self.grad_accum_steps, -1], tf.shape(value)[1:]], axis=0))
+                 for name, value in batch.items()}
+        nll_sum = tf.constant(0.0)
+        count = tf.constant(0.0)
+        grads = [tf.zeros_like(v.value) for v in self.model.trainable_variables]
+        for i in tf.range(self.grad_accum_steps):
+            part = {name: value[i] for name, value in micro.items()}
+            nll_i, count_i, grads_i = self._grads(part, self._seed(step, i), scale)
+            nll_sum += nll_i
+            count += count_i
+            grads = [a + g for a, g in zip(grads, grads_i)]
+        return nll_sum, count, grads
+
+    def _replica_grads(self, batch):
         context = tf.distribute.get_replica_context()
-        nll_sum, count, grads = self._grads(batch)
+        scale = (tf.identity(self.optimizer.dynamic_scale.value) if self.loss_scaling
+                 else tf.constant(1.0))
+        nll_sum, count, grads = self._accumulated(batch, scale)
         nll_sum, count = context.all_reduce(tf.distribute.ReduceOp.SUM, [nll_sum, count])
         count = tf.maximum(count, 1.0)
-        grads = [g / count for g in context.all_reduce(tf.distribute.ReduceOp.SUM, grads)]
+        unscale = count * scale if self.loss_scaling else count
+        grads = [g / unscale for g in context.all_reduce(tf.distribute.ReduceOp.SUM, grads)]
         if self.clip_norm:
             grads, norm = tf.clip_by_global_norm(grads, self.clip_norm)
         else:
             norm = tf.linalg.global_norm(grads)
-        # Keras' apply_gradients sums gradients over replicas once more: give it a share.
-        replicas = float(self.strategy.num_replicas_in_sync)
-        grads = [g / replicas for g in grads]
-        learning_rate = tf.convert_to_tensor(self.optimizer.learning_rate)
+        return nll_sum / count, norm, count, grads
+
+    def _replica_apply(self, grads):
+        if self.loss_scaling:
+            # The LossScaleOptimizer checks these for inf/NaN (skipping the step and
+            # lowering the scale) and divides the scale out again.
+            scale = self.optimizer.dynamic_scale.value
+            grads = [g * scale for g in grads]
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return nll_sum / count, norm, count, learning_rate
 
-    def _train_step(self, iterator):
-        outputs = self.strategy.run(self._replica_step, args=(next(iterator),))
-        # Every replica holds the same all-reduced values.
-        return [self.strategy.experimental_local_results(value)[0] for value in outputs]
+    # --- all replicas ---
 
-    def _replica_eval(self, batch):
-        inputs, targets, weights = self.objective.prepare(
-            batch, tf.constant([self.seed, -1], tf.int32))
+    def _distribute(self, batch):
+        """The global batch -> per-replica rows (replica i takes the i-th equal slice)."""
+
+        def rows(context):
+            i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
+            return {name: _slice(value, i, n) for name, value in batch.items()}
+
+        return self.strategy.experimental_distribute_values_from_function(rows)
+
+    def _first(self, value):
+        # After the all-reduce every replica holds the same value.
+        return self.strategy.experimental_local_results(value)[0]
+
+    def _run_steps(self, iterator, num_steps):
+        with self.strategy.scope():
+            done = tf.constant(0, tf.int64)
+            loss = norm = learning_rate = tf.constant(0.0)
+            nll_total = count_total = tf.constant(0.0, tf.float64)
+            finite = tf.constant(True)
+            for _ in tf.range(num_steps):
+                outputs = self.strategy.run(self._replica_grads,
+                                            args=(self._distribute(next(iterator)),))
+                loss, norm, count = (self._first(v) for v in outputs[:3])
+                learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
+                finite = tf.math.is_finite(loss)
+                if not self.loss_scaling:
+                    finite = tf.logical_and(finite, tf.math.is_finite(norm))
+                if finite:
+                    self.strategy.run(self._replica_apply, args=(outputs[3],))
+                    self.state.step.assign_add(1)
+                    self.state.target_tokens.assign_add(tf.cast(count, tf.float64))
+                    done += 1
+                    nll_total += tf.cast(loss * count, tf.float64)
+                    count_total += tf.cast(count, tf.float64)
+                else:
+                    break
+        return {"steps": done, "loss": loss, "grad_norm": norm, "learning_rate": learning_rate,
+                "nll_sum": nll_total, "target_tokens": count_total, "finite": finite}
+
+    def run_steps(self, iterator, num_steps: int) -> dict:
+        """Take up to `num_steps` optimizer steps in one compiled call.
+
+        Args:
+            iterator: an iterator over global batches {token_ids, segment_ids}.
+            num_steps: steps to take (a tensor argument: no retracing per value).
+
+        Returns:
+            NumPy/Python values: `steps` applied; `loss`, `grad_norm`, `learning_rate` of
+            the last step tried (the non-finite one if `finite` is False); `nll_sum` and
+            `target_tokens` over the applied steps.
+        """
+        out = self.run_steps_fn(iterator, tf.constant(num_steps, tf.int64))
+        values = {name: value.numpy() for name, value in out.items()}
+        values["steps"] = int(values["steps"])
+        values["finite"] = bool(values["finite"])
+        return values
+
+    def _replica_eval(self, batch, index):
+        inputs, targets, weights = self.objective.prepare(batch, self._seed(_EVAL_STREAM, index))
         logits = self.model(inputs, training=False)
         return tf.reduce_sum(token_nll(logits, targets) * weights), tf.reduce_sum(weights)
 
-    def _eval_step(self, batch):
-        nll_sum, count = self.strategy.run(self._replica_eval, args=(batch,))
-        return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, nll_sum, axis=None),
-                self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
+    def _eval_step(self, batch, index):
+        with self.strategy.scope():
+            nll_sum, count = self.strategy.run(self._replica_eval,
+                                               args=(self._distribute(batch), index))
+            return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, nll_sum, axis=None),
+                    self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
 
     def evaluate(self, dataset: tf.data.Dataset) -> float | None:
-        """Token-weighted mean NLL (nats) over `dataset`; None when it has no targets."""
+        """Token-weighted mean NLL (nats) over `dataset` of global batches; None when it
+        has no targets. Every worker must call it (the sums are all-reduced)."""
         total, count = 0.0, 0.0
-        for batch in self.strategy.experimental_distribute_dataset(dataset):
-            nll_sum, tokens = self.eval_step(batch)
+        for index, batch in enumerate(dataset):
+            nll_sum, tokens = self.eval_step(batch, tf.constant(index, tf.int32))
             total += float(nll_sum)
             count += float(tokens)
         return total / count if count else None
 
-    def fit(self, dataset: tf.data.Dataset, steps: int, batch_tokens: int, log_every: int,
-            log: Callable[[str], None]) -> TrainResult:
-        """Train for `steps` optimizer steps on an endless dataset of global batches.
 
-        Args:
-            dataset: batches of {token_ids, segment_ids}.
-            steps: optimizer steps to take.
-            batch_tokens: token positions per global batch (batch size * L).
-            log_every: log a line every this many steps (and at the last step).
-            log: where progress lines go (stderr).
-
-        Returns:
-            The measurements of the run.
-        """
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-        clock = _Clock(steps, batch_tokens)
-        rows, targets = [], 0.0
-        for step in range(1, steps + 1):
-            loss, norm, count, learning_rate = self.train_step(iterator)
-            targets += float(count)  # also waits for the step, so the clock reads true times
-            clock.tick(step)
-            if step % log_every == 0 or step == steps:
-                loss_value = float(loss)
-                if not math.isfinite(loss_value):
-                    raise FloatingPointError(f"training loss is {loss_value} at step {step}")
-                rate = clock.interval_rate(step)
-                rows.append({"step": step, "loss": loss_value,
-                             "learning_rate": float(learning_rate), "grad_norm": float(norm),
-                             "tokens_per_second": rate, "elapsed_seconds": clock.elapsed()})
-                log(f"step {step}/{steps}  loss {loss_value:.4f}  "
-                    f"lr {float(learning_rate):.3g}  tokens/s {rate:,.0f}")
-        return TrainResult(steps=steps, tokens_seen=steps * batch_tokens,
-                           target_tokens_seen=int(targets), final_train_loss=float(loss),
-                           tokens_per_second=clock.steady_rate(),
-                           compile_seconds=clock.compile_seconds,
-                           warmup_seconds=clock.warmup_seconds, log=rows)
-
-
-class _Clock:
-    """Wall times of a run: the first step (compile), the warm-up, and the steady state.
-
-    Args:
-        steps: steps the run will take.
-        batch_tokens: token positions per step.
-    """
-
-    def __init__(self, steps: int, batch_tokens: int):
-        self.steps = steps
-        self.batch_tokens = batch_tokens
-        self.warmup = min(WARMUP_STEPS, steps - 1)
-        self.start = time.perf_counter()
-        self.compile_seconds = self.warmup_seconds = None
-        self._steady_start = None
-        self._now = self.start
-        self._last = (0, self.start)
-
-    def tick(self, step: int) -> None:
-        """Record that `step` (1-based) has finished."""
-        self._now = time.perf_counter()
-        if step == 1:
-            self.compile_seconds = self.warmup_seconds = self._now - self.start
-        if step == self.warmup:
-            self.warmup_seconds, self._steady_start = self._now - self.start, self._now
-
-    def elapsed(self) -> float:
-        return self._now - self.start
-
-    def interval_rate(self, step: int) -> float:
-        """Tokens/s since the previous call (or the start)."""
-        last_step, last_time = self._last
-        self._last = (step, self._now)
-        return (step - last_step) * self.batch_tokens / (self._now - last_time)
-
-    def steady_rate(self) -> float | None:
-        """Tokens/s after the warm-up steps; None if the run had none after them."""
-        if self._steady_start is None or self.steps <= self.warmup:
-            return None
-        return (self.steps - self.warmup) * self.batch_tokens / (self._now - self._steady_start)
+def _slice(value, index: int, parts: int):
+    rows = tf.shape(value)[0] // parts
+    return value[index * rows:(index + 1) * rows]

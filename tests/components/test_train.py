@@ -27,15 +27,17 @@ def _artifact(kind, path):
     return Artifact(type=kind, uri=str(path), fingerprint=kind)
 
 
-def _run_train(root, out, hyperparameters=None, model=MODEL, train=TRAIN):
+def _run_train(root, out, hyperparameters=None, model=MODEL, train=TRAIN, warm_start=None,
+               work_dir=None):
     from components import train as component
     from pipeline.local_runner import Runtime
 
     out.mkdir(parents=True, exist_ok=True)
     inputs = {"examples": _artifact("Examples", root / "examples"),
               "tokenizer": _artifact("Tokenizer", root / "tokenizer"),
-              "hyperparameters": hyperparameters and _artifact("Hyperparameters", hyperparameters)}
-    runtime = Runtime(run_id="test", root=str(root))
+              "hyperparameters": hyperparameters and _artifact("Hyperparameters", hyperparameters),
+              "warm_start": warm_start}
+    runtime = Runtime(run_id="test", root=str(root), work_dir=work_dir and str(work_dir))
     return component.run(inputs, {"model": str(out)}, runtime, model=model, task=TaskConfig(),
                          train=train)
 
@@ -239,3 +241,87 @@ def test_sampling_is_reproducible_by_seed(served):
     assert generated["sample_a"] == generated["sample_a_again"]
     assert generated["sample_a"] != generated["sample_b"]
     assert all(isinstance(text, str) for text in generated["sample_a"])
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(trained, tmp_path):
+    from components.training.fit import TrainingDiverged
+
+    absurd = TrainConfig(steps=50, batch_size=8, optimizer="sgd", learning_rate=1e12,
+                         clip_norm=None, log_every=1, checkpoint_every=1, keep_checkpoints=2)
+    work = tmp_path / "work"
+    with pytest.raises(TrainingDiverged) as caught:
+        _run_train(trained[0], tmp_path / "model", train=absurd, work_dir=work)
+    message = str(caught.value)
+    step = int(message.split(" at step ")[1].split()[0])
+    assert 1 < step < 50 and ("loss is nan" in message or "loss is inf" in message
+                              or "norm is" in message)
+    checkpoints = work / "checkpoints"
+    assert f"The last good checkpoint (step {step - 1}) is kept in {checkpoints}." in message
+    index = (checkpoints / "checkpoint").read_text()
+    assert f'model_checkpoint_path: "ckpt-{step - 1}"' in index
+    assert not (tmp_path / "model" / "train_summary.json").exists()
+
+
+@pytest.mark.parametrize("overrides, key, expected", [
+    ({"nesterov": True}, "train.nesterov", "is an option of train.optimizer 'momentum'"),
+    ({"batch_size": 12, "grad_accum_steps": 8}, "train.grad_accum_steps", "must divide"),
+    ({"early_stopping_patience": 3}, "train.early_stopping_patience", "needs train.eval_every"),
+    ({"steps": None}, "train.steps", "set train.steps or train.max_tokens"),
+    ({"strategy": "tpu", "precision": "mixed_float16"}, "train.precision", "mixed_bfloat16"),
+    ({"optimizer": "adagrad"}, "train.optimizer", "adafactor"),
+    ({"warmup_steps": 30}, "train.warmup_steps", "must be in [0, train.steps)"),
+])
+def test_bad_train_combinations_are_config_errors(overrides, key, expected):
+    from pipeline.configio import build
+
+    raw = {"steps": 30, "batch_size": 8, **overrides}
+    with pytest.raises(ConfigError) as caught:
+        build(TrainConfig, raw, "train")
+    assert caught.value.key == key and expected in caught.value.expected
+
+
+def test_budget_errors_come_before_any_data_is_read(trained, tmp_path):
+    import shutil
+
+    examples = tmp_path / "examples"
+    shutil.copytree(trained[0] / "examples", examples)
+    for shard in examples.glob("*.tfrecord"):
+        shard.write_bytes(b"not a TFRecord")  # reading any of it would fail differently
+    shutil.copytree(trained[0] / "tokenizer", tmp_path / "tokenizer")
+    by_tokens = TrainConfig(steps=None, max_tokens=8 * WINDOW * 5, batch_size=8, warmup_steps=5)
+    with pytest.raises(ConfigError, match=r"'train.warmup_steps': must be below the run's 5 "
+                                          r"steps \(from train.max_tokens\), got 5"):
+        _run_train(tmp_path, tmp_path / "model", train=by_tokens)
+
+
+def test_a_bad_combination_exits_2_with_one_line(tiny_config_file):
+    from tests.conftest import run_lmpipe
+
+    result = run_lmpipe("run", "--config", tiny_config_file, "--set", "train.nesterov=true")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "lmpipe: error: config key 'train.nesterov': is an option of train.optimizer "
+        "'momentum' (got 'adamw')"]
+
+
+def test_token_budget_mixed_precision_accumulation_and_calls_of_several_steps(trained,
+                                                                              tmp_path):
+    from models.factory import load_model
+
+    config = TrainConfig(steps=None, max_tokens=8 * WINDOW * 6 + 1, batch_size=8,
+                         warmup_steps=2, log_every=3, eval_batches=2, grad_accum_steps=2,
+                         steps_per_execution=4, precision="mixed_bfloat16", eval_every=6)
+    _run_train(trained[0], tmp_path / "model", train=config)
+    summary = json.loads((tmp_path / "model" / "train_summary.json").read_text())
+    assert summary["steps"] == 7 and summary["tokens_seen"] == 7 * 8 * WINDOW
+    assert summary["budget"]["decided_by"] == "max_tokens"
+    assert summary["hyperparameters"]["resolved"]["optimizer"]["config"]["learning_rate"][
+        "total"] == 7
+    assert [e["step"] for e in summary["evals"]] == [6]
+    with open(tmp_path / "model" / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["step"]), bool(r["eval_loss"])) for r in rows] == [
+        (3, False), (6, False), (6, True), (7, False)]
+    # Trained in bfloat16, served in float32.
+    model = load_model(str(tmp_path / "model" / "model.keras"))
+    assert model.compute_dtype == "float32" and summary["final_train_loss"] < np.log(384)

@@ -1,5 +1,6 @@
 """Train the same tiny model under the default strategy and under MirroredStrategy over two
-logical CPU devices, with the same global batch; print both loss curves and weight sums.
+logical CPU devices (without and with gradient accumulation), with the same global batch;
+print the loss curves and weights.
 
 Runs in its own process: logical devices must be configured before TensorFlow starts.
 """
@@ -28,13 +29,15 @@ def main() -> None:
     # Uneven target counts per half of the batch: a per-replica mean would differ.
     segments[:4, 20:] = 0
     batch = {"token_ids": tokens, "segment_ids": segments}
-    config = TrainConfig(steps=6, batch_size=8, learning_rate=1e-2, warmup_steps=1, clip_norm=0.5)
     result = {}
-    for name in ("default", "mirrored"):
-        strategy = make_strategy(name)
+    for name, strategy_name, accum in (("default", "default", 1), ("mirrored", "mirrored", 1),
+                                       ("mirrored_accum", "mirrored", 2)):
+        config = TrainConfig(steps=6, batch_size=8, learning_rate=1e-2, warmup_steps=1,
+                             clip_norm=0.5, grad_accum_steps=accum)
+        strategy, _ = make_strategy(strategy_name)
         trainer = make_trainer(strategy, config)
-        iterator = iter(strategy.experimental_distribute_dataset(repeat(batch)))
-        losses = [float(trainer.train_step(iterator)[0]) for _ in range(config.steps)]
+        iterator = iter(repeat(batch))
+        losses = [float(trainer.run_steps(iterator, 1)["loss"]) for _ in range(config.steps)]
         weights = [np.asarray(v.value).tolist() for v in trainer.model.trainable_variables]
         result[name] = {"replicas": strategy.num_replicas_in_sync, "losses": losses,
                         "weights": weights}

@@ -1,0 +1,110 @@
+"""Model FLOPs utilisation: the model's training FLOPs per token against a measured peak.
+
+FLOPs per token follow PaLM (appendix B): `6 N + 12 L d T`, where N counts the weights
+that multiply activations (embedding lookups are not matrix multiplies, but a tied output
+head is), L the layers, d the width and T the sequence length (attention scores and
+their weighted sum, forward and backward). The peak is what a large matrix multiply
+reaches on this machine, measured briefly and cached, so MFU says how much of the
+attainable matmul rate the training step uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import tensorflow as tf
+
+PEAK_FILE = "matmul_peak.json"
+_SIZES = (1024, 2048)
+_REPEATS = 5
+
+
+def flops_per_token(model, sequence_length: int) -> float:
+    """Training FLOPs (forward and backward) per token position of `model`.
+
+    Args:
+        model: a task model with a `backbone` (`num_layers`, `hidden_dim`).
+        sequence_length: T, the training window.
+
+    Returns:
+        `6 N + 12 L d T`.
+    """
+    sizes = {id(v): int(np.prod(v.shape)) for v in model.trainable_variables}
+    lookups = sum(sizes[id(v)] for v in model.trainable_variables if v.name == "embeddings")
+    matmul = sum(sizes.values()) - lookups
+    backbone = model.backbone
+    if getattr(model, "tie_embeddings", False):
+        matmul += int(np.prod(backbone.token_embedding.embeddings.shape))
+    return 6.0 * matmul + 12.0 * backbone.num_layers * backbone.hidden_dim * sequence_length
+
+
+def peak_flops(dtype: str, cache_dir: str | None) -> dict:
+    """FLOP/s of square matmuls (1024, 2048) in `dtype` on the first accelerator (else CPU).
+
+    Args:
+        dtype: the compute dtype (`float32`, `bfloat16`, `float16`).
+        cache_dir: where to keep the measurement between runs (None: measure every time).
+
+    Returns:
+        {"flops_per_second", "device", "dtype", "cached"}.
+    """
+    device = _device()
+    key = f"{platform.node()}|{device.device_type}|{dtype}"
+    path = os.path.join(cache_dir, PEAK_FILE) if cache_dir else None
+    cache = _read(path)
+    if key in cache:
+        return {**cache[key], "cached": True}
+    entry = {"flops_per_second": _measure(device.name, dtype), "device": device.name,
+             "dtype": dtype}
+    if path:
+        os.makedirs(cache_dir, exist_ok=True)
+        cache[key] = entry
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(cache, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    return {**entry, "cached": False}
+
+
+def _device():
+    for kind in ("GPU", "CPU"):
+        devices = tf.config.list_logical_devices(kind)
+        if devices:
+            return devices[0]
+    raise RuntimeError("no device to measure")
+
+
+def _measure(device: str, dtype: str) -> float:
+    """The best rate of a few square matmuls: the machine may be busy with other work, and
+    the best of several short runs is the closest to what it can do."""
+    best = 0.0
+    with tf.device(device):
+        for size in _SIZES:
+            a = tf.random.stateless_normal([size, size], seed=[0, 1], dtype=dtype)
+            b = tf.random.stateless_normal([size, size], seed=[0, 2], dtype=dtype)
+            _matmul_sum(a, b).numpy()
+            for _ in range(_REPEATS):
+                start = time.perf_counter()
+                _matmul_sum(a, b).numpy()
+                best = max(best, 2.0 * size ** 3 / (time.perf_counter() - start))
+    return best
+
+
+@tf.function(autograph=False)
+def _matmul_sum(a, b):
+    return tf.reduce_sum(tf.matmul(a, b))
+
+
+def _read(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,109 @@
+"""A BERT-style encoder backbone: learned positions, post-LayerNorm bidirectional blocks.
+
+Backend-agnostic Keras 3 in the shape of keras-hub's `BertBackbone` (token and position
+embeddings, LayerNorm, dropout, `TransformerEncoder` blocks), without the token-type
+embedding and pooler, which only next-sentence prediction and classification use. Every
+hyperparameter is one constructor argument and `get_config()` returns exactly those.
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_hub
+
+from models.masking import document_attention_mask, padding_mask
+
+
+def _init(stddev: float = 0.02):
+    return keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+@keras.saving.register_keras_serializable(package="lmpipe")
+class BertBackbone(keras.Model):
+    """Token ids and segment ids in, contextual hidden states [B, L, hidden_dim] out.
+
+    Args:
+        vocabulary_size: number of token ids.
+        num_layers: number of encoder blocks.
+        num_heads: attention heads per block (must divide `hidden_dim`).
+        hidden_dim: width of the residual stream.
+        intermediate_dim: width of the MLP; None means 4 * hidden_dim.
+        max_sequence_length: number of learned positions (the longest input).
+        dropout: dropout rate in attention, MLP and after the embeddings.
+        document_masking: when True, a position attends to every position of its own
+            segment (before and after it) and nothing else; when False, to every
+            non-padding position of the window.
+        layer_norm_epsilon: epsilon of every LayerNorm.
+        dtype: dtype or `keras.DTypePolicy` of the layers.
+    """
+
+    def __init__(self, vocabulary_size, num_layers, num_heads, hidden_dim,
+                 intermediate_dim=None, max_sequence_length=512, dropout=0.0,
+                 document_masking=True, layer_norm_epsilon=1e-12, dtype=None, **kwargs):
+        # === Layers ===
+        self.embeddings = keras_hub.layers.TokenAndPositionEmbedding(
+            vocabulary_size=vocabulary_size, sequence_length=max_sequence_length,
+            embedding_dim=hidden_dim, embeddings_initializer=_init(), dtype=dtype,
+            name="embeddings")
+        self.embeddings_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm")
+        self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype,
+                                                       name="embeddings_dropout")
+        self.transformer_layers = [
+            keras_hub.layers.TransformerEncoder(
+                intermediate_dim=intermediate_dim or 4 * hidden_dim, num_heads=num_heads,
+                dropout=dropout, activation="gelu", layer_norm_epsilon=layer_norm_epsilon,
+                kernel_initializer=_init(), dtype=dtype, name=f"transformer_layer_{i}")
+            for i in range(num_layers)
+        ]
+
+        # === Functional model ===
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        segment_ids = keras.Input(shape=(None,), dtype="int32", name="segment_ids")
+        x = self.embeddings(token_ids)
+        x = self.embeddings_dropout(self.embeddings_layer_norm(x))
+        if document_masking:
+            masks = {"attention_mask": document_attention_mask(segment_ids)}
+        else:
+            masks = {"padding_mask": padding_mask(segment_ids)}
+        for layer in self.transformer_layers:
+            x = layer(x, **masks)
+        super().__init__(inputs={"token_ids": token_ids, "segment_ids": segment_ids},
+                         outputs=x, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.max_sequence_length = max_sequence_length
+        self.dropout = dropout
+        self.document_masking = document_masking
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    @property
+    def token_embedding(self):
+        """The token embedding (a `ReversibleEmbedding`, the masked-LM head's output)."""
+        return self.embeddings.token_embedding
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        config.update({
+            "vocabulary_size": self.vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "max_sequence_length": self.max_sequence_length,
+            "dropout": self.dropout,
+            "document_masking": self.document_masking,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        })
+        if self.dtype_policy.name != keras.config.dtype_policy().name:
+            config["dtype"] = keras.saving.serialize_keras_object(self.dtype_policy)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

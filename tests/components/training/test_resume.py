@@ -1,0 +1,95 @@
+"""A training run killed with SIGKILL and started again with the same command resumes from
+its last checkpoint and ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, tiny_raw_config
+from tests.models.lm_data import env
+
+STEPS = 800
+EVERY = 100
+
+
+def _config(tmp_path: Path, corpus: Path, name: str) -> Path:
+    raw = tiny_raw_config(tmp_path / name, corpus)
+    raw["train"].update({"steps": STEPS, "checkpoint_every": EVERY, "log_every": EVERY,
+                         "eval_every": 400, "keep_checkpoints": 2})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _command(config: Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", "run", "--config", str(config),
+            "--until", "train"]
+
+
+def _latest_checkpoint(root: Path) -> int:
+    steps = [0]
+    for index in root.glob("train/.work/*/checkpoints/checkpoint"):
+        text = index.read_text()
+        steps += [int(line.split("ckpt-")[1].rstrip('"')) for line in text.splitlines()
+                  if line.startswith("model_checkpoint_path")]
+    return max(steps)
+
+
+def _summary(root: Path) -> dict:
+    record = json.loads((root / "latest_run.json").read_text())
+    model = record["components"]["train"]["outputs"]["model"]
+    return json.loads((Path(model) / "train_summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path, tiny_corpus):
+    killed = _config(tmp_path, tiny_corpus, "killed")
+    root = tmp_path / "killed" / "root"
+    process = subprocess.Popen(_command(killed), cwd=REPO, env=env(), text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 600
+    while _latest_checkpoint(root) < 3 * EVERY and process.poll() is None:
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    saved = _latest_checkpoint(root)
+    assert 3 * EVERY <= saved < STEPS
+
+    again = subprocess.run(_command(killed), cwd=REPO, env=env(), text=True,
+                           capture_output=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed_from = [line for line in again.stderr.splitlines() if "resuming from" in line]
+    assert len(resumed_from) == 1 and f"at step {saved} of {STEPS}" in resumed_from[0]
+    resumed = _summary(root)
+    assert resumed["resumed_from_step"] == saved and resumed["steps"] == STEPS
+    assert not list(root.glob("train/.work/*")), "checkpoints are removed once published"
+
+    reference = _config(tmp_path, tiny_corpus, "reference")
+    whole = subprocess.run(_command(reference), cwd=REPO, env=env(), text=True,
+                           capture_output=True, timeout=900)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    uninterrupted = _summary(tmp_path / "reference" / "root")
+    assert uninterrupted["resumed_from_step"] is None
+    assert resumed["eval_loss"] == pytest.approx(uninterrupted["eval_loss"], rel=0.005)
+    # Deterministic ops, restored data position: the very same weights.
+    assert resumed["weights_sha256"] == uninterrupted["weights_sha256"]
+    assert resumed["eval_loss"] == uninterrupted["eval_loss"]
+    model = json.loads((root / "latest_run.json").read_text())["components"]["train"]["outputs"]
+    with open(Path(model["model"]) / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    # The curve spans both sessions, each step once: rows the killed session logged after
+    # its last checkpoint were dropped when the run resumed.
+    assert [int(r["step"]) for r in rows if r["loss"]] == list(range(EVERY, STEPS + 1, EVERY))
+    assert [int(r["step"]) for r in rows if r["eval_loss"]] == [400, 800]
