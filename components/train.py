@@ -41,6 +41,7 @@ SPEC = ComponentSpec(
     config=("model", "task", "train"),
     optional_inputs=("hyperparameters",),
     resolvers={"warm_start": resolve_warm_start},
+    uses_resolvers=lambda config: config.train.warm_start is not None,
 )
 
 

@@ -34,6 +34,9 @@ class ComponentSpec:
         optional_inputs: inputs that may be absent (e.g. tuned hyperparameters).
         resolvers: input name -> function(config, inputs) -> Artifact | None, for inputs
             that come from outside the DAG (raw files, the model in service).
+        uses_resolvers: function(config) -> bool, whether this config makes any resolver
+            read outside the DAG (an orchestrator's cache cannot see those inputs change);
+            None means whenever there are resolvers.
     """
 
     name: str
@@ -43,10 +46,17 @@ class ComponentSpec:
     config: tuple[str, ...]
     optional_inputs: tuple[str, ...] = ()
     resolvers: dict[str, Callable] = field(default_factory=dict)
+    uses_resolvers: Callable | None = None
 
     def load(self):
         """Import the component's module (heavy imports happen only here)."""
         return importlib.import_module(self.module)
+
+    def reads_outside_dag(self, config) -> bool:
+        """Whether, with this config, the component reads inputs from outside the DAG."""
+        if self.uses_resolvers is None:
+            return bool(self.resolvers)
+        return self.uses_resolvers(config)
 
     def sections(self, config) -> dict:
         """The config sections this component reads, by name."""

@@ -45,7 +45,7 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
     Returns:
         Output name -> its URI and properties.
     """
-    from pipeline.local_runner import Runtime, new_run_id
+    from pipeline.local_runner import ComponentFailed, Runtime, new_run_id, save_traceback
 
     nodes = {node.name: node for node in (create_pipeline(config) if nodes is None else nodes)}
     if name not in nodes:
@@ -73,8 +73,14 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
     work_dir = _work_dir(spec, config, inputs, output_uris)
     runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args,
                       work_dir=work_dir)
-    properties = spec.load().run(inputs=inputs, outputs=output_uris, runtime=runtime,
-                                 **spec.sections(config)) or {}
+    try:
+        properties = spec.load().run(inputs=inputs, outputs=output_uris, runtime=runtime,
+                                     **spec.sections(config)) or {}
+    except UsageError:
+        raise
+    except Exception as err:
+        save_traceback(runtime, spec.name, err)
+        raise ComponentFailed(spec.name, err) from err
     if work_dir is not None and _is_chief_replica():
         shutil.rmtree(work_dir, ignore_errors=True)
         with contextlib.suppress(OSError):

@@ -156,7 +156,7 @@ def _run_node(node: Node, config, runtime: Runtime, store: MetadataStore, record
                                error=f"{err.__class__.__name__}: {err}")
         if isinstance(err, (KeyboardInterrupt, SystemExit)):
             raise
-        _save_traceback(runtime, spec.name, err)
+        save_traceback(runtime, spec.name, err)
         raise ComponentFailed(spec.name, err) from err
     entry.update(status=status, seconds=round(time.time() - started, 3),
                  outputs={name: a.uri for name, a in outputs.items()})
@@ -209,7 +209,8 @@ def _output_fingerprint(key: str, name: str) -> str:
     return hashlib.sha256(f"{key}/{name}".encode()).hexdigest()
 
 
-def _save_traceback(runtime: Runtime, component: str, err: BaseException) -> None:
+def save_traceback(runtime: Runtime, component: str, err: BaseException) -> None:
+    """Keep a failure's traceback in `<root>/logs/` (the user sees one line naming it)."""
     if isinstance(err, UsageError):
         return
     log_dir = os.path.join(runtime.root, "logs")

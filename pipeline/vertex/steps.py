@@ -129,6 +129,6 @@ def plan_steps(config, nodes: list, beam_args_for: Callable[[str], tuple[str, ..
             use_uris=beam_args is not None,
             # A step that reads outside the DAG (raw files, the model in service) must run
             # every time: the orchestrator's cache cannot see those inputs change.
-            caching=bool(node.spec.inputs) and not node.spec.resolvers,
+            caching=bool(node.spec.inputs) and not node.spec.reads_outside_dag(config),
         ))
     return steps
