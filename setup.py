@@ -22,6 +22,7 @@ setup(
         "tensorflow-model-analysis==0.52.0",
         "tf-keras==2.21.0",
         "keras-tuner==1.4.8",
+        "scikit-learn==1.9.1",  # KerasTuner's Bayesian optimization (tuning.algorithm: bayesian)
         "kfp==2.17.3",
         "google-cloud-aiplatform==1.165.1",
         "google-cloud-pipeline-components==2.22.0",

@@ -13,7 +13,12 @@ Outputs:
                                "baseline": {"overall", "slices"} | null, "diff": ... | null,
                                "comparison": {metric: {candidate, baseline, change,
                                relative_change}} | null,
-                               "derived_slice_features": [names evaluate derived]}
+                               "derived_slice_features": [names evaluate derived],
+                               "variant": the export judged (`push.variant`: float
+                               saved_model/ or quantized saved_model_int8/) and its sizes,
+                               "teacher": a distilled model's teacher, TFMA's metrics beside
+                               the candidate's (not gated) | null; see
+                               components/evaluation/compression.py}
                               (TFMA's wall time is the `tfma_seconds` output property)
     evaluation/samples.json   prompts, continuations, ROUGE-L and BLEU (see samples.py)
     evaluation/report.html    the page, with its PNGs beside it
@@ -50,8 +55,9 @@ def resolve_baseline(config, inputs: dict) -> Artifact | None:
     from components.evaluation import serving_dir
 
     candidate = inputs.get("model")
-    version = serving_dir.baseline_for(config.push.serving_dir,
-                                       candidate_digest(candidate) if candidate else None)
+    version = serving_dir.baseline_for(
+        config.push.serving_dir,
+        candidate_digest(candidate, config.push.variant) if candidate else None)
     if version is None:
         return None
     path = os.path.abspath(version.path)
@@ -62,11 +68,12 @@ def resolve_baseline(config, inputs: dict) -> Artifact | None:
                                 "run_id": version.card.get("run_id")})
 
 
-def candidate_digest(model: Artifact) -> str | None:
-    """The digest of a model artifact's SavedModel (None if it has none)."""
+def candidate_digest(model: Artifact, variant: str = "float") -> str | None:
+    """The digest of a model artifact's SavedModel of `variant` (None if it has none)."""
     from components.evaluation import files, serving_dir
+    from models.quantize import VARIANT_DIRS
 
-    path = model.path("saved_model")
+    path = model.path(VARIANT_DIRS[variant])
     if not files.exists(files.join(path, "saved_model.pb")):
         return None
     return serving_dir.saved_model_digest(path)
@@ -99,13 +106,15 @@ def run(inputs, outputs, runtime, evaluation, push):
     Returns:
         Output properties: the headline metrics and the verdict.
     """
-    from components.evaluation import blessing, files, report, slicing
+    from components.evaluation import blessing, compression, files, report, slicing
 
-    candidate = _saved_model(inputs["model"])
+    candidate = _saved_model(inputs["model"], push.variant)
     baseline = inputs.get("baseline")
     derived = slicing.features_to_derive(evaluation.slice_features, inputs["examples"].uri)
     metrics, failures, seconds = _run_tfma(inputs, outputs, runtime, evaluation, candidate,
                                            baseline, derived)
+    compression.add_to_metrics(metrics, inputs, outputs, runtime, evaluation, push.variant,
+                               derived)
     files.write_json(files.join(outputs["evaluation"], METRICS_FILE), metrics)
     samples = _samples(inputs.get("documents"), candidate, outputs, runtime, evaluation)
     verdict = blessing.decide(failures, metrics,
@@ -160,12 +169,15 @@ def _samples(documents: Artifact | None, candidate: str, outputs, runtime, evalu
     return result
 
 
-def _saved_model(model: Artifact) -> str:
+def _saved_model(model: Artifact, variant: str = "float") -> str:
     from components.evaluation import files
+    from models.quantize import VARIANT_DIRS
 
-    path = model.path("saved_model")
+    path = model.path(VARIANT_DIRS[variant])
     if not files.exists(files.join(path, "saved_model.pb")):
-        raise UsageError(f"{model.uri}: no SavedModel at saved_model/")
+        raise UsageError(f"{model.uri}: no SavedModel at {VARIANT_DIRS[variant]}/"
+                         + (" (push.variant quantized needs train.quantize int8)"
+                            if variant == "quantized" else ""))
     return path
 
 

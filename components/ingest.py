@@ -1,9 +1,11 @@
 """ingest (TFX ExampleGen): raw text files -> cleaned documents split into train and eval.
 
 Input `raw` is resolved from `data.inputs` (files, directories, globs on any Beam
-filesystem). Output `documents/` holds `train-*.jsonl.gz` and `eval-*.jsonl.gz` shards of
-`{"text", "domain", "meta"}` records and `stats.json` (see `components/data/layout.py`).
-The split of a document depends only on its text and `data.split_salt`.
+filesystem; .txt and .jsonl, optionally .gz or .bz2). Output `documents/` holds
+`train-*.jsonl.gz` and `eval-*.jsonl.gz` shards of `{"text", "domain", "meta"}` records,
+cleaned, deduplicated and sorted by content hash, and `stats.json` with every drop counted
+by reason (see `components/data/layout.py`, `cleaning.py`). The split of a document
+depends only on its text and `data.split_salt`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def run(inputs, outputs, runtime, data):
     """Read, clean and split the raw files into the documents artifact.
 
     Args:
-        inputs: `raw`, the `RawFiles` artifact (property `files`, `bytes`).
+        inputs: `raw`, the `RawFiles` artifact (properties `files`, `sizes`, `bytes`).
         outputs: `documents`, the directory to write.
         runtime: the run's `Runtime` (Beam options in `beam_args`).
         data: the `DataConfig`.
@@ -51,13 +53,23 @@ def run(inputs, outputs, runtime, data):
 
     raw = inputs["raw"]
     out = outputs["documents"]
-    files = raw.properties["files"]
+    files = list(zip(raw.properties["files"], raw.properties["sizes"]))
     runtime.log(f"[ingest] {len(files)} files, {raw.properties['bytes']} bytes")
     with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
-        build_ingest(pipeline, files, raw.properties["bytes"], data, out)
+        build_ingest(pipeline, files, data, out)
     stats = layout.read_json(layout.join(out, layout.STATS_FILE))
+    _log_drops(stats, runtime)
     _check_nonempty(stats, data)
     return {"documents": {split: stats["splits"][split]["documents"] for split in layout.SPLITS}}
+
+
+def _log_drops(stats: dict, runtime) -> None:
+    dropped = ", ".join(f"{k}={v}" for k, v in stats["dropped"].items() if v) or "none"
+    runtime.log(f"[ingest] {stats['documents_read']} read, {stats['documents_kept']} kept; "
+                f"dropped: {dropped}")
+    for corrupt in stats["files"]["corrupt"]:
+        runtime.log(f"[ingest] skipped the rest of corrupt file {corrupt['path']} "
+                    f"({corrupt['error']})")
 
 
 def _check_nonempty(stats: dict, data) -> None:

@@ -1,21 +1,22 @@
 """push (TFX Pusher): a blessed model -> a new version in the serving directory.
 
 Only a model whose `blessing.json` says blessed, and names this very model (by SavedModel
-digest), is pushed: its SavedModel is copied to `<push.serving_dir>/<N>/` (TF Serving
-layout, N one more than the highest number there) with a `model_card.json`, and the
-version appears by one rename. Then all but the newest `push.keep_versions` versions are
-removed. A model already in service as the latest version is not copied again. A model
-that is not blessed leaves the serving directory untouched and the run succeeds;
-`pushed/push.json` says why.
+digest), is pushed: its SavedModel (`push.variant`: `float`, the model artifact's
+`saved_model/`, or `quantized`, its int8 `saved_model_int8/`) is copied to
+`<push.serving_dir>/<N>/` (TF Serving layout, N one more than the highest number there)
+with a `model_card.json`, and the version appears by one rename. Then all but the newest
+`push.keep_versions` versions are removed. A model already in service as the latest
+version is not copied again. A model that is not blessed leaves the serving directory
+untouched and the run succeeds; `pushed/push.json` says why.
 
 Outputs:
     pushed/push.json   {"pushed", "version", "uri", "reason", "pruned", "replaced"}
 
-The model card: version, run id, time; the model (URI, artifact fingerprint, SavedModel
-digest); the version it replaced; the data it came from (examples, documents, tokenizer:
-URIs and fingerprints); metrics overall and per slice; the comparison with the baseline
-and any failures ignored on small slices; the config (training hyperparameters, the
-evaluation gate, push); the train summary; lineage ids.
+The model card: version, variant, run id, time; the model (URI, artifact fingerprint,
+SavedModel digest); the version it replaced; the data it came from (examples, documents,
+tokenizer: URIs and fingerprints); metrics overall and per slice; the comparison with the
+baseline and any failures ignored on small slices; the config (training hyperparameters,
+the evaluation gate, push); the train summary; lineage ids.
 """
 
 from __future__ import annotations
@@ -70,11 +71,13 @@ def run(inputs, outputs, runtime, push):
 
 def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
     from components.evaluation import serving_dir
+    from models.quantize import VARIANT_DIRS
 
     model = inputs["model"]
-    saved_model = model.path("saved_model")
+    saved_model = model.path(VARIANT_DIRS[push.variant])
     if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
-        raise UsageError(f"{model.uri}: no SavedModel at saved_model/")
+        raise UsageError(f"{model.uri}: no SavedModel at {VARIANT_DIRS[push.variant]}/ "
+                         f"(push.variant {push.variant})")
     digest = serving_dir.saved_model_digest(saved_model)
     blessed = (verdict.get("candidate") or {}).get("saved_model_sha256")
     if blessed != digest:
@@ -118,6 +121,7 @@ def model_card(model: Artifact, blessing: Artifact, verdict: dict, runtime, push
     lineage = verdict.get("lineage") or {}
     return {
         "version": number,
+        "variant": push.variant,
         "run_id": runtime.run_id,
         "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {"uri": model.uri, "fingerprint": model.fingerprint,

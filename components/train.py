@@ -33,6 +33,27 @@ def resolve_warm_start(config, inputs: dict):
                               cache_key(SPEC, config, others))
 
 
+def resolve_teacher(config, inputs: dict):
+    """The `teacher` input: the model `train.distill.teacher` names (see
+    `components/training/distill.py`), or None when it is unset.
+
+    Args:
+        config: the resolved `LmpipeConfig`.
+        inputs: the DAG inputs resolved so far.
+
+    Returns:
+        An `Artifact` or None.
+    """
+    from components.training import distill
+
+    if config.train.distill.teacher is None:
+        return None
+    others = {name: artifact for name, artifact in inputs.items()
+              if name not in ("warm_start", "teacher")}
+    return distill.resolve(config.train.distill.teacher, config.push.serving_dir,
+                           cache_key(SPEC, config, others))
+
+
 SPEC = ComponentSpec(
     name="train",
     module="components.train",
@@ -40,8 +61,9 @@ SPEC = ComponentSpec(
     outputs={"model": "Model"},
     config=("model", "task", "train"),
     optional_inputs=("hyperparameters",),
-    resolvers={"warm_start": resolve_warm_start},
-    uses_resolvers=lambda config: config.train.warm_start is not None,
+    resolvers={"warm_start": resolve_warm_start, "teacher": resolve_teacher},
+    uses_resolvers=lambda config: (config.train.warm_start is not None
+                                   or config.train.distill.teacher is not None),
 )
 
 
@@ -49,8 +71,9 @@ def run(inputs, outputs, runtime, model, task, train):
     """Train the model on `inputs["examples"]` and write `outputs["model"]`.
 
     Args:
-        inputs: `examples`, `tokenizer`, `hyperparameters` (None when tune did not run)
-            and `warm_start` (None without `train.warm_start`) artifacts.
+        inputs: `examples`, `tokenizer`, `hyperparameters` (None when tune did not run),
+            `warm_start` (None without `train.warm_start`) and `teacher` (None without
+            `train.distill.teacher`) artifacts.
         outputs: `model` -> the directory to write the model artifact into.
         runtime: the run's `Runtime` (progress goes to `runtime.log`; checkpoints to
             `runtime.work_dir`, when there is one).
@@ -69,7 +92,7 @@ def run(inputs, outputs, runtime, model, task, train):
                   output=outputs["model"], work=runtime.work_dir,
                   cache=os.path.join(runtime.root, ".cache"))
     summary = run_fn(paths, model, task, train, log=lambda line: runtime.log(f"[train] {line}"),
-                     warm_start=inputs.get("warm_start"))
+                     warm_start=inputs.get("warm_start"), teacher=inputs.get("teacher"))
     warm = summary["warm_start"] or {}
     return {"model": {"eval_loss": summary["eval_loss"],
                       "hyperparameters_source": summary["hyperparameters"]["source"],

@@ -2,9 +2,11 @@
 
 Outputs `examples/` (sharded TFRecords of `tf.train.Example` and `feature_spec.json`; the
 feature contract and the causal-LM target rule are in `components/data/examples.py`) and
-`statistics/stats.json` (documents, tokens, bytes, tokens per byte, packing efficiency,
-per-domain token counts, unknown-token rate; per split and in total). Same input and
-config give byte-identical shards.
+`statistics/` (`stats.json`: documents, every drop reason from ingest, tokens, bytes,
+tokens per byte, packing efficiency, unknown-token rate, per-domain and per-length-bucket
+counts, the length histogram; per split and in total; and two PNGs of the length
+histogram and the per-domain token counts). Same input and config give byte-identical
+shards, whatever the runner's parallelism.
 """
 
 from __future__ import annotations
@@ -30,34 +32,72 @@ def run(inputs, outputs, runtime, transform):
         transform: the `TransformConfig`.
 
     Returns:
-        Properties: example counts per split and the packing efficiency.
+        Properties: example counts per split, the packing efficiency, tokens per byte.
     """
-    import apache_beam as beam
+    import threading
 
-    from components.data import examples, layout
-    from components.data.beam_options import pipeline_options
-    from components.data.transform_beam import build_transform
-    from models.tokenizer_info import read_info
+    from components.data import examples, layout, plots
+    from models.tokenizer_info import INFO_FILE
 
     documents, tokenizer = inputs["documents"].uri, inputs["tokenizer"].uri
     documents_stats = layout.read_json(layout.join(documents, layout.STATS_FILE))
-    pad_id = read_info(tokenizer).pad_id
-    with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
-        shard_names = build_transform(pipeline, documents, documents_stats, tokenizer, pad_id,
-                                      transform, outputs["examples"], outputs["statistics"])
+    pad_id = layout.read_json(layout.join(tokenizer, INFO_FILE))["special_tokens"]["pad"]
+    preloading = threading.Thread(target=plots.preload, daemon=True)
+    preloading.start()
+    shard_names = _run_pipeline(runtime, transform, documents, documents_stats, tokenizer,
+                                pad_id, outputs)
     statistics = layout.read_json(layout.join(outputs["statistics"], layout.STATS_FILE))
+    preloading.join()
+    plots.write_plots(statistics, outputs["statistics"])
     splits = {split: {"shards": shard_names[split],
                       "examples": statistics["splits"][split]["examples"]}
               for split in layout.SPLITS}
     layout.write_json(layout.join(outputs["examples"], layout.FEATURE_SPEC_FILE),
                       examples.feature_spec(transform.sequence_length, pad_id,
-                                            transform.compression, splits))
+                                            transform.compression, splits,
+                                            list(transform.length_buckets)))
+    _log(runtime, statistics)
     total = statistics["total"]
-    runtime.log(f"[transform] {total['examples']} examples, {total['tokens']} tokens, "
-                f"packing efficiency {total['packing_efficiency']:.4f}")
     return {"examples": {split: splits[split]["examples"] for split in layout.SPLITS},
             "statistics": {"packing_efficiency": total["packing_efficiency"],
                            "tokens_per_byte": total["tokens_per_byte"]}}
+
+
+def _run_pipeline(runtime, transform, documents, documents_stats, tokenizer, pad_id,
+                  outputs) -> dict:
+    import apache_beam as beam
+
+    from components.data.beam_options import pipeline_options
+    from components.data.tokenize import shutdown_pools
+    from components.data.transform_beam import build_transform
+
+    processes = tokenizer_processes(transform, runtime.beam_args)
+    try:
+        with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
+            return build_transform(pipeline, documents, documents_stats, tokenizer, pad_id,
+                                   transform, outputs["examples"], outputs["statistics"],
+                                   processes)
+    finally:
+        shutdown_pools()
+
+
+def tokenizer_processes(transform, beam_args) -> int:
+    """`transform.tokenizer_processes`, or when unset: every core if Beam runs in this one
+    process (DirectRunner in_memory), else 1 (the runner already has a worker per core)."""
+    import os
+
+    from components.data.beam_options import single_process
+
+    if transform.tokenizer_processes is not None:
+        return transform.tokenizer_processes
+    return (os.cpu_count() or 1) if single_process(beam_args) else 1
+
+
+def _log(runtime, statistics: dict) -> None:
+    for split in ("train", "eval"):
+        s = statistics["splits"][split]
+        runtime.log(f"[transform] {split}: {s['examples']} examples, {s['tokens']} tokens, "
+                    f"packing efficiency {s['packing_efficiency'] or 0:.4f}")
 
 
 if __name__ == "__main__":

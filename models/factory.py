@@ -5,6 +5,7 @@ from __future__ import annotations
 from models.attention import CachedGroupedQueryAttention
 from models.bert import BertBackbone
 from models.causal_lm import CausalLM
+from models.classifier import SequenceClassifier, SequencePooling
 from models.gpt import GPTBackbone
 from models.llama import LlamaBackbone, LlamaDecoderBlock
 from models.masked_lm import MaskedLM
@@ -62,25 +63,35 @@ LM_TASKS = {"causal": (CausalLM, "causal_lm"), "masked": (MaskedLM, "masked_lm")
 
 CUSTOM_OBJECTS = {f"lmpipe>{cls.__name__}": cls for cls in (
     CausalLM, MaskedLM, GPTBackbone, LlamaBackbone, LlamaDecoderBlock,
-    CachedGroupedQueryAttention, BertBackbone)}
+    CachedGroupedQueryAttention, BertBackbone, SequenceClassifier, SequencePooling)}
 
 
-def build_model(model_config, task_config, vocabulary_size: int):
+def build_model(model_config, task_config, vocabulary_size: int,
+                num_classes: int | None = None):
     """The task model for `task.type` on the backbone for `model.family`.
 
     Args:
         model_config: `pipeline.config.ModelConfig`.
         task_config: `pipeline.config.TaskConfig`.
         vocabulary_size: the tokenizer's vocabulary size.
+        num_classes: the label vocabulary's size (task.type classification only).
 
     Returns:
         A Keras model with freshly initialized weights, taking {token_ids, segment_ids}
-        and returning logits [B, L, vocabulary_size].
+        and returning logits: [B, L, vocabulary_size] for `lm` and `text_to_text` (a
+        causal LM), [B, num_classes] for `classification`.
     """
     backbone = BACKBONES[model_config.family](model_config, vocabulary_size)
     if task_config.type == "lm":
         task, name = LM_TASKS[model_config.training_objective]
         return task(backbone, tie_embeddings=model_config.tied_embeddings, name=name)
+    if task_config.type == "text_to_text":
+        return CausalLM(backbone, tie_embeddings=model_config.tied_embeddings, name="causal_lm")
+    if task_config.type == "classification":
+        if not num_classes:
+            raise ValueError("task.type classification needs num_classes (the label vocabulary)")
+        return SequenceClassifier(backbone, num_classes, pooling=task_config.pooling,
+                                  dropout=model_config.dropout, name="classifier")
     raise ValueError(f"task.type {task_config.type!r} is not implemented")
 
 

@@ -77,13 +77,64 @@ class MaskedLMObjective:
         return {"token_ids": corrupted, "segment_ids": segment_ids}, targets, weights
 
 
+class ClassificationObjective:
+    """One label per example (`SequenceClassifier`): the model's logits [B, C] against the
+    example's `label`; examples without a known label (-1) or without tokens carry no loss."""
+
+    causal = False
+
+    def prepare(self, batch: dict, seed=None):
+        """Inputs, targets and weights for one batch.
+
+        Args:
+            batch: {token_ids int [B, L], segment_ids int [B, L], label int [B]}.
+            seed: unused (nothing is corrupted).
+
+        Returns:
+            (inputs dict for the model, targets int [B], weights float32 [B]).
+        """
+        labels = ops.convert_to_tensor(batch["label"])
+        has_tokens = ops.any(ops.not_equal(batch["segment_ids"], 0), axis=1)
+        known = ops.logical_and(ops.greater_equal(labels, 0), has_tokens)
+        targets = ops.where(known, labels, ops.zeros_like(labels))
+        inputs = {"token_ids": batch["token_ids"], "segment_ids": batch["segment_ids"]}
+        return inputs, targets, ops.cast(known, "float32")
+
+
+class TextToTextObjective:
+    """The causal LM on `[bos] input separator target [eos]` with the loss on the target
+    only: position i is weighted iff it predicts token i+1 of the same segment and
+    `i + 1 >= target_start` (the target's first token, up to and including eos)."""
+
+    causal = True
+
+    def prepare(self, batch: dict, seed=None):
+        """Inputs, targets and weights for one batch.
+
+        Args:
+            batch: {token_ids int [B, L], segment_ids int [B, L], target_start int [B]}.
+            seed: unused (next-token prediction is deterministic).
+
+        Returns:
+            (inputs dict for the model, targets int [B, L], weights float32 [B, L]).
+        """
+        targets, weights = causal_lm_targets(batch["token_ids"], batch["segment_ids"])
+        start = ops.convert_to_tensor(batch["target_start"])
+        length = ops.shape(batch["token_ids"])[1]
+        predicted = ops.arange(length, dtype=start.dtype)[None, :] + 1
+        in_target = ops.cast(ops.greater_equal(predicted, start[:, None]), "float32")
+        inputs = {"token_ids": batch["token_ids"], "segment_ids": batch["segment_ids"]}
+        return inputs, targets, weights * in_target
+
+
 def make_objective(kind: str, vocabulary_size: int | None = None,
                    special_tokens: dict | None = None):
     """The objective named `kind`.
 
     Args:
-        kind: `causal` or `masked` (a task model's `objective` attribute, or
-            `ModelConfig.training_objective`).
+        kind: `causal`, `masked` (a task model's `objective` attribute, or
+            `ModelConfig.training_objective`), or a fine-tuning task's objective
+            (`classification`, `text_to_text`).
         vocabulary_size: the tokenizer's vocabulary size (masked only).
         special_tokens: the tokenizer's special token ids by name (masked only).
 
@@ -94,20 +145,26 @@ def make_objective(kind: str, vocabulary_size: int | None = None,
         return CausalLMObjective()
     if kind == "masked":
         return MaskedLMObjective(vocabulary_size, special_tokens)
-    raise ValueError(f"unknown objective {kind!r} (expected 'causal' or 'masked')")
+    if kind in TASK_OBJECTIVES:
+        return TASK_OBJECTIVES[kind]()
+    raise ValueError(f"unknown objective {kind!r} (expected 'causal', 'masked', "
+                     f"{', '.join(repr(k) for k in TASK_OBJECTIVES)})")
 
 
-def objective_for(model_config, tokenizer_info=None):
-    """The objective that trains `model.family` (`model.objective`).
+def objective_for(model_config, tokenizer_info=None, task_config=None):
+    """The objective that trains `model.family` (`model.objective`) for `task.type`.
 
     Args:
         model_config: `pipeline.config.ModelConfig`.
         tokenizer_info: the tokenizer artifact's `TokenizerInfo` (needed by the masked
             objective: its mask id, special ids and vocabulary size).
+        task_config: `pipeline.config.TaskConfig` (None: task.type lm).
 
     Returns:
         The objective.
     """
+    if task_config is not None and task_config.type != "lm":
+        return make_objective(task_config.type)
     kind = model_config.training_objective
     if tokenizer_info is None:
         if kind == "masked":
@@ -115,3 +172,8 @@ def objective_for(model_config, tokenizer_info=None):
                              "special tokens for its masked-LM objective")
         return make_objective(kind)
     return make_objective(kind, tokenizer_info.vocab_size, tokenizer_info.special_tokens)
+
+
+# task.type -> the objective of a fine-tuning task.
+TASK_OBJECTIVES = {"classification": ClassificationObjective,
+                   "text_to_text": TextToTextObjective}

@@ -1,18 +1,22 @@
 """The tokenizer artifact's description, readable without TensorFlow.
 
 Artifact layout (written by `components/tokenizer.py`):
-    tokenizer.json   {"type", "vocab_size", "model_file", "normalization", "special_tokens"}
-    spm.model        the SentencePiece model proto
-    vocab.txt        one piece per line, line number = id (control characters in a piece,
-                     e.g. a newline, written as JSON string escapes)
+    tokenizer.json   {"type", "vocab_size", "model_file", "normalization", "special_tokens",
+                      "options"}
+    spm.model        SentencePiece types (`bpe`, `unigram`): the model proto
+    vocab.txt        one piece per line, line number = id. SentencePiece: control
+                     characters in a piece (e.g. a newline) written as JSON string escapes;
+                     WordPiece (`wordpiece`): the model itself, BERT's format
     training.json    the training sample and options actually used
+
+The directory may be local or on any filesystem TensorFlow's `tf.io.gfile` reads (gs://).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 INFO_FILE = "tokenizer.json"
 
@@ -28,7 +32,9 @@ class TokenizerInfo:
         vocab_size: number of ids.
         model_file: the model file's name inside the artifact directory.
         normalization: Unicode normalization applied before tokenizing (`NFC`, `NFKC`, `none`).
-        special_tokens: name (`pad`, `unk`, `bos`, `eos`, `mask`, ...) -> id.
+        special_tokens: name (`pad`, `unk`, `bos`, `eos`, `mask`; `cls`, `sep` for
+            WordPiece, where bos is cls and eos is sep) -> id.
+        options: type-specific settings (WordPiece: `lower_case`, `suffix_indicator`).
     """
 
     type: str
@@ -36,6 +42,7 @@ class TokenizerInfo:
     model_file: str
     normalization: str
     special_tokens: dict
+    options: dict = field(default_factory=dict)
 
     @property
     def pad_id(self) -> int:
@@ -51,16 +58,32 @@ class TokenizerInfo:
 
     def to_json(self) -> dict:
         return {"type": self.type, "vocab_size": self.vocab_size, "model_file": self.model_file,
-                "normalization": self.normalization, "special_tokens": dict(self.special_tokens)}
+                "normalization": self.normalization, "special_tokens": dict(self.special_tokens),
+                "options": dict(self.options)}
+
+
+def open_file(path: str, mode: str = "rb"):
+    """Open a local file, or a URL (gs://...) through `tf.io.gfile`."""
+    if "://" in path:
+        import tensorflow as tf
+
+        return tf.io.gfile.GFile(path, mode)
+    return open(path, mode)
+
+
+def join(directory: str, name: str) -> str:
+    """`directory/name` for a local path or a URL."""
+    return f"{directory.rstrip('/')}/{name}" if "://" in directory else os.path.join(directory, name)
 
 
 def read_info(directory: str) -> TokenizerInfo:
-    """Read `tokenizer.json` from a tokenizer artifact directory."""
-    with open(os.path.join(directory, INFO_FILE), encoding="utf-8") as f:
-        return TokenizerInfo(**json.load(f))
+    """Read `tokenizer.json` from a tokenizer artifact directory (local or gs://)."""
+    with open_file(join(directory, INFO_FILE)) as f:
+        return TokenizerInfo(**json.loads(f.read().decode("utf-8")))
 
 
 def write_info(directory: str, info: TokenizerInfo) -> None:
-    """Write `tokenizer.json` into a tokenizer artifact directory."""
-    with open(os.path.join(directory, INFO_FILE), "w", encoding="utf-8") as f:
-        json.dump(info.to_json(), f, indent=2, sort_keys=True)
+    """Write `tokenizer.json` into a tokenizer artifact directory (local or gs://)."""
+    text = json.dumps(info.to_json(), indent=2, sort_keys=True)
+    with open_file(join(directory, INFO_FILE), "wb") as f:
+        f.write(text.encode("utf-8"))

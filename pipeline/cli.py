@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="new tokens per model call while streaming (0: one call)")
     generate.set_defaults(handler=cmd_generate)
 
+    tune = sub.add_parser("tune", help="run the hyperparameter sweep alone and print its trials")
+    config_args(tune)
+    tune.set_defaults(handler=cmd_tune)
+
     component = sub.add_parser(
         "component", help="run one component alone (what a Vertex AI pipeline step executes)")
     component.add_argument("name", help="the component, e.g. transform")
@@ -196,6 +200,14 @@ def cmd_generate(args) -> int:
     from pipeline.serving import generate_cli
 
     return generate_cli(args)
+
+
+def cmd_tune(args) -> int:
+    from pipeline.configio import load_config
+    from tuning.command import tune
+
+    print(tune(load_config(args.config, [*args.set, "tuning.enabled=true"])))
+    return 0
 
 
 def cmd_component(args) -> int:

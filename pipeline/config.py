@@ -9,7 +9,8 @@ Checks within a section live in its `__post_init__`; checks across sections live
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from pipeline.errors import ConfigError
@@ -43,6 +44,7 @@ class DataConfig:
     text_field: str = "text"
     domain_field: str | None = None
     label_field: str | None = None
+    target_field: str | None = None
     txt_mode: Literal["line", "file"] = "line"
     invalid_utf8: Literal["drop", "replace"] = "drop"
     control_chars: Literal["remove", "keep"] = "remove"
@@ -59,6 +61,9 @@ class DataConfig:
         require(all(p.strip() for p in self.inputs), "inputs", "paths and globs must not be empty")
         require(self.text_field != self.domain_field, "domain_field",
                 f"must differ from data.text_field ({self.text_field!r})")
+        for name in ("label_field", "target_field"):
+            require(getattr(self, name) != self.text_field, name,
+                    f"must differ from data.text_field ({self.text_field!r})")
         require(0.0 < self.eval_fraction < 1.0, "eval_fraction",
                 f"must be between 0 and 1 (exclusive), got {self.eval_fraction}")
         require(self.min_chars >= 1, "min_chars", f"must be >= 1, got {self.min_chars}")
@@ -179,7 +184,134 @@ FAMILY_OBJECTIVES = {"gpt": "causal", "llama": "causal", "bert": "masked"}
 
 @config_dataclass
 class TaskConfig:
-    type: Literal["lm"] = "lm"
+    """What the model is trained to do (`docs/tasks.md`).
+
+    Attributes:
+        type: `lm` (the family's language-model objective: pre-training),
+            `classification` (a label per document, from `data.label_field`, predicted by
+            a head on the backbone) or `text_to_text` (the causal LM fine-tuned on `input +
+            separator + target`, input from `data.text_field`, target from
+            `data.target_field`, the loss on the target's tokens only).
+        pooling: classification: what the head reads: `last` (the document's last token,
+            eos, which a causal backbone lets see the whole document) or `mean` (the mean
+            over the document's tokens).
+        freeze_backbone_steps: classification: train only the head for this many steps
+            (the backbone is neither updated nor weight-decayed), then everything.
+        tokenizer: classification, text_to_text: a tokenizer artifact, or a model (model
+            artifact, SavedModel, serving version, `.keras` file) whose tokenizer the run
+            uses instead of training one; None: `train.warm_start`'s model's when set,
+            else a new tokenizer trained on the task's documents.
+        separator: text_to_text: the text between input and target (tokenized on its own).
+        max_target_tokens: text_to_text: targets are cut to this many tokens; also the
+            longest completion evaluate generates.
+        min_accuracy, min_macro_f1, min_macro_auc: classification's release gate: lower
+            bounds on the eval split's accuracy, macro F1 and macro one-vs-rest AUC
+            (None: no bound).
+        min_bleu, min_rouge_l, min_exact_match: text_to_text's release gate: lower bounds
+            on corpus BLEU (0-100), mean ROUGE-L F1 and the exact-match rate of greedy
+            completions (None: no bound).
+    """
+
+    type: Literal["lm", "classification", "text_to_text"] = "lm"
+    pooling: Literal["last", "mean"] = "last"
+    freeze_backbone_steps: int = 0
+    tokenizer: str | None = None
+    separator: str = " => "
+    max_target_tokens: int = 32
+    min_accuracy: float | None = None
+    min_macro_f1: float | None = None
+    min_macro_auc: float | None = None
+    min_bleu: float | None = None
+    min_rouge_l: float | None = None
+    min_exact_match: float | None = None
+
+    def __post_init__(self):
+        require(self.freeze_backbone_steps >= 0, "freeze_backbone_steps",
+                f"must be >= 0, got {self.freeze_backbone_steps}")
+        require_positive(self, "max_target_tokens")
+        require(self.tokenizer is None or bool(self.tokenizer.strip()), "tokenizer",
+                "must be a path, got ''")
+        require(bool(self.separator), "separator", "must not be empty")
+        options = {"classification": ("pooling", "freeze_backbone_steps", "min_accuracy",
+                                      "min_macro_f1", "min_macro_auc"),
+                   "text_to_text": ("separator", "max_target_tokens", "min_bleu",
+                                    "min_rouge_l", "min_exact_match")}
+        for kind, names in options.items():
+            for name in names:
+                default = type(self).__dataclass_fields__[name].default
+                require(self.type == kind or getattr(self, name) == default, name,
+                        f"is a {kind} option (task.type is {self.type!r})")
+        require(self.type != "lm" or self.tokenizer is None, "tokenizer",
+                "is a classification or text_to_text option (task.type is 'lm')")
+        for name in ("min_accuracy", "min_macro_f1", "min_macro_auc", "min_rouge_l",
+                     "min_exact_match"):
+            value = getattr(self, name)
+            require(value is None or 0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
+        require(self.min_bleu is None or 0.0 <= self.min_bleu <= 100.0, "min_bleu",
+                f"must be in [0, 100], got {self.min_bleu}")
+
+
+@config_dataclass
+class DistillConfig:
+    """Knowledge distillation from a teacher (`components/training/distill.py`).
+
+    Attributes:
+        teacher: the teacher: a model artifact, SavedModel directory or serving version,
+            or `latest_pushed` (the newest version in `push.serving_dir`); None: no
+            distillation. It must have been trained with this run's tokenizer.
+        alpha: weight of the distillation term: per target token the loss is alpha times
+            T^2 times the KL divergence of the student's next-token distribution from the
+            teacher's (both at temperature T), plus (1 - alpha) times the cross-entropy.
+        temperature: T, dividing both models' logits inside the KL term.
+    """
+
+    teacher: str | None = None
+    alpha: float = 0.5
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        require(self.teacher is None or bool(self.teacher.strip()), "teacher",
+                "must be a path or 'latest_pushed', got ''")
+        require(0.0 <= self.alpha <= 1.0, "alpha", f"must be in [0, 1], got {self.alpha}")
+        require_positive(self, "temperature")
+
+
+@config_dataclass
+class PruneConfig:
+    """Magnitude pruning during training (`components/training/pruning.py`).
+
+    The kernels of the transformer blocks' dense projections (attention query, key, value,
+    output; the MLP) are pruned, each to the scheduled fraction of its smallest-magnitude
+    weights; embeddings, norms, biases and the output head are not.
+
+    Attributes:
+        target_sparsity: the final fraction of zeros in each pruned kernel (None: off).
+        initial_sparsity: the fraction at `begin_step`.
+        begin_step: the first step that prunes.
+        end_step: the step that reaches `target_sparsity` (None: the run's last step);
+            from then on the masks are fixed.
+        frequency: steps between mask updates (TF-MOT's polynomial schedule:
+            `s = target + (initial - target) * (1 - (step - begin) / (end - begin))^power`).
+        power: the schedule's exponent.
+    """
+
+    target_sparsity: float | None = None
+    initial_sparsity: float = 0.0
+    begin_step: int = 0
+    end_step: int | None = None
+    frequency: int = 100
+    power: float = 3.0
+
+    def __post_init__(self):
+        require(self.target_sparsity is None or 0.0 < self.target_sparsity < 1.0,
+                "target_sparsity", f"must be in (0, 1), got {self.target_sparsity}")
+        require(0.0 <= self.initial_sparsity <= (self.target_sparsity or 0.0),
+                "initial_sparsity", f"must be in [0, prune.target_sparsity "
+                f"({self.target_sparsity})], got {self.initial_sparsity}")
+        require(self.begin_step >= 0, "begin_step", f"must be >= 0, got {self.begin_step}")
+        require(self.end_step is None or self.end_step > self.begin_step, "end_step",
+                f"must be > prune.begin_step ({self.begin_step}), got {self.end_step}")
+        require_positive(self, "frequency", "power")
 
 
 @config_dataclass
@@ -231,6 +363,12 @@ class TrainConfig:
         warm_start: initial weights: a model artifact, SavedModel directory or `.keras`
             file, or `latest_pushed` (the newest version in `push.serving_dir`; none yet
             means a fresh start). The tokenizer and the shapes must match.
+        distill: knowledge distillation from a teacher (`DistillConfig`).
+        prune: magnitude pruning to a target sparsity (`PruneConfig`).
+        quantize: also export `saved_model_int8/`, the serving model with int8 weights
+            (`models/quantize.py`): `int8` quantizes each dense layer's input per token at
+            run time too (dynamic range, int8 matmuls), `int8_weights` only stores the
+            weights in int8 (float matmuls); `none`: the float export only.
     """
 
     steps: int | None = 1000
@@ -265,6 +403,9 @@ class TrainConfig:
     checkpoint_every: int | None = 100
     keep_checkpoints: int = 3
     warm_start: str | None = None
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    quantize: Literal["none", "int8", "int8_weights"] = "none"
 
     def __post_init__(self):
         require_positive(self, "steps", "max_tokens", "batch_size", "grad_accum_steps",
@@ -295,11 +436,185 @@ class TrainConfig:
                 "in bfloat16), got 'mixed_float16'")
         require(self.warm_start is None or bool(self.warm_start.strip()), "warm_start",
                 "must be a path or 'latest_pushed', got ''")
+        end = self.prune.end_step
+        require(end is None or self.steps is None or end <= self.steps, "prune.end_step",
+                f"must be <= train.steps ({self.steps}), got {end}")
+
+
+@config_dataclass
+class FloatRange:
+    """A continuous hyperparameter: sampled between `min` and `max` (inclusive).
+
+    Attributes:
+        min, max: the bounds.
+        sampling: `log` (log-uniform: every decade equally likely; needs min > 0) or `linear`.
+    """
+
+    min: float
+    max: float
+    sampling: Literal["log", "linear"] = "log"
+
+    def __post_init__(self):
+        require(self.sampling != "log" or self.min > 0, "min",
+                f"must be > 0 for log sampling, got {self.min}")
+        require(self.max > self.min, "max", f"must be above min ({self.min}), got {self.max}")
+
+
+def _default_learning_rates() -> FloatRange:
+    return FloatRange(min=1e-4, max=1e-2)
+
+
+@config_dataclass
+class SearchSpaceConfig:
+    """What `tune` searches over (`tuning.space`); a key left out (or null) is not tuned and
+    keeps its `train.*` / `model.*` value. Choices are lists; ranges are {min, max, sampling}.
+
+    Attributes:
+        learning_rate: `train.learning_rate`, a range (log-uniform by default).
+        batch_size: `train.batch_size` choices (trials still see equal token budgets).
+        warmup_steps: `train.warmup_steps` choices.
+        weight_decay: `train.weight_decay`, a range.
+        optimizer: `train.optimizer` choices.
+        num_layers: `model.num_layers` choices.
+        hidden_dim: `model.hidden_dim` choices.
+    """
+
+    learning_rate: FloatRange | None = field(default_factory=_default_learning_rates)
+    batch_size: tuple[int, ...] | None = (16, 32, 64)
+    warmup_steps: tuple[int, ...] | None = None
+    weight_decay: FloatRange | None = None
+    optimizer: tuple[str, ...] | None = None
+    num_layers: tuple[int, ...] | None = None
+    hidden_dim: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        optimizers = typing.get_args(typing.get_type_hints(TrainConfig)["optimizer"])
+        valid = {"batch_size": (lambda v: v > 0, "must be > 0"),
+                 "warmup_steps": (lambda v: v >= 0, "must be >= 0"),
+                 "optimizer": (lambda v: v in optimizers, "must be among " + ", ".join(optimizers)),
+                 "num_layers": (lambda v: v > 0, "must be > 0"),
+                 "hidden_dim": (lambda v: v > 0, "must be > 0")}
+        for name, (check, expected) in valid.items():
+            choices = getattr(self, name)
+            if choices is None:
+                continue
+            require(len(choices) > 0, name, "needs at least one choice (or null: not tuned)")
+            require(len(set(choices)) == len(choices), name,
+                    f"must not repeat a choice, got {list(choices)}")
+            require(all(map(check, choices)), name, f"choices {expected}, got {list(choices)}")
+        lr, decay = self.learning_rate, self.weight_decay
+        require(lr is None or lr.min > 0, "learning_rate.min", f"must be > 0, got {lr and lr.min}")
+        require(decay is None or decay.min >= 0, "weight_decay.min",
+                f"must be >= 0, got {decay and decay.min}")
+
+
+@config_dataclass
+class HyperbandConfig:
+    """Hyperband's schedule (`tuning.algorithm: hyperband`), in token units.
+
+    Attributes:
+        max_units: KerasTuner's `max_epochs`, counted in units of
+            `tuning.tokens_per_trial / max_units` tokens: a configuration trained to the
+            end gets `tokens_per_trial`, the first rung of the most aggressive bracket one unit.
+        factor: KerasTuner's reduction factor (a third go on at factor 3).
+        iterations: KerasTuner's `hyperband_iterations` (full passes over the brackets).
+    """
+
+    max_units: int = 9
+    factor: int = 3
+    iterations: int = 1
+
+    def __post_init__(self):
+        require_positive(self, "max_units", "iterations")
+        require(self.factor >= 2, "factor", f"must be >= 2, got {self.factor}")
 
 
 @config_dataclass
 class TuningConfig:
+    """The `tune` component's sweep (`components/tune.py`, `tuning/`; docs/tuning.md).
+
+    Attributes:
+        enabled: run `tune` in the pipeline; `train` then takes the best values.
+        algorithm: `random`, `bayesian` (Gaussian process) or `hyperband`.
+        max_trials: the most trials; raising it continues the same sweep.
+        objective: what trials are ranked by, on the eval split: `eval_loss` (mean token
+            NLL, nats) or `eval_perplexity`.
+        tokens_per_trial: every trial's training budget in tokens (batch size x sequence
+            length x steps, to within one batch), whatever its batch size; None: the
+            training run's own budget.
+        max_consecutive_failed_trials: stop the sweep after this many failures in a row.
+        seed: the search's seed (KerasTuner reads 0 as "no seed", so >= 1; it seeds draw i
+            with seed + i, so use seeds far apart for independent sweeps).
+        space: the search space (`SearchSpaceConfig`).
+        hyperband: Hyperband's budget schedule (`HyperbandConfig`).
+    """
+
     enabled: bool = False
+    algorithm: Literal["random", "bayesian", "hyperband"] = "random"
+    max_trials: int = 10
+    objective: Literal["eval_loss", "eval_perplexity"] = "eval_loss"
+    tokens_per_trial: int | None = None
+    max_consecutive_failed_trials: int = 3
+    seed: int = 1
+    space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+    hyperband: HyperbandConfig = field(default_factory=HyperbandConfig)
+
+    def __post_init__(self):
+        require_positive(self, "max_trials", "tokens_per_trial", "max_consecutive_failed_trials")
+        require(self.seed >= 1, "seed", f"must be >= 1 (KerasTuner takes 0 as no seed), "
+                f"got {self.seed}")
+        names = [f.name for f in fields(self.space)]
+        require(any(getattr(self.space, name) is not None for name in names), "space",
+                "tunes nothing: give at least one of " + ", ".join(names))
+
+
+def check_tuning(config) -> None:
+    """Cross-section checks of an enabled sweep: every choice must make a valid run.
+
+    Args:
+        config: the `LmpipeConfig` being built.
+    """
+    if config.tuning.enabled:
+        _check_tuning_choices(config.tuning.space, config.train, config.model)
+        _check_tuning_budget(config.tuning, config.train, config.transform.sequence_length)
+
+
+def _check_tuning_choices(space, train, model) -> None:
+    for size in space.batch_size or ():
+        require(size % train.grad_accum_steps == 0, "tuning.space.batch_size",
+                f"choices must be multiples of train.grad_accum_steps "
+                f"({train.grad_accum_steps}), got {size}")
+    for width in space.hidden_dim or ():
+        require(width % model.num_heads == 0, "tuning.space.hidden_dim",
+                f"choices must be multiples of model.num_heads ({model.num_heads}), got {width}")
+        require(model.family != "llama" or (width // model.num_heads) % 2 == 0,
+                "tuning.space.hidden_dim", f"choices must give llama an even head dim, "
+                f"got {width} / {model.num_heads} heads")
+
+
+def _check_tuning_budget(tuning, train, length: int) -> None:
+    """Every batch size must get more steps than the warm-up, and Hyperband's smallest
+    rung at least one batch (else the budgets are not equal to within a batch)."""
+    space = tuning.space
+    # None: the training run's own budget (tuning/budget.py `default_tokens`).
+    budgets = [train.max_tokens] if train.max_tokens is not None else []
+    if train.steps is not None:
+        budgets.append(train.steps * train.batch_size * length)
+    tokens = tuning.tokens_per_trial or min(budgets)
+    shown = tuning.tokens_per_trial or f"null (the training run's {tokens} tokens)"
+    sizes = space.batch_size or (train.batch_size,)
+    warmup = max(space.warmup_steps or (train.warmup_steps,))
+    for size in sizes:
+        steps = -(-tokens // (size * length))
+        require(steps > warmup, "tuning.tokens_per_trial",
+                f"gives batch size {size} only {steps} steps at sequence length {length}, "
+                f"not more than the warm-up ({warmup} steps); got {shown}")
+    if tuning.algorithm == "hyperband":
+        unit = tokens / tuning.hyperband.max_units
+        require(unit >= max(sizes) * length, "tuning.tokens_per_trial",
+                f"must give each Hyperband unit (tokens_per_trial / hyperband.max_units = "
+                f"{unit:,.0f} tokens) at least one batch of the largest batch size "
+                f"({max(sizes)} x {length} tokens); got {shown}")
 
 
 @config_dataclass
@@ -367,10 +682,13 @@ class PushConfig:
     Attributes:
         serving_dir: the TF Serving style directory of numbered versions.
         keep_versions: how many of the newest versions to keep.
+        variant: which export of the model is evaluated, gated and pushed: `float`
+            (`saved_model/`) or `quantized` (`saved_model_int8/`, needs train.quantize).
     """
 
     serving_dir: str = "serving"
     keep_versions: int = 5
+    variant: Literal["float", "quantized"] = "float"
 
     def __post_init__(self):
         require_positive(self, "keep_versions")
@@ -536,6 +854,25 @@ def _timestamp(section: object, name: str):
     return parsed
 
 
+def check_task(config) -> None:
+    """Cross-section checks of `task`: the data fields it reads, its step and token budgets."""
+    task, data = config.task, config.data
+    require(task.type != "classification" or data.label_field is not None, "data.label_field",
+            "must name the JSONL label field for task.type 'classification'")
+    require(task.type != "text_to_text" or data.target_field is not None, "data.target_field",
+            "must name the JSONL target field for task.type 'text_to_text'")
+    require(task.type == "lm" or not config.tuning.enabled, "tuning.enabled",
+            f"tunes language models only; set it to false for task.type {task.type!r}")
+    steps = config.train.steps
+    require(steps is None or task.freeze_backbone_steps < steps, "task.freeze_backbone_steps",
+            f"must be below train.steps ({steps}), got {task.freeze_backbone_steps}")
+    length = config.transform.sequence_length
+    require(task.type != "text_to_text" or task.max_target_tokens + 4 <= length,
+            "task.max_target_tokens",
+            f"must leave room for the input in transform.sequence_length ({length}): at most "
+            f"{length - 4}, got {task.max_target_tokens}")
+
+
 @config_dataclass
 class LmpipeConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -556,6 +893,15 @@ class LmpipeConfig:
                 "transform.sequence_length",
                 f"must be <= model.max_sequence_length ({self.model.max_sequence_length}), "
                 f"got {self.transform.sequence_length}")
-        # With bert, task.type lm means masked-LM pretraining (ModelConfig.objective).
-        require(self.model.family != "bert" or self.task.type == "lm", "task.type",
-                f"must be 'lm' (masked LM) for model.family 'bert', got {self.task.type!r}")
+        # bert pre-trains with task.type lm (its masked LM) and can classify, but it
+        # cannot continue a text causally.
+        require(self.model.family != "bert" or self.task.type != "text_to_text", "task.type",
+                "must be 'lm' or 'classification' for model.family 'bert', got 'text_to_text'")
+        check_task(self)
+        check_tuning(self)
+        require(self.train.distill.teacher is None or self.task.type == "lm",
+                "train.distill.teacher", f"distillation is implemented for task.type 'lm', "
+                f"got {self.task.type!r}")
+        require(self.push.variant != "quantized" or self.train.quantize != "none",
+                "push.variant", "'quantized' needs train.quantize int8 or int8_weights (the "
+                "quantized export)")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from components import evaluate, ingest, push, tokenizer, train, transform, tune
+from components import (evaluate, ingest, labels, push, task_evaluate, task_transform,
+                        tokenizer, tokenizer_import, train, transform, tune)
 from pipeline.component import ComponentSpec
 
 
@@ -42,6 +43,8 @@ def create_pipeline(config) -> list[Node]:
     examples = ("transform", "examples")
     tokenizer_model = ("tokenizer", "tokenizer")
     model = ("train", "model")
+    if config.task.type != "lm":
+        return _task_pipeline(config)
     return [
         Node(ingest.SPEC),
         Node(tokenizer.SPEC, {"documents": ("ingest", "documents")}),
@@ -56,7 +59,40 @@ def create_pipeline(config) -> list[Node]:
     ]
 
 
+def _task_pipeline(config) -> list[Node]:
+    """The DAG of a fine-tuning task (`task.type` classification or text_to_text).
+
+    A classifier's labels get their own analyze step (`labels`), whose vocabulary the
+    transform applies; the tokenizer is imported from the pretrained model when there is
+    one (`task.tokenizer`, else `train.warm_start`), so that its ids mean what they meant
+    in pre-training; the transform and evaluate nodes are the tasks' own modules.
+    """
+    documents = ("ingest", "documents")
+    tokenizer_model = ("tokenizer", "tokenizer")
+    examples = ("transform", "examples")
+    model = ("train", "model")
+    classification = config.task.type == "classification"
+    nodes = [Node(ingest.SPEC)]
+    if classification:
+        nodes.append(Node(labels.SPEC, {"documents": documents}))
+    if tokenizer_import.requested_source(config) is not None:
+        nodes.append(Node(tokenizer_import.SPEC))
+    else:
+        nodes.append(Node(tokenizer.SPEC, {"documents": documents}))
+    transform_inputs = {"documents": documents, "tokenizer": tokenizer_model}
+    if classification:
+        transform_inputs["labels"] = ("labels", "labels")
+    return nodes + [
+        Node(task_transform.SPEC, transform_inputs),
+        Node(train.SPEC, {"examples": examples, "tokenizer": tokenizer_model}),
+        Node(task_evaluate.SPEC, {"model": model, "examples": examples,
+                                  "tokenizer": tokenizer_model,
+                                  "statistics": ("transform", "statistics")}),
+        Node(push.SPEC, {"model": model, "blessing": ("evaluate", "blessing")}),
+    ]
+
+
 def component_names() -> list[str]:
     """The names of all components, in DAG order (no config needed)."""
-    return [spec.name for spec in (ingest.SPEC, tokenizer.SPEC, transform.SPEC, tune.SPEC,
-                                   train.SPEC, evaluate.SPEC, push.SPEC)]
+    return [spec.name for spec in (ingest.SPEC, labels.SPEC, tokenizer.SPEC, transform.SPEC,
+                                   tune.SPEC, train.SPEC, evaluate.SPEC, push.SPEC)]

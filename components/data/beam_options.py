@@ -25,3 +25,14 @@ def pipeline_options(beam_args: tuple[str, ...] | list[str]):
     if direct and not any(a.startswith("--direct_running_mode") for a in args):
         args.append(DEFAULT_DIRECT_MODE)
     return PipelineOptions(args)
+
+
+def single_process(beam_args: tuple[str, ...] | list[str]) -> bool:
+    """Whether Beam runs everything in this one process (the DirectRunner's `in_memory`
+    mode, the default here), so a DoFn may use the machine's other cores itself."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    options = pipeline_options(beam_args)
+    runner = options.view_as(StandardOptions).runner
+    direct = runner is None or runner in ("DirectRunner", "direct")
+    return direct and options.view_as(DirectOptions).direct_running_mode == "in_memory"

@@ -1,120 +1,146 @@
-"""ingest as a Beam pipeline: read raw records, clean them, split, write shards and stats."""
+"""ingest as a Beam pipeline: read raw records, clean them, split, deduplicate, write shards.
+
+    file ranges -> ReadAndClean -> ((split, shard), batch of documents)
+                -> GroupByKey -> WriteDocuments (sort by id, drop duplicates, split
+                   over-long documents, write one .jsonl.gz)
+    counts of both stages -> stats.json
+
+A document's shard is a function of its id (the hash of its cleaned text), so exact
+duplicates meet in one shard, sorted next to each other, wherever they came from: one
+shuffle does the grouping, the global deduplication and the deterministic order.
+Documents travel in batches rather than one by one, which keeps Beam's per-element cost
+off the hot path.
+"""
 
 from __future__ import annotations
 
+import json
+
 import apache_beam as beam
-from apache_beam import coders
 
 from components.data import cleaning, counts, layout, shards
+from components.data.records import FileRange, RecordReader, plan_ranges
 from components.data.sources import file_format
 
-
-def _read_whole_file(path: str) -> tuple[str, bytes]:
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as f:  # decompresses .gz/.bz2 by extension
-        return file_format(path), f.read()
+BATCH_BYTES = 4 * 2**20
+# Compressed inputs are sized at this multiple of their file size when choosing shard counts.
+COMPRESSION_RATIO = 4
 
 
-class ReadRawRecords(beam.PTransform):
-    """Files -> `(format, raw bytes)` records: a line each, or a whole file each.
-
-    Lines are read as bytes so that invalid UTF-8 is counted as a drop, not a crash.
-
-    Args:
-        files: the matched input paths.
-        txt_mode: `line` or `file` (for `.txt` inputs; JSONL is always a record per line).
-    """
-
-    def __init__(self, files: list[str], txt_mode: str):
-        super().__init__()
-        self.whole = [f for f in files if txt_mode == "file" and file_format(f) == "txt"]
-        self.lines = [f for f in files if f not in self.whole]
-
-    def expand(self, pbegin):
-        parts = []
-        if self.lines:
-            parts.append(pbegin
-                         | "LineFiles" >> beam.Create(self.lines)
-                         | "ReadLines" >> beam.io.ReadAllFromText(coder=coders.BytesCoder(),
-                                                                  with_filename=True)
-                         | "TagFormat" >> beam.Map(lambda fl: (file_format(fl[0]), fl[1])))
-        if self.whole:
-            parts.append(pbegin
-                         | "WholeFiles" >> beam.Create(self.whole)
-                         | "ReadFiles" >> beam.Map(_read_whole_file))
-        return parts | "Records" >> beam.Flatten()
-
-
-class _CleanFn(beam.DoFn):
-    def __init__(self, data):
-        self.data = data
-
-    def process(self, record):
-        fmt, raw = record
-        document, reason = cleaning.parse_record(raw, fmt, self.data)
-        if document is None:
-            yield beam.pvalue.TaggedOutput("counts", {("read",): 1, ("dropped", reason): 1})
-            return
-        split = cleaning.assign_split(document["text"], self.data.split_salt,
-                                      self.data.eval_fraction)
-        size = len(document["text"].encode("utf-8"))
-        domain = document["domain"]
-        yield split, document
-        yield beam.pvalue.TaggedOutput("counts", {
-            ("read",): 1, ("kept",): 1,
-            ("split", split, "documents"): 1, ("split", split, "bytes"): size,
-            ("domain", split, domain, "documents"): 1, ("domain", split, domain, "bytes"): size,
-        })
-
-
-class CleanDocuments(beam.PTransform):
-    """`(format, raw)` records -> `(split, document)`, with a `counts` side output.
+class ReadAndClean(beam.DoFn):
+    """A file range -> `((split, shard), [(id, line, domain, bytes, chars), ...])` batches,
+    and one count dict per range on the `counts` output.
 
     Args:
         data: the `DataConfig`.
+        shard_counts: split -> number of document shards.
     """
 
-    def __init__(self, data):
-        super().__init__()
+    def __init__(self, data, shard_counts: dict[str, int]):
         self.data = data
+        self.shard_counts = shard_counts
 
-    def expand(self, records):
-        return records | "Clean" >> beam.ParDo(_CleanFn(self.data)).with_outputs(
-            "counts", main="documents")
+    def setup(self):
+        self.cleaner = cleaning.Cleaner(self.data)
+
+    def process(self, file_range: FileRange):
+        fmt = file_format(file_range.path)
+        batches, sizes, total, records = {}, {}, {}, 0
+        reader = RecordReader(file_range, self.data.txt_mode)
+        for raw in reader:
+            records += 1
+            document, reason, changes = self.cleaner.clean(raw, fmt)
+            if document is None:
+                counts.add_counts(total, {("dropped", reason): 1})
+                continue
+            for change in changes:
+                counts.add_counts(total, {("changed", change): 1})
+            key, item = self._keyed(document)
+            batches.setdefault(key, []).append(item)
+            sizes[key] = sizes.get(key, 0) + len(item[1])
+            if sizes[key] >= BATCH_BYTES:
+                yield key, batches.pop(key)
+                sizes[key] = 0
+        yield from batches.items()
+        counts.add_counts(total, {("read",): records})
+        if file_range.start == 0:
+            counts.add_counts(total, {("files", "read"): 1, ("files", "empty"): int(records == 0)})
+        if reader.error is not None:
+            counts.add_counts(total, {("corrupt_file", file_range.path, reader.error): 1})
+        yield beam.pvalue.TaggedOutput("counts", total)
+
+    def _keyed(self, document: dict) -> tuple[tuple[str, int], tuple]:
+        """`((split, shard), (id, line, domain, bytes, chars))`: the split and shard come
+        from the document id, the hash of its cleaned text."""
+        encoded = document["text"].encode("utf-8")
+        doc_id = cleaning.document_id_of_bytes(encoded)
+        split = cleaning.split_of(doc_id, self.data.split_salt, self.data.eval_fraction)
+        key = (split, int(doc_id[:16], 16) % self.shard_counts[split])
+        return key, (doc_id, cleaning.encode_document(document), document["domain"],
+                     len(encoded), len(document["text"]))
 
 
-class WriteDocuments(beam.PTransform):
-    """Documents of one split -> sorted, sharded `<split>-*.jsonl.gz` files.
+class WriteShard(beam.DoFn):
+    """`((split, shard), batches)` -> one sorted, deduplicated `.jsonl.gz` file; yields
+    its count dict.
 
     Args:
+        data: the `DataConfig`.
         directory: the documents artifact directory.
-        split: `train` or `eval`.
-        num_shards: how many files.
+        names: split -> its shard file names.
     """
 
-    def __init__(self, directory: str, split: str, num_shards: int):
-        super().__init__()
+    def __init__(self, data, directory: str, names: dict[str, list[str]]):
+        self.data = data
         self.directory = directory
-        self.split = split
-        self.num_shards = num_shards
+        self.names = names
 
-    def expand(self, documents):
-        return (documents
-                | "Encode" >> beam.Map(lambda d: (cleaning.document_id(d["text"]),
-                                                  cleaning.encode_document(d)))
-                | "Write" >> shards.WriteShards(self.directory, self.split, self.num_shards,
-                                                layout.DOCUMENTS_SUFFIX, shards.write_jsonl_gz))
+    def process(self, keyed):
+        (split, shard), batches = keyed
+        items = sorted(item for batch in batches for item in batch)
+        lines, previous = [], None
+        kept = duplicates = long_documents = 0
+        domains = {}
+        for doc_id, line, domain, num_bytes, num_chars in items:
+            if doc_id == previous and self.data.dedup:
+                duplicates += 1
+                continue
+            previous = doc_id
+            pieces = [line]
+            if num_chars > self.data.max_chars:
+                pieces = split_document(line, self.data.max_chars)
+                long_documents += 1
+            lines.extend(pieces)
+            kept += 1
+            counted = domains.setdefault(domain, [0, 0])
+            counted[0] += len(pieces)
+            counted[1] += num_bytes
+        shards.write_jsonl_gz(layout.join(self.directory, self.names[split][shard]), lines)
+        total = {("kept",): kept, ("dropped", "duplicate"): duplicates,
+                 ("long_documents_split",): long_documents,
+                 ("split", split, "documents"): sum(d for d, _ in domains.values()),
+                 ("split", split, "bytes"): sum(b for _, b in domains.values())}
+        for domain, (documents, num_bytes) in domains.items():
+            total[("domain", split, domain, "documents")] = documents
+            total[("domain", split, domain, "bytes")] = num_bytes
+        yield total
 
 
-def format_stats(total: dict, data, shard_counts: dict, num_files: int) -> dict:
+def split_document(line: str, max_chars: int) -> list[str]:
+    """A documents line whose text is over-long -> one line per piece of its text."""
+    document = json.loads(line)
+    return [cleaning.encode_document({**document, "text": piece})
+            for piece in cleaning.split_long(document["text"], max_chars)]
+
+
+def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int) -> dict:
     """The documents artifact's `stats.json` from the summed counts.
 
     Args:
-        total: summed counts (tuple keys, see `_CleanFn`).
+        total: summed counts (tuple keys, see `ReadAndClean` and `WriteShard`).
         data: the `DataConfig`.
-        shard_counts: split -> number of shards.
-        num_files: how many input files were read.
+        names: split -> its shard file names.
+        num_files: how many input files were matched.
 
     Returns:
         The JSON-ready statistics.
@@ -128,46 +154,67 @@ def format_stats(total: dict, data, shard_counts: dict, num_files: int) -> dict:
         splits[split] = {
             "documents": total.get(("split", split, "documents"), 0),
             "bytes": total.get(("split", split, "bytes"), 0),
-            "domains": domains,
-            "shards": layout.shard_names(split, shard_counts[split], layout.DOCUMENTS_SUFFIX),
+            "domains": dict(sorted(domains.items())),
+            "shards": names[split],
         }
+    corrupt = [{"path": path, "error": error}
+               for _, path, error in sorted(key for key in total if key[0] == "corrupt_file")]
     return {
         "format": "jsonl.gz",
         "fields": ["text", "domain", "meta"],
         "normalization": data.normalization,
+        "cleaning": {"invalid_utf8": data.invalid_utf8, "control_chars": data.control_chars,
+                     "whitespace": data.whitespace, "min_chars": data.min_chars,
+                     "max_chars": data.max_chars, "dedup": data.dedup},
         "split_salt": data.split_salt,
         "eval_fraction": data.eval_fraction,
         "input_files": num_files,
+        "files": {"read": total.get(("files", "read"), 0),
+                  "empty": total.get(("files", "empty"), 0), "corrupt": corrupt},
         "documents_read": total.get(("read",), 0),
         "documents_kept": total.get(("kept",), 0),
         "dropped": {reason: total.get(("dropped", reason), 0) for reason in cleaning.DROP_REASONS},
+        "changed": {step: total.get(("changed", step), 0) for step in cleaning.CHANGES},
+        "long_documents_split": total.get(("long_documents_split",), 0),
         "splits": splits,
     }
 
 
-def build_ingest(pipeline, files: list[str], input_bytes: int, data, output_dir: str) -> None:
+def shard_names(files: list[tuple[str, int]], data) -> dict[str, list[str]]:
+    """split -> its shard file names, sized from the input bytes."""
+    text_bytes = sum(size * (COMPRESSION_RATIO if path.lower().endswith((".gz", ".bz2")) else 1)
+                     for path, size in files)
+    fractions = {"train": 1 - data.eval_fraction, "eval": data.eval_fraction}
+    return {split: layout.shard_names(split, shards.num_shards_for(text_bytes * fractions[split]),
+                                      layout.DOCUMENTS_SUFFIX)
+            for split in layout.SPLITS}
+
+
+def build_ingest(pipeline, files: list[tuple[str, int]], data, output_dir: str) -> None:
     """Add the ingest stages to `pipeline`.
 
     Args:
         pipeline: a `beam.Pipeline`.
-        files: the matched input files.
-        input_bytes: their total size (sets the shard counts).
+        files: `(path, size)` of the matched input files.
         data: the `DataConfig`.
         output_dir: the documents artifact directory.
     """
-    shard_counts = {"train": shards.num_shards_for(input_bytes * (1 - data.eval_fraction)),
-                    "eval": shards.num_shards_for(input_bytes * data.eval_fraction)}
-    cleaned = (pipeline
-               | "Read" >> ReadRawRecords(files, data.txt_mode)
-               | "Clean" >> CleanDocuments(data))
-    by_split = cleaned.documents | "BySplit" >> beam.Partition(
-        lambda item, _: layout.SPLITS.index(item[0]), len(layout.SPLITS))
-    for split, part in zip(layout.SPLITS, by_split):
-        _ = (part
-             | f"Drop{split.title()}Key" >> beam.Values()
-             | f"Write{split.title()}" >> WriteDocuments(output_dir, split, shard_counts[split]))
-    _ = (cleaned.counts
+    names = shard_names(files, data)
+    shard_counts = {split: len(n) for split, n in names.items()}
+    read = (pipeline
+            | "Ranges" >> beam.Create(plan_ranges(files, data.txt_mode))
+            | "Distribute" >> beam.Reshuffle()
+            | "ReadAndClean" >> beam.ParDo(ReadAndClean(data, shard_counts)).with_outputs(
+                "counts", main="batches"))
+    every = pipeline | "EveryShard" >> beam.Create(
+        [((split, i), []) for split, count in shard_counts.items() for i in range(count)])
+    written = ((read.batches, every)
+               | "AllBatches" >> beam.Flatten()
+               | "GroupByShard" >> beam.GroupByKey()
+               | "WriteShards" >> beam.ParDo(WriteShard(data, output_dir, names)))
+    _ = ((read.counts, written)
+         | "AllCounts" >> beam.Flatten()
          | "Count" >> counts.CountAll()
          | "WriteStats" >> shards.WriteJson(
              layout.join(output_dir, layout.STATS_FILE),
-             lambda total: format_stats(total, data, shard_counts, len(files))))
+             lambda total: format_stats(total, data, names, len(files))))

@@ -1,15 +1,16 @@
 """File names inside the data artifacts, and reading/writing their JSON files.
 
 documents/ (ingest):
-    train-XXXXX-of-NNNNN.jsonl.gz, eval-...   one JSON object per line:
-        {"text": str, "domain": str ("" if none), "meta": {other scalar JSONL fields}}
-    stats.json   counts (read, kept, dropped by reason, per split and domain), the
-                 normalization form applied, and the shard names per split
+    train-XXXXX-of-NNNNN.jsonl.gz, eval-...   one JSON object per line, sorted by the
+        hash of the text: {"text": str, "domain": str ("" if none), "meta": {other
+        scalar JSONL fields}}
+    stats.json   counts (files, read, kept, dropped by reason, changed by cleaning step,
+                 per split and domain), the cleaning settings, and the shard names
 examples/ (transform):
-    train-XXXXX-of-NNNNN.tfrecord[.gz], eval-...   see `examples.py` for the features
+    train-XXXXX-of-NNNNN.tfrecord, eval-...   see `examples.py` for the features
     feature_spec.json
 statistics/ (transform):
-    stats.json
+    stats.json, length_histogram.png, domain_tokens.png
 
 All paths go through Beam's `FileSystems`, so any Beam filesystem (local, gs://) works.
 """
@@ -80,3 +81,11 @@ def split_paths(directory: str, stats: dict, split: str) -> list[str]:
 def basename(path: str) -> str:
     """The last component of a local path or URL."""
     return posixpath.basename(path.rstrip("/"))
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a file on any Beam filesystem."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(path) as f:
+        f.write(data)

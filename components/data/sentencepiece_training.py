@@ -1,19 +1,17 @@
-"""Training the SentencePiece tokenizer on a deterministic sample of the train split.
+"""Training a SentencePiece tokenizer (BPE or unigram) on the tokenizer's sample.
 
-The sample is chosen by a seeded hash of each document's text, in one streaming pass, so
-a large corpus needs memory only for the sample (`tokenizer.sample_bytes`). Training is
-single-threaded with a fixed seed and no shuffling: the same sample gives a byte-identical
-`spm.model`.
+Byte fallback, so nothing is out of vocabulary; identity normalization, because ingest
+already normalized. Training is single-threaded with a fixed seed and no shuffling: the
+same sample gives a byte-identical `spm.model`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
 from collections import Counter
 
+from components.data import layout
 from models.tokenizer_info import TokenizerInfo, write_info
 from pipeline.errors import UsageError
 
@@ -25,53 +23,9 @@ TRAINING_FILE = "training.json"
 SPECIAL_PIECES = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>", "mask": "<mask>"}
 NUM_BYTE_PIECES = 256
 MAX_SENTENCE_CHARS = 1 << 15
-# Over-sample by this factor in the streaming pass so the seeded cut rarely runs short.
-_SAMPLE_SLACK = 1.25
 # Room left for SentencePiece's own character counting, which differs slightly from ours.
 _CHARACTER_MARGIN = 8
 MIN_CHARACTER_COVERAGE = 0.98  # SentencePiece rejects less
-
-
-def sample_key(seed: int, text: str) -> float:
-    """A uniform number in [0, 1) from the seed and the text."""
-    digest = hashlib.sha256(f"{seed}\x00{text}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def read_texts(paths: list[str]):
-    """Yield the `text` of every document in documents shards (any Beam filesystem)."""
-    from apache_beam.io.filesystems import FileSystems
-
-    for path in paths:
-        with FileSystems.open(path) as f:
-            for line in iter(f.readline, b""):
-                yield json.loads(line)["text"]
-
-
-def sample_texts(texts, total_bytes: int, sample_bytes: int, seed: int) -> list[str]:
-    """A deterministic sample of up to `sample_bytes` UTF-8 bytes of documents.
-
-    Documents are ranked by `sample_key(seed, text)` and taken in that order while they
-    fit; only those likely to be taken are held in memory.
-
-    Args:
-        texts: iterable of document texts (the whole train split).
-        total_bytes: their total UTF-8 size (from the documents stats).
-        sample_bytes: `tokenizer.sample_bytes`.
-        seed: `tokenizer.seed`.
-
-    Returns:
-        The sampled texts, in rank order.
-    """
-    keep = min(1.0, _SAMPLE_SLACK * sample_bytes / max(total_bytes, 1))
-    ranked = sorted((key, text) for text in texts if (key := sample_key(seed, text)) < keep)
-    sample, used = [], 0
-    for _, text in ranked:
-        size = len(text.encode("utf-8"))
-        if used + size <= sample_bytes:
-            sample.append(text)
-            used += size
-    return sample
 
 
 def fit_character_coverage(texts: list[str], vocab_size: int, requested: float) -> float:
@@ -139,6 +93,9 @@ def train_model(texts: list[str], tokenizer, coverage: float) -> bytes:
             # leading spaces would not round-trip; documents are packed mid-stream anyway.
             add_dummy_prefix=False,
             allow_whitespace_only_pieces=True, split_digits=True,
+            # Whitespace only as a leading run inside a piece: what makes BPE encoding
+            # separable at "line break, space" (see `tokenize.separable_chunks`).
+            split_by_whitespace=True, treat_whitespace_as_suffix=False,
             pad_id=0, unk_id=1, bos_id=2, eos_id=3,
             pad_piece=SPECIAL_PIECES["pad"], unk_piece=SPECIAL_PIECES["unk"],
             bos_piece=SPECIAL_PIECES["bos"], eos_piece=SPECIAL_PIECES["eos"],
@@ -164,7 +121,7 @@ def write_artifact(directory: str, model: bytes, tokenizer, normalization: str,
     """Write spm.model, vocab.txt, tokenizer.json and training.json.
 
     Args:
-        directory: the tokenizer artifact directory (local).
+        directory: the tokenizer artifact directory (any Beam filesystem).
         model: the serialized SentencePiece model.
         tokenizer: the `TokenizerConfig`.
         normalization: the Unicode normalization ingest applied (`NFC`, `NFKC`).
@@ -179,12 +136,11 @@ def write_artifact(directory: str, model: bytes, tokenizer, normalization: str,
     pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
     special = {name: processor.piece_to_id(piece) for name, piece in SPECIAL_PIECES.items()}
     info = TokenizerInfo(type=tokenizer.type, vocab_size=len(pieces), model_file=MODEL_FILE,
-                         normalization=normalization, special_tokens=special)
-    with open(os.path.join(directory, MODEL_FILE), "wb") as f:
-        f.write(model)
-    with open(os.path.join(directory, VOCAB_FILE), "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(escape_piece(p) + "\n" for p in pieces)
-    with open(os.path.join(directory, TRAINING_FILE), "w", encoding="utf-8") as f:
-        json.dump(training, f, indent=2, sort_keys=True)
+                         normalization=normalization, special_tokens=special,
+                         options={"separable": tokenizer.type == "bpe"})
+    layout.write_bytes(layout.join(directory, MODEL_FILE), model)
+    layout.write_bytes(layout.join(directory, VOCAB_FILE),
+                       "".join(escape_piece(p) + "\n" for p in pieces).encode("utf-8"))
+    layout.write_json(layout.join(directory, TRAINING_FILE), training)
     write_info(directory, info)
     return info

@@ -1,8 +1,10 @@
-"""Deterministic sharded writing: the same elements give byte-identical files.
+"""Deterministic sharded files: the same elements give byte-identical files.
 
 Beam's own sinks assign elements to shards at random and keep arrival order, so reruns
-differ. Here each element carries a sort key: the key's hash picks the shard and the key
-orders the shard's contents, whatever the runner's parallelism or bundle order.
+differ. Here an element's shard is a hash of its key and a shard's content is sorted (or
+produced in a fixed order by one DoFn call), whatever the runner's parallelism or bundle
+order. Files go through Beam's `FileSystems` (local, gs://); TFRecords are framed here
+(length, masked CRC32C) so that writing them needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -10,15 +12,21 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import struct
 
 import apache_beam as beam
+import numpy as np
 
 from components.data import layout
 
 SHARD_TARGET_BYTES = 64 * 2**20
+DOCUMENTS_GZIP_LEVEL = 1  # documents are an intermediate: fast beats small
+TFRECORD_GZIP_LEVEL = 6
+_CRC_MASK_DELTA = 0xA282EAD8
+_WRITE_CHUNK = 1 << 20
 
 
-def num_shards_for(num_bytes: int, target_bytes: int = SHARD_TARGET_BYTES) -> int:
+def num_shards_for(num_bytes: float, target_bytes: int = SHARD_TARGET_BYTES) -> int:
     """Shards for `num_bytes` of data: one per `target_bytes`, at least one."""
     return max(1, math.ceil(num_bytes / target_bytes))
 
@@ -28,73 +36,122 @@ def shard_index(sort_key: str, num_shards: int) -> int:
     return int.from_bytes(hashlib.sha256(sort_key.encode("utf-8")).digest()[:8], "big") % num_shards
 
 
-def write_jsonl_gz(path: str, lines: list[str]) -> None:
-    """Write text lines as gzipped UTF-8 with a zero mtime (reproducible bytes)."""
+def create(path: str):
+    """A binary file for writing on any Beam filesystem, without implicit compression."""
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
-            for line in lines:
-                f.write(line.encode("utf-8"))
-                f.write(b"\n")
+    return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-class TFRecordShardWriter:
-    """Writes serialized records to a TFRecord file (tf.io handles gs:// too).
+def open_read(path: str):
+    """A binary file for reading on any Beam filesystem, without implicit decompression."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def gzip_writer(raw, level: int):
+    """Gzip over `raw` with a zero mtime and no file name (reproducible bytes)."""
+    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level)
+
+
+def write_jsonl_gz(path: str, lines: list[str]) -> None:
+    """Write text lines as gzipped UTF-8 (reproducible bytes)."""
+    with create(path) as raw, gzip_writer(raw, DOCUMENTS_GZIP_LEVEL) as f:
+        chunk, size = [], 0
+        for line in lines:
+            chunk.append(line)
+            size += len(line)
+            if size >= _WRITE_CHUNK:
+                f.write(("\n".join(chunk) + "\n").encode("utf-8"))
+                chunk, size = [], 0
+        if chunk:
+            f.write(("\n".join(chunk) + "\n").encode("utf-8"))
+
+
+def read_jsonl_gz_lines(path: str):
+    """Yield the lines (bytes, without the line break) of a gzipped JSONL file."""
+    with open_read(path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as f:
+        for line in f:
+            yield line.rstrip(b"\n")
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC32C of `data`."""
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+
+
+def _length_header(size: int) -> bytes:
+    length = struct.pack("<Q", size)
+    return length + struct.pack("<I", masked_crc32c(length))
+
+
+def tfrecord_frames(data: np.ndarray, sizes: np.ndarray, order: np.ndarray | None = None) -> bytes:
+    """Records in TFRecord framing: length, its masked CRC, data, the data's masked CRC.
 
     Args:
-        compression: `none` or `gzip`.
+        data: uint8 buffer of the records, back to back.
+        sizes: each record's size.
+        order: the order to write them in (default: as they are).
+
+    Returns:
+        The framed bytes.
+    """
+    import google_crc32c
+
+    from components.data.example_encoding import interleave, lookup
+
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    if order is not None:
+        starts, sizes = starts[order], sizes[order]
+    blob = data.tobytes()
+    crcs = np.array([google_crc32c.value(blob[s:s + n])
+                     for s, n in zip(starts.tolist(), sizes.tolist())], np.uint64)
+    masked = (((crcs >> 15) | (crcs << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+    footers = masked.astype("<u4").view(np.uint8)
+    count = len(crcs)
+    framed = interleave([lookup(sizes.tolist(), _length_header), (data, starts, sizes),
+                         (footers, np.arange(count, dtype=np.int64) * 4,
+                          np.full(count, 4, np.int64))])
+    return framed.tobytes()
+
+
+class TFRecordFile:
+    """A TFRecord file being written (a context manager).
+
+    Args:
+        path: the file (any Beam filesystem).
+        compression: `none` or `gzip` (what `tf.data.TFRecordDataset` calls GZIP).
     """
 
-    def __init__(self, compression: str):
+    def __init__(self, path: str, compression: str):
+        self.path = path
         self.compression = compression
+        self.count = 0
 
-    def __call__(self, path: str, records: list[bytes]) -> None:
-        import tensorflow as tf
+    def __enter__(self):
+        self.raw = create(self.path)
+        self.out = gzip_writer(self.raw, TFRECORD_GZIP_LEVEL) if self.compression == "gzip" \
+            else self.raw
+        return self
 
-        compression = "GZIP" if self.compression == "gzip" else ""
-        options = tf.io.TFRecordOptions(compression_type=compression)
-        with tf.io.TFRecordWriter(path, options=options) as writer:
-            for record in records:
-                writer.write(record)
+    def write(self, data: np.ndarray, sizes: np.ndarray, order: np.ndarray | None = None) -> None:
+        """Append records given as one buffer and their sizes (see `tfrecord_frames`)."""
+        if len(sizes):
+            self.out.write(tfrecord_frames(data, sizes, order))
+        self.count += len(sizes)
 
-
-class WriteShards(beam.PTransform):
-    """Write `(sort_key, payload)` elements into `<split>-XXXXX-of-NNNNN<suffix>` files.
-
-    Every shard file is written, also an empty one, so the names are known in advance.
-    Outputs `(file name, record count)` per shard.
-
-    Args:
-        directory: where to write.
-        split: the file name prefix (`train`, `eval`).
-        num_shards: how many files.
-        suffix: file suffix with its dot.
-        writer: `writer(path, payloads)` writing one file.
-    """
-
-    def __init__(self, directory: str, split: str, num_shards: int, suffix: str, writer):
-        super().__init__()
-        self.directory = directory
-        self.names = layout.shard_names(split, num_shards, suffix)
-        self.writer = writer
-
-    def expand(self, pcoll):
-        count = len(self.names)
-        keyed = pcoll | "AssignShard" >> beam.Map(lambda kv: (shard_index(kv[0], count), kv))
-        every = pcoll.pipeline | "EveryShard" >> beam.Create([(i, None) for i in range(count)])
-        return ((keyed, every)
-                | "Flatten" >> beam.Flatten()
-                | "GroupByShard" >> beam.GroupByKey()
-                | "WriteShard" >> beam.Map(self._write))
-
-    def _write(self, shard_items):
-        shard, items = shard_items
-        records = sorted(item for item in items if item is not None)
-        name = self.names[shard]
-        self.writer(layout.join(self.directory, name), [payload for _, payload in records])
-        return name, len(records)
+    def __exit__(self, *exc):
+        if self.out is not self.raw:
+            self.out.close()
+        self.raw.close()
+        return False
 
 
 class WriteJson(beam.PTransform):

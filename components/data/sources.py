@@ -81,7 +81,7 @@ def resolve_raw_files(patterns: tuple[str, ...]) -> Artifact:
 
     Returns:
         An artifact whose fingerprint covers every matched file's path, size and mtime,
-        and whose `files` property lists the paths in sorted order.
+        whose `files` property lists the paths in sorted order and `sizes` their sizes.
     """
     metadata = {}
     for pattern in patterns:
@@ -92,4 +92,5 @@ def resolve_raw_files(patterns: tuple[str, ...]) -> Artifact:
     fingerprint = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
     return Artifact(type="RawFiles", uri=",".join(patterns), fingerprint=fingerprint,
                     properties={"files": [e[0] for e in entries],
+                                "sizes": [e[1] for e in entries],
                                 "bytes": sum(e[1] for e in entries)})

@@ -39,6 +39,7 @@ def write_report(directory: str, *, metrics: dict, verdict: dict, samples: dict,
     body = "\n".join([
         _verdict_section(verdict),
         _headline_section(metrics),
+        _compression_section(metrics),
         _failures_section(verdict),
         _slices_section(metrics, slices, charts, evaluation),
         _samples_section(samples),
@@ -132,6 +133,44 @@ def _headline_section(metrics: dict) -> str:
                                         if baseline is not None else [])
     return ("<h2>Headline metrics</h2>\n<p>TFMA over the eval split, token-weighted.</p>\n"
             + _table(header, rows))
+
+
+_VARIANT_FIELDS = ("parameters", "int8_weights", "bytes", "variables_bytes",
+                   "variables_gzip_bytes")
+
+
+def _compression_section(metrics: dict) -> str:
+    """The export judged (float or int8) and, for a distilled model, its teacher's metrics."""
+    variant, teacher = metrics.get("variant") or {}, metrics.get("teacher")
+    if variant.get("name", "float") == "float" and teacher is None:
+        return ""
+    # All counts: as floats, `fmt` shows them whole (3,757,400 rather than 3.7574e+06).
+    rows = [_text(name) + _num(float(variant[name]), "metrics", "variant", name)
+            for name in _VARIANT_FIELDS if variant.get(name) is not None]
+    parts = ["<h2>Compression</h2>",
+             f"<p>Judged export: {html.escape(str(variant.get('name')))} "
+             f"({html.escape(str(variant.get('directory')))}/, mode "
+             f"{html.escape(str(variant.get('mode')))}), sizes in bytes as training "
+             "measured them.</p>", _table(["", "value"], rows)]
+    if teacher is not None and teacher.get("skipped"):
+        parts.append(f"<p>Teacher {html.escape(str(teacher.get('uri')))}: not evaluated, "
+                     f"{html.escape(teacher['skipped'])}.</p>")
+    elif teacher is not None:
+        where = ("the baseline's numbers (the same SavedModel)" if teacher["source"] == "baseline"
+                 else "TFMA over the same eval split, run for the teacher alone")
+        parts.append(f"<p>Distilled from {html.escape(str(teacher.get('uri')))}: {where}; "
+                     "a reference only, not part of the gate.</p>")
+        rows = []
+        for name in TABLE_METRICS:
+            row = (teacher.get("comparison") or {}).get(name)
+            if row is None:
+                continue
+            rows.append(_text(name) + "".join(
+                _num(row.get(key), "metrics", "teacher", "comparison", name, key)
+                for key in ("candidate", "teacher", "change", "relative_change")))
+        parts.append(_table(["metric", "candidate", "teacher", "change", "relative change"],
+                            rows))
+    return "\n".join(parts)
 
 
 def _failures_section(verdict: dict) -> str:

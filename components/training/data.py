@@ -26,10 +26,18 @@ class FeatureSpec:
     Attributes:
         sequence_length: L, the fixed length of every example.
         compression: `none` or `gzip`.
+        task: the `task` entry of a fine-tuning task's examples (`task_examples.py`:
+            type, batch features, labels, separator), None for packed LM examples.
     """
 
     sequence_length: int
     compression: str
+    task: dict | None = None
+
+    @property
+    def batch_features(self) -> tuple[str, ...]:
+        """One-value int features a batch carries beside the tokens (a task's label...)."""
+        return tuple((self.task or {}).get("batch_features", ()))
 
     @property
     def compression_type(self) -> str:
@@ -54,7 +62,8 @@ def read_feature_spec(directory: str) -> FeatureSpec:
     compression = raw.get("compression", "none")
     if compression not in _COMPRESSION:
         raise UsageError(f"{path}: compression must be none or gzip, got {compression!r}")
-    return FeatureSpec(sequence_length=int(raw["sequence_length"]), compression=compression)
+    return FeatureSpec(sequence_length=int(raw["sequence_length"]), compression=compression,
+                       task=raw.get("task"))
 
 
 def split_files(directory: str, split: str) -> list[str]:
@@ -62,10 +71,12 @@ def split_files(directory: str, split: str) -> list[str]:
     return sorted(tf.io.gfile.glob(os.path.join(directory, f"{split}-*.tfrecord*")))
 
 
-def parse_batch(serialized: tf.Tensor, sequence_length: int) -> dict:
-    """Serialized examples [B] -> model inputs {token_ids, segment_ids}, int32 [B, L]."""
+def parse_batch(serialized: tf.Tensor, sequence_length: int, extra: tuple[str, ...] = ()) -> dict:
+    """Serialized examples [B] -> {token_ids, segment_ids} int32 [B, L], and each one-value
+    int feature named in `extra` as int32 [B]."""
     features = {name: tf.io.FixedLenFeature([sequence_length], tf.int64)
                 for name in ("token_ids", "segment_ids")}
+    features.update({name: tf.io.FixedLenFeature([], tf.int64) for name in extra})
     parsed = tf.io.parse_example(serialized, features)
     return {name: tf.cast(value, tf.int32) for name, value in parsed.items()}
 
@@ -92,7 +103,7 @@ def train_dataset(files: list[str], spec: FeatureSpec, batch_size: int, seed: in
     dataset = (records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
                .repeat()
                .batch(batch_size, drop_remainder=True)
-               .map(lambda batch: parse_batch(batch, spec.sequence_length),
+               .map(lambda batch: parse_batch(batch, spec.sequence_length, spec.batch_features),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                .prefetch(tf.data.AUTOTUNE))
     return dataset.with_options(_options())
@@ -108,14 +119,18 @@ def eval_dataset(files: list[str], spec: FeatureSpec, batch_size: int,
     records = tf.data.TFRecordDataset(files, compression_type=spec.compression_type)
     dataset = (records.batch(batch_size)
                .take(num_batches)
-               .map(lambda batch: _pad_rows(parse_batch(batch, spec.sequence_length), batch_size))
+               .map(lambda batch: _pad_rows(parse_batch(batch, spec.sequence_length,
+                                                        spec.batch_features), batch_size))
                .prefetch(tf.data.AUTOTUNE))
     return dataset.with_options(_options())
 
 
 def _pad_rows(batch: dict, batch_size: int) -> dict:
     missing = batch_size - tf.shape(batch["token_ids"])[0]
-    return {name: tf.pad(value, [[0, missing], [0, 0]]) for name, value in batch.items()}
+    # A task's one-value features pad with -1 (no label), which carries no loss either.
+    return {name: tf.pad(value, [[0, missing]] + [[0, 0]] * (value.shape.rank - 1),
+                         constant_values=0 if value.shape.rank > 1 else -1)
+            for name, value in batch.items()}
 
 
 def _options() -> tf.data.Options:

@@ -61,11 +61,16 @@ class Trainer:
         grad_accum_steps: micro-batches per replica per step.
         jit_compile: compile each micro-batch's forward and backward pass with XLA.
         loss_scaling: scale the loss by the optimizer's dynamic scale (mixed_float16).
+        distiller: a `distill.Distiller`: the gradient is that of its per-token loss (the
+            reported loss stays the NLL); None: plain NLL.
+        pruner: a `pruning.Pruner`, called after every applied update; None: no pruning.
+        freezer: a `tasks.BackboneFreezer`: while it holds, only the head is trained;
+            None: every trainable variable is.
     """
 
     def __init__(self, model, optimizer, strategy: tf.distribute.Strategy, objective, seed: int,
                  clip_norm: float | None, grad_accum_steps: int = 1, jit_compile: bool = False,
-                 loss_scaling: bool = False):
+                 loss_scaling: bool = False, distiller=None, pruner=None, freezer=None):
         self.model = model
         self.optimizer = optimizer
         self.strategy = strategy
@@ -74,6 +79,9 @@ class Trainer:
         self.clip_norm = clip_norm
         self.grad_accum_steps = grad_accum_steps
         self.loss_scaling = loss_scaling
+        self.distiller = distiller
+        self.pruner = pruner
+        self.freezer = freezer
         with strategy.scope():
             self.state = TrainState()
         self._grads = tf.function(self._loss_and_grads, jit_compile=jit_compile)
@@ -98,8 +106,11 @@ class Trainer:
         inputs, targets, weights = self.objective.prepare(batch, seed)
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)
-            nll_sum = tf.reduce_sum(token_nll(logits, targets) * weights)
-            scaled = nll_sum * scale if self.loss_scaling else nll_sum
+            nll = token_nll(logits, targets)
+            nll_sum = tf.reduce_sum(nll * weights)
+            loss_sum = nll_sum if self.distiller is None else tf.reduce_sum(
+                self.distiller.token_loss(inputs, logits, nll) * weights)
+            scaled = loss_sum * scale if self.loss_scaling else loss_sum
         grads = tape.gradient(scaled, self.model.trainable_variables)
         # Embedding gradients arrive as IndexedSlices; dense ones all-reduce and add simply.
         return nll_sum, tf.reduce_sum(weights), [tf.convert_to_tensor(g) for g in grads]
@@ -132,19 +143,22 @@ class Trainer:
         count = tf.maximum(count, 1.0)
         unscale = count * scale if self.loss_scaling else count
         grads = [g / unscale for g in context.all_reduce(tf.distribute.ReduceOp.SUM, grads)]
+        if self.freezer is not None:
+            grads = self.freezer.mask_gradients(grads, self.state.step)
         if self.clip_norm:
             grads, norm = tf.clip_by_global_norm(grads, self.clip_norm)
         else:
             norm = tf.linalg.global_norm(grads)
         return nll_sum / count, norm, count, grads
 
-    def _replica_apply(self, grads):
+    def _replica_apply(self, grads, variables=None):
+        variables = self.model.trainable_variables if variables is None else variables
         if self.loss_scaling:
             # The LossScaleOptimizer checks these for inf/NaN (skipping the step and
             # lowering the scale) and divides the scale out again.
             scale = self.optimizer.dynamic_scale.value
             grads = [g * scale for g in grads]
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        self.optimizer.apply_gradients(zip(grads, variables))
 
     # --- all replicas ---
 
@@ -176,8 +190,14 @@ class Trainer:
                 if not self.loss_scaling:
                     finite = tf.logical_and(finite, tf.math.is_finite(norm))
                 if finite:
-                    self.strategy.run(self._replica_apply, args=(outputs[3],))
+                    if self.freezer is None:
+                        self.strategy.run(self._replica_apply, args=(outputs[3],))
+                    else:
+                        self.freezer.apply(self.strategy, self._replica_apply, outputs[3],
+                                           self.state.step)
                     self.state.step.assign_add(1)
+                    if self.pruner is not None:
+                        self.pruner.after_step(self.state.step)
                     self.state.target_tokens.assign_add(tf.cast(count, tf.float64))
                     done += 1
                     nll_total += tf.cast(loss * count, tf.float64)

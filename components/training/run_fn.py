@@ -52,7 +52,7 @@ class Paths:
 
 
 def run_fn(paths: Paths, model_config, task_config, train_config, log: Callable[[str], None],
-           warm_start=None) -> dict:
+           warm_start=None, teacher=None) -> dict:
     """Train the configured model and write the model artifact.
 
     Args:
@@ -62,6 +62,7 @@ def run_fn(paths: Paths, model_config, task_config, train_config, log: Callable[
         train_config: `TrainConfig`.
         log: progress lines (stderr).
         warm_start: the resolved `train.warm_start` artifact (`warm_start.resolve`), or None.
+        teacher: the resolved `train.distill.teacher` artifact (`distill.resolve`), or None.
 
     Returns:
         The train summary (also written to `train_summary.json` by the chief).
@@ -82,7 +83,7 @@ def run_fn(paths: Paths, model_config, task_config, train_config, log: Callable[
     job = session.Job(paths=paths, spec=spec, train_files=train_files, budget=budget,
                       model_config=model_config, task_config=task_config,
                       train_config=train_config, source=source, warm=warm_start,
-                      tokenizer_sha256=tokenizer_digest(paths.tokenizer))
+                      tokenizer_sha256=tokenizer_digest(paths.tokenizer), teacher=teacher)
     return session.train(job, log)
 
 

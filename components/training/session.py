@@ -16,14 +16,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components.training import data, flops, optimization, warm_start
+from components.training import compression, data, flops, optimization, warm_start
+from components.training import tasks
 from components.training.checkpoints import Checkpoints
 from components.training.fit import FitResult, Plan, fit
 from components.training.loop import Trainer
 from components.training.monitor import Monitor
 from components.training.precision import dtype_policy
 from components.training.strategy import Placement, make_strategy
-from models.export import save_export
 from models.factory import build_model
 from models.objectives import objective_for
 from models.tokenizer import load_tokenizer
@@ -45,6 +45,7 @@ class Job:
         source: where the hyperparameters came from (`hparams.resolve`).
         warm: the resolved `train.warm_start` input, or None.
         tokenizer_sha256: the tokenizer artifact's digest.
+        teacher: the resolved `train.distill.teacher` input, or None.
     """
 
     paths: object
@@ -57,6 +58,7 @@ class Job:
     source: dict
     warm: Artifact | None
     tokenizer_sha256: str
+    teacher: Artifact | None = None
 
 
 @dataclass
@@ -68,6 +70,7 @@ class _Session:
     iterator: object
     checkpoints: Checkpoints | None
     log_dir: str
+    hooks: compression.Hooks
 
 
 def train(job: Job, log) -> dict:
@@ -85,6 +88,8 @@ def train(job: Job, log) -> dict:
     tf.config.experimental.enable_op_determinism()
     session = _build(job)
     start = _start(job, session, log)
+    for line in compression.describe(job, session.hooks):
+        log(line)
     trainer = session.trainer
     log(f"training {trainer.model.count_params():,} parameters on "
         f"{session.strategy.num_replicas_in_sync} replica(s) ({session.placement.name}), "
@@ -98,8 +103,9 @@ def train(job: Job, log) -> dict:
     log(f"eval loss {eval_loss}" if eval_loss is None else f"eval loss {eval_loss:.4f}")
     summary = _summary(job, session, start, result, eval_loss,
                        {"model_flops_per_token": per_token, "peak_flops": peak})
+    summary.update(compression.summary_fields(job, session.hooks, trainer))
     if session.placement.is_chief:
-        _export(job, session)
+        summary["variants"] = _export(job, session)
         write_json_atomic(os.path.join(job.paths.output, SUMMARY_FILE), summary)
         copy_logs(session.log_dir, job.paths.output)
     return summary
@@ -110,24 +116,32 @@ def _build(job: Job) -> _Session:
     strategy, placement = make_strategy(config.strategy)
     _check_split(config, strategy.num_replicas_in_sync)
     tokenizer = load_tokenizer(job.paths.tokenizer)
+    tasks.check_examples(job.spec, job.task_config)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.precision), strategy.scope():
-        model = build_model(job.model_config, job.task_config, tokenizer.info.vocab_size)
+        model = build_model(job.model_config, job.task_config, tokenizer.info.vocab_size,
+                            **tasks.model_arguments(job.spec))
         optimizer = optimization.make_optimizer(config, model, job.budget["total_steps"])
-    trainer = Trainer(model, optimizer, strategy, objective_for(job.model_config, tokenizer.info),
+    hooks = compression.build_hooks(job, strategy, model, tokenizer.info)
+    trainer = Trainer(model, optimizer, strategy,
+                      objective_for(job.model_config, tokenizer.info, job.task_config),
                       config.seed, config.clip_norm, config.grad_accum_steps,
-                      config.jit_compile, config.precision == "mixed_float16")
+                      config.jit_compile, config.precision == "mixed_float16",
+                      distiller=hooks.distiller, pruner=hooks.pruner,
+                      freezer=tasks.freezer(model, job.task_config))
     iterator = iter(data.train_dataset(job.train_files, job.spec, config.batch_size,
                                        config.seed, config.shuffle_buffer))
     checkpoints = None
     if job.paths.work is not None and config.checkpoint_every is not None:
         checkpoints = Checkpoints(os.path.join(job.paths.work, "checkpoints"),
                                   {"model": model, "optimizer": optimizer,
-                                   "state": trainer.state, "iterator": iterator},
+                                   "state": trainer.state, "iterator": iterator,
+                                   **hooks.checkpoint_objects()},
                                   keep=config.keep_checkpoints, is_chief=placement.is_chief,
                                   task_id=placement.task_id)
     log_dir = os.path.join(job.paths.work, "logs") if job.paths.work else job.paths.output
-    return _Session(strategy, placement, tokenizer, trainer, iterator, checkpoints, log_dir)
+    return _Session(strategy, placement, tokenizer, trainer, iterator, checkpoints, log_dir,
+                    hooks)
 
 
 def _check_split(train_config, replicas: int) -> None:
@@ -151,7 +165,8 @@ def _start(job: Job, session: _Session, log) -> dict:
         return {"resumed": resumed,
                 "warm_loaded": "checkpoint" if job.warm is not None and job.warm.uri else None}
     if job.warm is not None and job.warm.uri:
-        loaded = warm_start.load_weights(trainer.model, job.warm.uri, job.tokenizer_sha256)
+        loaded = tasks.load_warm_start(trainer.model, job.warm.uri, job.tokenizer_sha256,
+                                       job.task_config)
         log(f"warm start from {job.warm.uri}")
         return {"resumed": None, "warm_loaded": loaded}
     return {"resumed": None, "warm_loaded": None}
@@ -197,15 +212,17 @@ def _cluster_peak(precision: str, cache_dir, session: _Session) -> dict | None:
     return {**peak, "devices": devices, "flops_per_second": peak["flops_per_second"] * devices}
 
 
-def _export(job: Job, session: _Session) -> None:
+def _export(job: Job, session: _Session) -> dict:
     """Save a float32 copy of the model, free of distribution wrappers, as .keras and
-    as the servable SavedModel."""
+    as the servable SavedModel (and its int8 variant if asked): the variants' sizes."""
     vocab = session.tokenizer.info.vocab_size
-    plain = build_model(job.model_config, job.task_config, vocab)
+    plain = build_model(job.model_config, job.task_config, vocab,
+                        **tasks.model_arguments(job.spec))
     plain.set_weights([np.asarray(w) for w in session.trainer.model.get_weights()])
     plain.save(os.path.join(job.paths.output, "model.keras"))
-    save_export(plain, session.tokenizer, job.spec.sequence_length,
-                os.path.join(job.paths.output, "saved_model"))
+    tasks.save_export(plain, session.tokenizer, job.spec, job.task_config,
+                      os.path.join(job.paths.output, "saved_model"))
+    return compression.export_variants(job, plain, session.tokenizer)
 
 
 def weights_digest(model) -> str:

@@ -1,7 +1,9 @@
-"""ingest: input matching, cleaning and drop counts, the split, the Beam run and its outputs."""
+"""ingest: input matching, reading, each cleaning step and its counts, deduplication,
+splitting of over-long documents, the split, the Beam run and its outputs."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
 import os
@@ -11,17 +13,24 @@ import unicodedata
 import pytest
 
 from components.data import cleaning
+from components.data.records import FileRange, RecordReader, plan_ranges
 from components.data.sources import resolve_raw_files
 from pipeline.errors import UsageError
 from tests.components.data_fixtures import data_config, read_documents, run_ingest, tree_bytes
 from tests.conftest import tiny_documents, write_jsonl
 
 
-def _write(path, text: str, mode="w"):
+def _write(path, content):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode("utf-8")) if mode == "w" else path.write_bytes(text)
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
     return path
 
+
+def _clean(raw: bytes, fmt: str = "jsonl", **fields):
+    return cleaning.Cleaner(data_config(["x"], **fields)).clean(raw, fmt)
+
+
+# --- matching ---
 
 def test_resolver_matches_files_directories_and_globs(tmp_path):
     a = write_jsonl(tmp_path / "c" / "a.jsonl", [{"text": "x"}])
@@ -35,6 +44,7 @@ def test_resolver_matches_files_directories_and_globs(tmp_path):
 
     assert by_dir.type == "RawFiles"
     assert by_dir.properties["files"] == [str(a), str(b)]
+    assert by_dir.properties["sizes"] == [a.stat().st_size, b.stat().st_size]
     assert by_dir.properties["bytes"] == a.stat().st_size + b.stat().st_size
     assert by_glob.properties["files"] == [str(a), str(c)]
     assert by_file.properties["files"] == [str(b)]
@@ -62,6 +72,48 @@ def test_unsupported_named_file_is_a_usage_error(tmp_path):
         resolve_raw_files((str(path),))
 
 
+# --- reading ---
+
+def test_byte_ranges_read_every_line_exactly_once(tmp_path):
+    lines = [f"line {i} " + "x" * (i % 23) for i in range(500)]
+    path = _write(tmp_path / "a.txt", "\r\n".join(lines) + "\r\n")
+    size = path.stat().st_size
+    for range_bytes in (7, 64, 1000, size):
+        ranges = plan_ranges([(str(path), size)], "line", range_bytes)
+        assert len(ranges) == -(-size // range_bytes)
+        got = [r for file_range in ranges for r in RecordReader(file_range, "line")]
+        assert got == [line.encode() for line in lines]
+
+
+def test_compressed_files_and_whole_file_mode(tmp_path):
+    gz = tmp_path / "a.jsonl.gz"
+    with gzip.open(gz, "wb") as f:
+        f.write(b'{"text": "one"}\n{"text": "two"}\n')
+    bz = _write(tmp_path / "b.txt.bz2", bz2.compress(b"three\nfour\n"))
+    whole = _write(tmp_path / "c.txt", "five\nsix\n")
+    assert list(RecordReader(FileRange(str(gz)), "line")) == [b'{"text": "one"}', b'{"text": "two"}']
+    assert list(RecordReader(FileRange(str(bz)), "line")) == [b"three", b"four"]
+    assert list(RecordReader(FileRange(str(whole)), "file")) == [b"five\nsix\n"]
+    # Compressed and whole-file inputs are never cut into byte ranges.
+    assert plan_ranges([(str(gz), 10**9), (str(whole), 10**9)], "file", 100) == [
+        FileRange(str(gz)), FileRange(str(whole))]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_gzip_keeps_what_decoded_and_reports_the_error(tmp_path, damage):
+    payload = gzip.compress(b"".join(b'{"text": "line %d"}\n' % i for i in range(20000)))
+    content = payload[:len(payload) // 2] if damage == "truncated" else b"\x1f\x8b\x08" + bytes(64)
+    path = _write(tmp_path / "a.jsonl.gz", content)
+    reader = RecordReader(FileRange(str(path)), "line")
+    records = list(reader)
+    assert reader.error is not None
+    assert records == [b'{"text": "line %d"}' % i for i in range(len(records))]
+    if damage == "truncated":
+        assert 0 < len(records) < 20000
+
+
+# --- cleaning, step by step ---
+
 @pytest.mark.parametrize("line, reason", [
     (b"", "empty"),
     (b"   ", "empty"),
@@ -72,25 +124,54 @@ def test_unsupported_named_file_is_a_usage_error(tmp_path):
     (b'{"body": "no text field"}', "missing_text_field"),
     (b'{"text": 42}', "text_not_string"),
     (b'{"text": null}', "text_not_string"),
+    (b'{"text": ["a"]}', "text_not_string"),
     (b'{"text": "caf\xff"}', "invalid_utf8"),
+    (b'{"text": "a\x00b"}', "binary"),
+    (bytes(range(128, 256)) * 4, "binary"),
+    (b'{"text": "abc"}', "too_short"),
 ])
-def test_parse_record_drop_reasons(line, reason):
-    document, got = cleaning.parse_record(line, "jsonl", data_config(["x"]))
+def test_drop_reasons(line, reason):
+    document, got, _ = _clean(line, min_chars=4)
     assert document is None and got == reason
     assert got in cleaning.DROP_REASONS
 
 
-def test_parse_record_normalizes_and_keeps_domain_and_metadata():
-    data = data_config(["x"], domain_field="source")
+def test_invalid_utf8_can_be_replaced_and_is_counted():
+    document, _, changes = _clean(b"bad \xff byte", "txt", invalid_utf8="replace")
+    assert document["text"] == "bad \ufffd byte" and changes == ["invalid_utf8_replaced"]
+
+
+def test_each_cleaning_step_and_its_change_name():
+    raw = "  caf\u0065\u0301\x07 line  \r\n\r\n\tindented\x85 end\t \r\n\n".encode()
+    document, _, changes = _clean(raw, "txt")
+    assert document["text"] == "  caf\u00e9 line\n\n\tindented end"
+    assert changes == ["control_chars_removed", "unicode_normalized", "whitespace_normalized"]
+    kept, _, kept_changes = _clean(raw, "txt", control_chars="keep", normalization="none",
+                                   whitespace="keep")
+    assert kept["text"] == raw.decode() and kept_changes == []
+    collapsed, _, _ = _clean(raw, "txt", whitespace="collapse")
+    assert collapsed["text"] == "caf\u00e9 line indented end"
+    nfkc, _, _ = _clean("\ufb01ne".encode(), "txt", normalization="NFKC")
+    assert nfkc["text"] == "fine"
+    bom, _, _ = _clean(b'\xef\xbb\xbf{"text": "t"}', "jsonl")
+    assert bom["text"] == "t"
+
+
+def test_domain_and_scalar_metadata_are_kept():
     line = json.dumps({"text": "cafe\u0301", "source": 7, "name": "n", "nested": {"a": 1}})
-    document, reason = cleaning.parse_record(line.encode(), "jsonl", data)
+    document, reason, _ = _clean(line.encode(), domain_field="source")
     assert reason is None
     assert document == {"text": "caf\u00e9", "domain": "7", "meta": {"name": "n"}}
-    nfkc_config = data_config(["x"], normalization="NFKC")
-    nfkc, _ = cleaning.parse_record("\ufb01ne".encode(), "txt", nfkc_config)
-    assert nfkc["text"] == "fine"
-    bom, _ = cleaning.parse_record(b'\xef\xbb\xbf{"text": "t"}', "jsonl", data)
-    assert bom["text"] == "t"
+
+
+def test_split_long_cuts_at_line_breaks_and_loses_nothing():
+    text = "".join(f"line {i:04d} of the long one\n" for i in range(400)) + "x" * 2500
+    pieces = cleaning.split_long(text, 1000)
+    assert "".join(pieces) == text
+    assert all(0 < len(p) <= 1000 for p in pieces)
+    assert all(p.endswith("\n") for p in pieces[:-3])  # cut after line breaks ...
+    assert pieces[-3:] == ["x" * 1000, "x" * 1000, "x" * 500]  # ... or hard when there are none
+    assert cleaning.split_long("short", 1000) == ["short"]
 
 
 def test_split_is_deterministic_salted_and_close_to_the_fraction():
@@ -106,31 +187,42 @@ def test_split_is_deterministic_salted_and_close_to_the_fraction():
     assert all(w == "eval" for s, w in zip(splits, wider) if s == "eval")
 
 
-def test_ingest_counts_drops_and_writes_normalized_split_documents(tmp_path):
+# --- the Beam run ---
+
+def test_ingest_counts_drops_deduplicates_and_writes_split_documents(tmp_path):
     corpus = tmp_path / "corpus"
     good = [{"text": f"Doc {i} cafe\u0301.", "domain": "d%d" % (i % 2), "name": f"n{i}"}
             for i in range(30)]
     lines = [json.dumps(r) for r in good] + [
         "", "{broken", '{"title": "no text"}', '{"text": 5}', '{"text": "   "}', "[]"]
     _write(corpus / "a.jsonl", "\n".join(lines) + "\n")
-    _write(corpus / "b.txt", "plain one\r\n\r\nplain two\r\n")
+    _write(corpus / "b.txt", "plain one\r\n\r\nplain two  \r\n")
     with gzip.open(corpus / "c.jsonl.gz", "wt", encoding="utf-8") as f:
-        f.write(json.dumps({"text": "zipped doc"}) + "\n")
-    _write(corpus / "d.txt", b"bad \xff byte\n", mode="wb")
+        # Duplicates after cleaning, across files and domains: one survives.
+        f.write(json.dumps({"text": "zipped doc", "domain": "z"}) + "\n")
+        f.write(json.dumps({"text": "Doc 4 caf\u00e9.  ", "domain": "zz"}) + "\n")
+    _write(corpus / "d.txt", b"bad \xff byte\nplain one\n")
+    _write(corpus / "e.txt", "")
 
     stats = run_ingest(tmp_path, [str(corpus)], tmp_path / "documents",
                        domain_field="domain", eval_fraction=0.3)
 
-    assert stats["input_files"] == 4
-    assert stats["documents_read"] == 36 + 3 + 1 + 1
+    assert stats["input_files"] == 5
+    assert stats["files"] == {"read": 5, "empty": 1, "corrupt": []}
+    assert stats["documents_read"] == 36 + 3 + 2 + 2
     assert stats["documents_kept"] == 30 + 2 + 1
-    assert stats["dropped"] == {"empty": 3, "malformed_json": 1, "not_an_object": 1,
-                                "missing_text_field": 1, "text_not_string": 1, "invalid_utf8": 1}
-    assert stats["normalization"] == "NFC"
+    assert stats["dropped"] == {
+        "empty": 3, "binary": 0, "invalid_utf8": 1, "malformed_json": 1, "not_an_object": 1,
+        "missing_text_field": 1, "text_not_string": 1, "too_short": 0, "duplicate": 2}
+    assert stats["changed"]["unicode_normalized"] == 30
+    assert stats["changed"]["whitespace_normalized"] == 2
     documents = read_documents(tmp_path / "documents")
+    everything = [d for docs in documents.values() for d in docs]
     expected = {unicodedata.normalize("NFC", r["text"]) for r in good}
     expected |= {"plain one", "plain two", "zipped doc"}
-    assert {d["text"] for docs in documents.values() for d in docs} == expected
+    assert sorted(d["text"] for d in everything) == sorted(expected)
+    duplicate = next(d for d in everything if d["text"] == "Doc 4 caf\u00e9.")
+    assert duplicate == {"text": "Doc 4 caf\u00e9.", "domain": "d0", "meta": {"name": "n4"}}
     for split, docs in documents.items():
         assert stats["splits"][split]["documents"] == len(docs)
         assert stats["splits"][split]["bytes"] == sum(len(d["text"].encode()) for d in docs)
@@ -138,12 +230,25 @@ def test_ingest_counts_drops_and_writes_normalized_split_documents(tmp_path):
             assert cleaning.assign_split(d["text"], "lmpipe", 0.3) == split
         for domain, counts in stats["splits"][split]["domains"].items():
             assert counts["documents"] == sum(d["domain"] == domain for d in docs)
-    first = next(d for docs in documents.values() for d in docs if d["text"] == "Doc 3 caf\u00e9.")
-    assert first == {"text": "Doc 3 caf\u00e9.", "domain": "d1", "meta": {"name": "n3"}}
-    # Shards are sorted by document id, whatever the arrival order.
-    for docs in documents.values():
+        # Shards are sorted by document id, whatever the arrival order.
         ids = [cleaning.document_id(d["text"]) for d in docs]
         assert ids == sorted(ids)
+
+
+def test_over_long_documents_are_split_into_pieces_of_one_split(tmp_path):
+    long_text = "\n".join(f"sentence {i} of a long document." for i in range(300))
+    write_jsonl(tmp_path / "c" / "a.jsonl", [{"text": long_text}] + tiny_documents(copies=2))
+    stats = run_ingest(tmp_path, [str(tmp_path / "c")], tmp_path / "documents", max_chars=1000,
+                       eval_fraction=0.3)
+    assert stats["long_documents_split"] == 1
+    split = cleaning.assign_split(long_text, "lmpipe", 0.3)
+    pieces = [d["text"] for d in read_documents(tmp_path / "documents")[split]
+              if d["text"].startswith("sentence")]
+    assert len(pieces) == len(cleaning.split_long(long_text, 1000)) > 1
+    assert sorted(pieces) == sorted(cleaning.split_long(long_text, 1000))
+    assert stats["documents_kept"] == 1 + 24
+    assert stats["splits"]["train"]["documents"] + stats["splits"]["eval"]["documents"] == (
+        24 + len(pieces))
 
 
 def test_split_is_stable_when_files_are_added_and_reruns_are_identical(tmp_path):
@@ -186,10 +291,10 @@ def test_empty_eval_split_is_a_usage_error(tmp_path):
 def test_txt_file_mode_reads_a_document_per_file(tmp_path):
     corpus = tmp_path / "c"
     for i in range(12):
-        _write(corpus / f"f{i}.txt", f"file {i}\nsecond line\n")
+        _write(corpus / f"f{i}.txt", f"file {i}\r\nsecond line\n")
     stats = run_ingest(tmp_path, [str(corpus)], tmp_path / "documents", txt_mode="file",
                        eval_fraction=0.3)
     texts = {d["text"] for docs in read_documents(tmp_path / "documents").values() for d in docs}
     assert stats["documents_read"] == 12
-    assert texts == {f"file {i}\nsecond line\n" for i in range(12)}
+    assert texts == {f"file {i}\nsecond line" for i in range(12)}
     assert os.path.exists(tmp_path / "documents" / "train-00000-of-00001.jsonl.gz")

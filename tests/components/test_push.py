@@ -90,7 +90,9 @@ def test_blessed_models_become_numbered_versions_and_old_ones_are_pruned(tmp_pat
     assert card["metrics"] == {"perplexity": 4.5, "bits_per_byte": 1.25}
     assert card["slices"] == {"domain=a": {"perplexity": 4.0}}
     assert card["config"]["evaluation"] == {"max_perplexity": 10.0}
-    assert card["config"]["push"] == {"serving_dir": str(serving), "keep_versions": 2}
+    assert card["config"]["push"] == {"serving_dir": str(serving), "keep_versions": 2,
+                                      "variant": "float"}
+    assert card["variant"] == "float"
     assert card["training"] == {"seed": 3, "sharpness": 2.0}
     pushed_files = _tree(latest)
     del pushed_files["model_card.json"]

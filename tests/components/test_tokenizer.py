@@ -1,5 +1,6 @@
-"""tokenizer: deterministic sample, reproducible SentencePiece training, the artifact, and
-the tf-text round trip that serving relies on."""
+"""tokenizer: deterministic sample, reproducible SentencePiece and WordPiece training, the
+artifact (also on a non-local filesystem), and identical ids in the transform's engine,
+tf-text and a SavedModel reloaded in a fresh process, which is what serving relies on."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import unicodedata
 import pytest
 
 from components.data import sentencepiece_training as training
+from components.data import tokenizer_sample
 from models.tokenizer_info import read_info
 from pipeline.errors import UsageError
 from tests.components.data_fixtures import TRICKY_TEXTS, run_ingest, run_tokenizer, tree_bytes
-from tests.conftest import tiny_documents, write_jsonl
+from tests.conftest import REPO, tiny_documents, write_jsonl
 
 # Small enough that the characters of the tricky texts do not all fit (coverage is lowered).
 VOCAB_SIZE = 360
@@ -23,7 +25,9 @@ UNSEEN_TEXTS = ["Ωmega ∑ ≠ ∞ and 🚀 never seen", "ﬁ ligature stays",
 @pytest.fixture(scope="module")
 def documents(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tokenizer")
-    records = tiny_documents() + [{"text": t, "domain": "tricky"} for t in TRICKY_TEXTS * 3]
+    # Three variants of each (exact duplicates would be removed by ingest).
+    records = tiny_documents() + [{"text": f"{t} ({i})", "domain": "tricky"}
+                                  for i in range(3) for t in TRICKY_TEXTS]
     write_jsonl(tmp / "corpus" / "a.jsonl", records)
     run_ingest(tmp, [str(tmp / "corpus")], tmp / "documents", domain_field="domain",
                eval_fraction=0.2)
@@ -42,6 +46,7 @@ def test_training_twice_gives_byte_identical_artifacts(documents, bpe, tmp_path)
     first, second = tree_bytes(bpe), tree_bytes(tmp_path / "again")
     assert sorted(first) == ["spm.model", "tokenizer.json", "training.json", "vocab.txt"]
     assert first == second
+    assert read_info(str(bpe)).options == {"separable": True}
 
 
 def test_special_ids_come_from_the_artifact(bpe):
@@ -121,14 +126,14 @@ def test_fit_character_coverage_against_hand_counts():
 def test_sample_is_seeded_deterministic_and_within_budget():
     texts = [f"document {i} " + "x" * (i % 17) for i in range(500)]
     total = sum(len(t.encode()) for t in texts)
-    sample = training.sample_texts(texts, total, 2000, seed=1)
-    assert sample == training.sample_texts(list(texts), total, 2000, seed=1)
+    sample = tokenizer_sample.sample_texts(texts, total, 2000, seed=1)
+    assert sample == tokenizer_sample.sample_texts(list(texts), total, 2000, seed=1)
     assert 1900 < sum(len(t.encode()) for t in sample) <= 2000
     assert set(sample) <= set(texts)
-    assert sample != training.sample_texts(texts, total, 2000, seed=2)
-    keys = [training.sample_key(1, t) for t in sample]
+    assert sample != tokenizer_sample.sample_texts(texts, total, 2000, seed=2)
+    keys = [tokenizer_sample.sample_key(1, t) for t in sample]
     assert keys == sorted(keys)
-    assert sorted(training.sample_texts(texts, total, 10**9, seed=1)) == sorted(texts)
+    assert sorted(tokenizer_sample.sample_texts(texts, total, 10**9, seed=1)) == sorted(texts)
 
 
 def test_vocabulary_too_large_for_the_sample_is_a_usage_error(documents, tmp_path):
@@ -139,3 +144,184 @@ def test_vocabulary_too_large_for_the_sample_is_a_usage_error(documents, tmp_pat
 def test_sample_smaller_than_every_document_is_a_usage_error(documents, tmp_path):
     with pytest.raises(UsageError, match="tokenizer.sample_bytes=5 is smaller"):
         run_tokenizer(tmp_path, documents, tmp_path / "tiny", sample_bytes=5)
+
+
+# --- the transform's engine: the SentencePiece library, with a chunk cache for BPE ---
+
+def _random_texts(count: int, seed: int) -> list[str]:
+    """Texts dense in what the chunking cuts at: line breaks followed by runs of spaces."""
+    import random
+
+    rng = random.Random(seed)
+    alphabet = ["\n", " ", "  ", "    ", "\t", "def", "x", "(", ")", ":", "é", "漢", "🤖", "1",
+                "return", "self", "\n    ", "\n\n", "a", "_"]
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+            for _ in range(count)]
+
+
+def test_chunked_encoding_gives_exactly_the_library_ids(bpe, tmp_path):
+    import sentencepiece as spm
+
+    from components.data.tokenize import SentencePieceEncoder, separable_chunks
+
+    model = (bpe / "spm.model").read_bytes()
+    processor = spm.SentencePieceProcessor(model_proto=model)
+    texts = TRICKY_TEXTS + UNSEEN_TEXTS + _random_texts(400, seed=3) + [
+        (REPO / "components" / "data" / name).read_text() for name in ("packing.py", "shards.py")]
+    for text in texts:
+        assert "".join(separable_chunks(text)) == text
+    encoder = SentencePieceEncoder(model, separable=True)
+    first, second = encoder.encode(texts), encoder.encode(texts[::-1])  # the second hits the cache
+    expected = processor.encode(texts)
+    assert [ids.tolist() for ids in first] == expected
+    assert [ids.tolist() for ids in second] == expected[::-1]
+    assert len(encoder.cache) > 0
+
+
+def test_worker_processes_give_the_same_ids_and_bytes(bpe):
+    from components.data.tokenize import load_batch_tokenizer
+
+    texts = TRICKY_TEXTS * 5 + _random_texts(50, seed=4)
+    serial, _ = load_batch_tokenizer(str(bpe), processes=1)
+    pooled, _ = load_batch_tokenizer(str(bpe), processes=2)
+    try:
+        a, b = serial.encode(texts), pooled.submit(texts).result()
+    finally:
+        pooled.close()
+    assert len(a) == len(b) == len(texts)
+    for (ids_a, bytes_a), (ids_b, bytes_b), text in zip(a, b, texts):
+        assert ids_a.tolist() == ids_b.tolist()
+        assert bytes_a.tolist() == bytes_b.tolist()
+        # Identity normalization and byte fallback: every byte of the text is covered once.
+        assert int(bytes_a.sum()) == len(text.encode("utf-8"))
+
+
+# --- WordPiece ---
+
+@pytest.fixture(scope="module")
+def wordpiece(documents, tmp_path_factory):
+    out = tmp_path_factory.mktemp("wordpiece")
+    run_tokenizer(out, documents, out / "tokenizer", type="wordpiece", vocab_size=400)
+    return out / "tokenizer"
+
+
+def test_wordpiece_is_deterministic_with_bert_special_tokens(documents, wordpiece, tmp_path):
+    run_tokenizer(tmp_path, documents, tmp_path / "again", type="wordpiece", vocab_size=400)
+    assert tree_bytes(wordpiece) == tree_bytes(tmp_path / "again")
+    assert sorted(tree_bytes(wordpiece)) == ["tokenizer.json", "training.json", "vocab.txt"]
+    info = read_info(str(wordpiece))
+    vocab = (wordpiece / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert info.type == "wordpiece" and info.model_file == "vocab.txt"
+    assert info.vocab_size == len(vocab) <= 400
+    assert {name: vocab[i] for name, i in info.special_tokens.items()} == {
+        "pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]",
+        "bos": "[CLS]", "eos": "[SEP]"}
+    assert info.options == {"lower_case": False, "suffix_indicator": "##"}
+    assert any(piece.startswith("##") for piece in vocab)
+
+
+def test_wordpiece_tokenizes_words_and_marks_unseen_characters_unknown(wordpiece):
+    import tensorflow as tf
+
+    from models.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(str(wordpiece))
+    info = tokenizer.info
+    seen = "Return the square root of x. Compute the greatest common divisor"
+    texts = [seen, "Ωmega 🚀 Return", "  spaced\tout\n text  "]
+    ids, starts, ends = tokenizer.tokenize_with_offsets(tf.constant(texts))
+    assert ids.to_list() == tokenizer.tokenize(tf.constant(texts)).to_list()
+    decoded = [t.decode() for t in tokenizer.detokenize(ids).numpy()]
+    assert decoded[0] == "Return the square root of x . Compute the greatest common divisor"
+    assert decoded[2] == "spaced out text"
+    unk = info.special_tokens["unk"]
+    assert ids.to_list()[1][:2] == [unk, unk] and unk not in ids.to_list()[0]
+    # Offsets point at the words' bytes.
+    first = texts[0].encode()
+    words = [first[s:e].decode() for s, e in zip(starts.to_list()[0], ends.to_list()[0])]
+    assert "".join(words) == texts[0].replace(" ", "")
+    # Special ids are dropped on decode; the dense form decodes too.
+    framed = tf.constant([[info.bos_id] + ids.to_list()[2] + [info.eos_id, info.pad_id]])
+    assert tokenizer.detokenize(framed).numpy()[0].decode() == "spaced out text"
+
+
+def test_wordpiece_lower_case_option(documents, tmp_path):
+    import tensorflow as tf
+
+    from models.tokenizer import load_tokenizer
+
+    run_tokenizer(tmp_path, documents, tmp_path / "lower", type="wordpiece", vocab_size=400,
+                  lower_case=True)
+    tokenizer = load_tokenizer(str(tmp_path / "lower"))
+    assert tokenizer.info.options["lower_case"] is True
+    ids = tokenizer.tokenize(tf.constant(["RETURN THE SQUARE", "return the square"]))
+    assert ids.to_list()[0] == ids.to_list()[1]
+
+
+# --- one tokenization everywhere ---
+
+_SAVED_MODEL_CHECK = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the ops; nothing else of ours is imported)
+assert not any(m.split(".")[0] in ("models", "components", "pipeline") for m in sys.modules)
+texts = json.loads(sys.argv[1])
+served = {}
+for path in sys.argv[2:]:
+    ids = tf.saved_model.load(path).signatures["tokenize"](text=tf.constant(texts))["ids"]
+    served[path] = tf.RaggedTensor.from_tensor(ids, padding=-1).to_list()
+print(json.dumps(served))
+"""
+
+
+def _save_tokenizer(directory, export_dir) -> None:
+    import tensorflow as tf
+
+    from models.tokenizer import load_tokenizer
+
+    module = tf.Module()
+    module.tokenizer = load_tokenizer(str(directory))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def tokenize(text):
+        return {"ids": module.tokenizer.tokenize(text).to_tensor(default_value=-1)}
+
+    tf.saved_model.save(module, str(export_dir), signatures={"tokenize": tokenize})
+
+
+def test_saved_model_in_a_fresh_process_matches_the_transform_engine(bpe, wordpiece, tmp_path):
+    import subprocess
+    import sys
+
+    from components.data.tokenize import load_batch_tokenizer
+
+    texts = TRICKY_TEXTS + UNSEEN_TEXTS + ["cafe\u0301 decomposed", "  return self.x\n"]
+    artifacts = {str(tmp_path / "bpe"): bpe, str(tmp_path / "wordpiece"): wordpiece}
+    for export_dir, directory in artifacts.items():
+        _save_tokenizer(directory, export_dir)
+    done = subprocess.run([sys.executable, "-c", _SAVED_MODEL_CHECK, json.dumps(texts),
+                           *artifacts], capture_output=True, text=True, timeout=300,
+                          env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    # The transform sees ingest's NFC text; serving normalizes raw text itself.
+    normalized = [unicodedata.normalize("NFC", t) for t in texts]
+    for export_dir, directory in artifacts.items():
+        engine, _ = load_batch_tokenizer(str(directory))
+        assert served[export_dir] == [ids.tolist() for ids, _ in engine.encode(normalized)]
+
+
+def test_artifact_loads_from_a_non_local_filesystem(bpe, wordpiece):
+    import tensorflow as tf
+
+    from models.tokenizer import load_tokenizer
+
+    for name, directory in (("bpe", bpe), ("wordpiece", wordpiece)):
+        remote = f"ram://artifacts/{name}"
+        for path in directory.iterdir():
+            with tf.io.gfile.GFile(f"{remote}/{path.name}", "wb") as f:
+                f.write(path.read_bytes())
+        assert read_info(remote) == read_info(str(directory))
+        texts = tf.constant(TRICKY_TEXTS)
+        assert (load_tokenizer(remote).tokenize(texts).to_list()
+                == load_tokenizer(str(directory)).tokenize(texts).to_list())

@@ -1,22 +1,24 @@
-"""transform: packing, per-token byte counts, the TFRecord contract, statistics and
-byte-identical reruns, checked against an independent packing with the SentencePiece library."""
+"""transform: packing, per-token byte counts, the hand-encoded TFRecords, the packing policy
+(domain and length-bucket purity, mixed train leftovers), statistics and byte-identical
+reruns, checked against an independent packing with the SentencePiece library."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
 
+from components.data import example_encoding, examples, packing, shards
 from components.data.packing import pack
 from components.data.tokenize import frame_document, token_byte_counts
 from tests.components.data_fixtures import (TRICKY_TEXTS, read_documents, run_ingest,
                                             run_tokenizer, run_transform, tree_bytes)
-from tests.conftest import REPO, run_lmpipe, tiny_documents, write_jsonl
+from tests.conftest import tiny_documents, write_jsonl
 
 LENGTH = 32
+EDGES = (8, 20)
 LONG_TEXT = " ".join(f"word{i}" for i in range(120))  # spans several windows
 
 
@@ -29,7 +31,8 @@ def artifacts(tmp_path_factory):
     run_ingest(tmp, [str(tmp / "corpus")], tmp / "documents", domain_field="domain",
                eval_fraction=0.2)
     run_tokenizer(tmp, tmp / "documents", tmp / "tokenizer", vocab_size=360)
-    run_transform(tmp, tmp / "documents", tmp / "tokenizer", tmp / "out", sequence_length=LENGTH)
+    run_transform(tmp, tmp / "documents", tmp / "tokenizer", tmp / "out", sequence_length=LENGTH,
+                  length_buckets=list(EDGES))
     return tmp
 
 
@@ -56,6 +59,8 @@ def _info(artifacts):
     return read_info(str(artifacts / "tokenizer"))
 
 
+# --- pure functions ---
+
 def test_pack_by_hand():
     documents = [(np.array([2, 10, 11, 3]), np.array([0, 3, 2, 0])),
                  (np.array([2, 20, 21, 22, 23, 3]), np.array([0, 1, 1, 1, 1, 0])),
@@ -70,156 +75,282 @@ def test_pack_by_hand():
     assert pack([], length=4, pad_id=0)["token_ids"].shape == (0, 4)
 
 
+def test_group_packer_streams_like_one_pack_and_keeps_the_rest():
+    rng = np.random.default_rng(0)
+    documents = [(rng.integers(4, 99, n), rng.integers(0, 4, n)) for n in rng.integers(2, 12, 30)]
+    buckets = np.arange(30) % 3
+    packer = packing.GroupPacker(7, 0)
+    parts = [packer.add("g", packing.documents_stream(documents[a:b], a, buckets[a:b]))
+             for a, b in ((0, 9), (9, 10), (10, 30))]
+    rest = packer.remainders()["g"]
+    whole = packing.windows_of(packing.documents_stream(documents, 0, buckets), 7, 0)
+    streamed = {k: np.concatenate([p[k] for p in parts]
+                                  + [packing.windows_of(rest, 7, 0)[k]]) for k in whole}
+    for key in ("token_ids", "segment_ids", "num_bytes", "bucket"):
+        assert streamed[key].tolist() == whole[key].tolist()
+    assert 0 < len(rest) < 7
+    # A window's bucket is its first token's document's bucket.
+    doc_of_first = np.repeat(np.arange(30), [len(t) for t, _ in documents])[::7]
+    assert whole["bucket"].tolist() == buckets[doc_of_first].tolist()
+
+
+def test_renumber_keeps_documents_of_different_groups_apart():
+    a = packing.documents_stream([(np.array([2, 5, 3]), np.zeros(3))], 4, np.array([0]))
+    b = packing.documents_stream([(np.array([7, 3]), np.zeros(2))], 4, np.array([1]))
+    windows = packing.windows_of(packing.renumber([a, b]), 8, 0)
+    assert windows["token_ids"].tolist() == [[2, 5, 3, 7, 3, 0, 0, 0]]
+    assert windows["segment_ids"].tolist() == [[1, 1, 1, 2, 2, 0, 0, 0]]
+
+
 def test_token_byte_counts_give_each_byte_to_one_token():
     # Byte-fallback pieces of one character share offsets (ends 0, 0, 3 for a 3-byte char).
     assert token_byte_counts(np.array([0, 0, 3, 3, 3, 6]), 6).tolist() == [0, 0, 3, 0, 0, 3]
     assert token_byte_counts(np.array([1, 1, 3, 7]), 7).tolist() == [1, 0, 2, 4]
     assert token_byte_counts(np.array([2, 4]), 6).tolist() == [2, 4]  # remainder to the last
-    tokens, token_bytes = frame_document(np.array([], np.int32), np.array([], np.int32), 4, 2, 3)
+    tokens, token_bytes = frame_document(np.array([], np.int32), np.array([], np.int64), 4, 2, 3)
     assert tokens.tolist() == [2, 3] and token_bytes.tolist() == [0, 4]
 
 
-def test_byte_counts_with_the_real_tokenizer(artifacts):
+def test_varints_and_examples_match_protobuf_byte_for_byte():
     import tensorflow as tf
 
-    from models.tokenizer import load_tokenizer
+    values = [0, 1, 127, 128, 300, 16383, 16384, 2**35, 2**62]
+    data, sizes = example_encoding.varint_bytes(np.array(values))
+    proto = tf.train.Int64List(value=values).SerializeToString()
+    assert proto == b"\x0a" + example_encoding.varint(len(data)) + data.tobytes()
+    assert sizes.tolist() == [len(example_encoding.varint(v)) for v in values]
+    windows = {"token_ids": np.array([[5, 300, 2**20], [0, 1, 2]]),
+               "segment_ids": np.array([[1, 1, 2], [1, 0, 0]]),
+               "num_bytes": np.array([7, 2**30]), "bucket": np.array([1, 0])}
+    domains, names = ["dé", ""], ["small", "large"]
+    for i, record in enumerate(example_encoding.serialize_windows(windows, domains, names)):
+        feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(
+            value=np.atleast_1d(windows[name][i]).tolist()))
+            for name in ("num_bytes", "segment_ids", "token_ids")}
+        feature["domain"] = tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[domains[i].encode()]))
+        feature["length_bucket"] = tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[names[windows["bucket"][i]].encode()]))
+        expected = tf.train.Example(features=tf.train.Features(feature=feature))
+        assert tf.train.Example.FromString(record) == expected
+        assert record == expected.SerializeToString(deterministic=True)
 
-    tokenizer = load_tokenizer(str(artifacts / "tokenizer"))
-    texts = TRICKY_TEXTS + ["Ωmega ∑ 🚀 unseen"]
-    ids, _, ends = tokenizer.tokenize_with_offsets(tf.constant(texts))
-    for i, text in enumerate(texts):
-        counts = token_byte_counts(ends[i].numpy(), len(text.encode()))
-        assert counts.sum() == len(text.encode()) and (counts >= 0).all()
-        assert len(counts) == len(ids[i])
+
+def test_serialized_examples_parse_back_with_tensorflow(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    windows = {"token_ids": rng.integers(0, 300_000, (20, 16)),
+               "segment_ids": rng.integers(0, 200, (20, 16)),
+               "num_bytes": rng.integers(0, 10**6, 20), "bucket": rng.integers(0, 3, 20)}
+    domains = [["a", "dé", ""][i % 3] for i in range(20)]
+    names = examples.bucket_names(EDGES)
+    data, sizes = example_encoding.encode_examples(windows, domains, names)
+    path = tmp_path / "x.tfrecord"
+    order = np.arange(20)[::-1]
+    with shards.TFRecordFile(str(path), "none") as out:
+        out.write(data, sizes, order)
+    spec = {"features": examples.features(16)}
+    from components.data.reader import feature_description
+
+    parsed = [tf.io.parse_single_example(r, feature_description(spec))
+              for r in tf.data.TFRecordDataset(str(path))]  # also checks the CRCs
+    assert len(parsed) == 20
+    for i, example in zip(order, parsed):
+        assert example["token_ids"].numpy().tolist() == windows["token_ids"][i].tolist()
+        assert example["segment_ids"].numpy().tolist() == windows["segment_ids"][i].tolist()
+        assert example["num_bytes"].numpy().tolist() == [windows["num_bytes"][i]]
+        assert example["domain"].numpy()[0].decode() == domains[i]
+        assert example["length_bucket"].numpy()[0].decode() == names[windows["bucket"][i]]
+    assert names == ["0-7", "8-19", "20+"]
 
 
-def _expected_windows(documents: list[dict], processor, info) -> list[tuple]:
-    """Pack independently: per domain, documents in id order, cut every LENGTH tokens.
+# --- the Beam run, against an independent packing ---
 
-    The corpus is small, so every domain is one packing group.
+def _expected_windows(documents: list[dict], processor, info, split: str) -> list[tuple]:
+    """Pack independently, by the documented policy (one documents shard here).
+
+    Groups: domain (train) or (domain, length bucket) (eval), in sorted order, documents
+    in file order; full windows per group; the rest padded (eval) or, for train, all
+    groups' rests packed together (domain "(mixed)" unless one group fills the window).
     """
-    by_domain = defaultdict(list)
-    for document in documents:
-        by_domain[document["domain"]].append(document["text"])
-    expected = []
-    for domain, texts in by_domain.items():
-        texts.sort(key=lambda t: hashlib.sha256(t.encode()).hexdigest())
-        stream, owner = [], []
-        for k, text in enumerate(texts):
-            ids = [info.bos_id] + processor.encode(text) + [info.eos_id]
-            stream += ids
-            owner += [k] * len(ids)
+    names = examples.bucket_names(EDGES)
+    groups = defaultdict(list)
+    for k, document in enumerate(documents):
+        ids = processor.encode(document["text"])
+        bucket = names[int(np.searchsorted(EDGES, len(ids), side="right"))]
+        key = (document["domain"],) if split == "train" else (document["domain"], bucket)
+        groups[key].append([(token, (key, k), bucket) for token in
+                            [info.bos_id] + ids + [info.eos_id]])
+
+    def cut(stream, label):
+        windows = []
         for start in range(0, len(stream), LENGTH):
-            tokens, owners = stream[start:start + LENGTH], owner[start:start + LENGTH]
-            pad = LENGTH - len(tokens)
-            expected.append((domain, tuple(tokens + [info.pad_id] * pad),
-                             tuple([o - owners[0] + 1 for o in owners] + [0] * pad)))
-    return sorted(expected)
+            part = stream[start:start + LENGTH]
+            owners = [owner for _, owner, _ in part]
+            segments = [len(set(owners[:i + 1])) for i in range(len(part))]
+            pad = LENGTH - len(part)
+            domain = label if label is not None else (
+                part[0][1][0][0] if len({o[0] for o in owners}) == 1 else "(mixed)")
+            windows.append((domain, part[0][2],
+                            tuple([t for t, _, _ in part] + [info.pad_id] * pad),
+                            tuple(segments + [0] * pad)))
+        return windows
+
+    expected, rests = [], []
+    for key in sorted(groups):
+        stream = [token for document in groups[key] for token in document]
+        full = len(stream) - len(stream) % LENGTH
+        expected += cut(stream[:full], key[0])
+        if full < len(stream):
+            if split == "train":
+                rests += stream[full:]
+            else:
+                expected += cut(stream[full:], key[0])
+    return sorted(expected + cut(rests, None))
+
+
+def _got(windows) -> list[tuple]:
+    return sorted((w["domain"][0].decode(), w["length_bucket"][0].decode(),
+                   tuple(w["token_ids"]), tuple(w["segment_ids"])) for w in windows)
 
 
 @pytest.mark.parametrize("split", ["train", "eval"])
-def test_examples_are_an_exact_packing_of_the_documents(artifacts, split):
+def test_examples_are_the_documented_packing_of_the_documents(artifacts, split):
     documents = read_documents(artifacts / "documents")[split]
     windows = _windows(artifacts, split)
-    got = sorted((w["domain"][0].decode(), tuple(w["token_ids"]), tuple(w["segment_ids"]))
-                 for w in windows)
-    assert got == _expected_windows(documents, _processor(artifacts), _info(artifacts))
+    assert _got(windows) == _expected_windows(documents, _processor(artifacts), _info(artifacts),
+                                              split)
     for w in windows:
         assert w["token_ids"].shape == w["segment_ids"].shape == (LENGTH,)
         assert w["token_ids"].dtype == w["num_bytes"].dtype == np.int64
-        assert w["num_bytes"].shape == w["domain"].shape == (1,)
+        assert w["num_bytes"].shape == w["domain"].shape == w["length_bucket"].shape == (1,)
+
+
+def test_train_leftovers_fill_one_extra_shard_and_eval_windows_are_pure(artifacts):
+    spec = json.loads((artifacts / "out" / "examples" / "feature_spec.json").read_text())
+    assert spec["splits"]["train"]["shards"] == ["train-00000-of-00002.tfrecord",
+                                                 "train-00001-of-00002.tfrecord"]
+    assert spec["splits"]["eval"]["shards"] == ["eval-00000-of-00001.tfrecord"]
+    from components.data.reader import example_files
+    import tensorflow as tf
+
+    leftover_shard = example_files(str(artifacts / "out" / "examples"), spec, "train")[1]
+    leftovers = list(tf.data.TFRecordDataset(leftover_shard))
+    domains = {w["domain"][0].decode() for w in _windows(artifacts, "train")}
+    assert 0 < len(leftovers) <= len(domains)
+    # Only the leftover shard may pad, and only its last window.
+    padded = [w for w in _windows(artifacts, "train") if (w["segment_ids"] == 0).any()]
+    assert len(padded) <= 1
 
 
 def test_segments_decode_back_to_the_documents(artifacts):
     processor, info = _processor(artifacts), _info(artifacts)
     documents = read_documents(artifacts / "documents")["train"]
-    texts = {(d["domain"], d["text"]) for d in documents}
+    texts = {d["text"] for d in documents}
     whole = []
-    for w in _windows(artifacts, "train"):
+    windows = _windows(artifacts, "train")
+    for w in windows:
         for segment in set(w["segment_ids"].tolist()) - {0}:
             ids = w["token_ids"][w["segment_ids"] == segment].tolist()
             if ids[0] == info.bos_id and ids[-1] == info.eos_id:
-                whole.append((w["domain"][0].decode(), processor.decode(ids[1:-1])))
-    windows = _windows(artifacts, "train")
+                whole.append(processor.decode(ids[1:-1]))
     assert set(whole) <= texts and len(set(whole)) == len(whole)
-    # Each window boundary cuts at most one document; the rest decode whole.
-    assert len(texts) - len(whole) <= len(windows)
-    assert ("long", LONG_TEXT) not in whole and ("long", LONG_TEXT) in texts
+    # A document is cut by a window boundary or by the end of its group at most once per window.
+    assert len(texts) - len(whole) <= 2 * len(windows)
+    assert LONG_TEXT not in whole and LONG_TEXT in texts
 
 
-@pytest.mark.parametrize("split", ["train", "eval"])
-def test_num_bytes_sum_to_the_corpus_bytes_per_domain(artifacts, split):
-    documents = read_documents(artifacts / "documents")[split]
-    expected = Counter()
-    for d in documents:
-        expected[d["domain"]] += len(d["text"].encode("utf-8"))
-    got = Counter()
-    for w in _windows(artifacts, split):
-        got[w["domain"][0].decode()] += int(w["num_bytes"][0])
-    assert got == expected
+def test_num_bytes_add_up_to_the_corpus_bytes(artifacts):
+    for split in ("train", "eval"):
+        documents = read_documents(artifacts / "documents")[split]
+        expected = Counter()
+        for d in documents:
+            expected[d["domain"]] += len(d["text"].encode("utf-8"))
+        got = Counter()
+        for w in _windows(artifacts, split):
+            got[w["domain"][0].decode()] += int(w["num_bytes"][0])
+        assert sum(got.values()) == sum(expected.values())
+        if split == "eval":  # pure windows: per domain too
+            assert got == expected
 
 
-def test_statistics_and_feature_spec_against_direct_counts(artifacts):
+def test_statistics_feature_spec_and_plots_against_direct_counts(artifacts):
     processor, info = _processor(artifacts), _info(artifacts)
     stats = json.loads((artifacts / "out" / "statistics" / "stats.json").read_text())
     spec = json.loads((artifacts / "out" / "examples" / "feature_spec.json").read_text())
     assert spec["sequence_length"] == LENGTH and spec["pad_id"] == info.pad_id
     assert spec["compression"] == "none"
     assert spec["features"]["token_ids"] == {"dtype": "int64", "shape": [LENGTH]}
-    assert spec["features"]["domain"] == {"dtype": "string", "shape": [1]}
+    assert spec["features"]["length_bucket"] == {"dtype": "string", "shape": [1]}
+    assert spec["length_buckets"] == {"edges": list(EDGES), "names": ["0-7", "8-19", "20+"]}
+    ingest_stats = json.loads((artifacts / "documents" / "stats.json").read_text())
+    assert stats["ingest"]["dropped"] == ingest_stats["dropped"]
+    assert stats["ingest"]["documents_read"] == ingest_stats["documents_read"]
     for split, documents in read_documents(artifacts / "documents").items():
         windows = _windows(artifacts, split)
         s = stats["splits"][split]
-        text_tokens = sum(len(processor.encode(d["text"])) for d in documents)
+        lengths = [len(processor.encode(d["text"])) for d in documents]
         num_bytes = sum(len(d["text"].encode()) for d in documents)
         non_pad = sum(int((w["segment_ids"] != 0).sum()) for w in windows)
         assert spec["splits"][split]["examples"] == s["examples"] == len(windows)
-        assert spec["splits"][split]["shards"] == ["%s-00000-of-00001.tfrecord" % split]
         assert s["documents"] == len(documents)
-        assert s["text_tokens"] == text_tokens
-        assert s["tokens"] == non_pad == text_tokens + 2 * len(documents)
+        assert s["text_tokens"] == sum(lengths)
+        assert s["tokens"] == non_pad == sum(lengths) + 2 * len(documents)
         assert s["bytes"] == num_bytes
-        assert s["tokens_per_byte"] == pytest.approx(text_tokens / num_bytes)
+        assert s["tokens_per_byte"] == pytest.approx(sum(lengths) / num_bytes)
         assert s["packing_efficiency"] == pytest.approx(non_pad / (len(windows) * LENGTH))
         assert s["unknown_tokens"] == 0 and s["unknown_token_rate"] == 0.0
         per_domain = Counter()
-        for w in windows:
-            per_domain[w["domain"][0].decode()] += int((w["segment_ids"] != 0).sum())
-        assert {d: v["tokens"] for d, v in s["domains"].items()} == dict(per_domain)
+        for d, n in zip(documents, lengths):
+            per_domain[d["domain"]] += n + 2
+        assert {d: v["tokens"] for d, v in s["domains"].items() if v["documents"]} == per_domain
+        histogram = Counter(n.bit_length() for n in lengths)
+        assert [(h["min_tokens"], h["documents"]) for h in s["length_histogram"]] == [
+            ((1 << k) >> 1, histogram[k]) for k in sorted(histogram)]
+        buckets = Counter(examples.bucket_names(EDGES)[int(np.searchsorted(EDGES, n, "right"))]
+                          for n in lengths)
+        assert {b: v["documents"] for b, v in s["length_buckets"].items()} == buckets
     assert stats["total"]["documents"] == sum(s["documents"] for s in stats["splits"].values())
+    for name in ("length_histogram.png", "domain_tokens.png"):
+        assert (artifacts / "out" / "statistics" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_rerun_in_another_running_mode_is_byte_identical(artifacts, tmp_path):
+def test_rerun_with_worker_processes_and_another_running_mode_is_byte_identical(artifacts,
+                                                                                 tmp_path):
     run_transform(tmp_path, artifacts / "documents", artifacts / "tokenizer", tmp_path / "out",
                   beam_args=("--direct_running_mode=multi_threading", "--direct_num_workers=2"),
-                  sequence_length=LENGTH)
+                  sequence_length=LENGTH, length_buckets=list(EDGES), tokenizer_processes=2)
     assert tree_bytes(tmp_path / "out") == tree_bytes(artifacts / "out")
 
 
-def test_gzip_examples_read_back_the_same(artifacts, tmp_path):
+def test_padded_train_tails_and_gzip_read_back_the_same_tokens(artifacts, tmp_path):
     run_transform(tmp_path, artifacts / "documents", artifacts / "tokenizer", tmp_path / "out",
-                  sequence_length=LENGTH, compression="gzip")
+                  sequence_length=LENGTH, length_buckets=list(EDGES), compression="gzip",
+                  mix_train_tails=False)
     spec = json.loads((tmp_path / "out" / "examples" / "feature_spec.json").read_text())
     assert spec["compression"] == "gzip"
-    plain, zipped = _windows(artifacts, "train"), _read(tmp_path / "out" / "examples", "train")
-    assert len(zipped) == len(plain)
-    for a, b in zip(plain, zipped):
-        assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert spec["splits"]["train"]["shards"] == ["train-00000-of-00001.tfrecord"]
+    assert _got(_read(tmp_path / "out" / "examples", "eval")) == _got(_windows(artifacts, "eval"))
+    padded = _read(tmp_path / "out" / "examples", "train")
+    assert {w["domain"][0].decode() for w in padded} == {
+        d["domain"] for d in read_documents(artifacts / "documents")["train"]}
+    tokens = Counter(t for w in padded for t in w["token_ids"][w["segment_ids"] != 0].tolist())
+    assert tokens == Counter(t for w in _windows(artifacts, "train")
+                             for t in w["token_ids"][w["segment_ids"] != 0].tolist())
 
 
-def test_cli_runs_the_data_stage_and_reports_a_missing_input(tiny_config_file, tmp_path):
-    done = run_lmpipe("run", "--config", tiny_config_file, "--until", "transform")
-    assert done.returncode == 0, done.stderr
-    record = json.loads((tmp_path / "root" / "latest_run.json").read_text())
-    assert [record["components"][n]["status"] for n in ("ingest", "tokenizer", "transform")] == [
-        "executed"] * 3
-    examples = record["components"]["transform"]["outputs"]["examples"]
-    assert json.loads((REPO / examples / "feature_spec.json").read_text())["splits"]["train"][
-        "examples"] > 0
-    missing = tmp_path / "absent" / "*.jsonl"
-    failed = run_lmpipe("run", "--config", tiny_config_file, "--until", "ingest",
-                        "--set", f"data.inputs=['{missing}']")
-    assert failed.returncode == 2
-    assert failed.stderr.strip().splitlines()[-1] == (
-        f"lmpipe: error: ingest: data.inputs: {missing} matches no files")
-    assert "Traceback" not in failed.stderr
+def test_tokenizer_processes_use_the_cores_only_when_beam_runs_in_this_process():
+    import os
+
+    from components.transform import tokenizer_processes
+    from pipeline.config import TransformConfig
+
+    auto, two = TransformConfig(), TransformConfig(tokenizer_processes=2)
+    cores = os.cpu_count()
+    assert tokenizer_processes(auto, ()) == cores  # the default mode is in_memory
+    assert tokenizer_processes(auto, ("--direct_running_mode=in_memory",)) == cores
+    assert tokenizer_processes(auto, ("--direct_running_mode=multi_processing",
+                                      "--direct_num_workers=2")) == 1
+    assert tokenizer_processes(auto, ("--runner=DataflowRunner", "--project=p")) == 1
+    assert tokenizer_processes(two, ("--runner=DataflowRunner",)) == 2

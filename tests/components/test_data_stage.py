@@ -1,0 +1,124 @@
+"""The data stage end to end: `lmpipe run --until transform` on a clean and on a hostile
+corpus, clear errors for a missing input and for a corpus with nothing left, and
+byte-identical artifacts across reruns and across Beam running modes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from components.data import cleaning
+from tests.components.data_fixtures import (run_ingest, run_tokenizer, run_transform,
+                                            tree_bytes)
+from tests.conftest import REPO, run_lmpipe, tiny_documents, write_jsonl
+
+TEN_MB = 10 * 2**20
+
+
+def _record(tmp_path) -> dict:
+    return json.loads((tmp_path / "root" / "latest_run.json").read_text())
+
+
+def test_cli_runs_the_data_stage_and_reports_a_missing_input(tiny_config_file, tmp_path):
+    done = run_lmpipe("run", "--config", tiny_config_file, "--until", "transform")
+    assert done.returncode == 0, done.stderr
+    record = _record(tmp_path)
+    assert [record["components"][n]["status"] for n in ("ingest", "tokenizer", "transform")] == [
+        "executed"] * 3
+    examples = record["components"]["transform"]["outputs"]["examples"]
+    assert json.loads((REPO / examples / "feature_spec.json").read_text())["splits"]["train"][
+        "examples"] > 0
+    missing = tmp_path / "absent" / "*.jsonl"
+    failed = run_lmpipe("run", "--config", tiny_config_file, "--until", "ingest",
+                        "--set", f"data.inputs=['{missing}']")
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"lmpipe: error: ingest: data.inputs: {missing} matches no files")
+    assert "Traceback" not in failed.stderr
+
+
+def _long_line() -> str:
+    return "Return the square root of x. " * (TEN_MB // 29 + 1)
+
+
+def _hostile_corpus(directory):
+    write_jsonl(directory / "good.jsonl", tiny_documents())
+    (directory / "empty.jsonl").write_bytes(b"")
+    (directory / "binary.txt").write_bytes(bytes(range(256)) * 64)
+    (directory / "one_line.txt").write_text(_long_line()[:TEN_MB] + "\n")
+    (directory / "malformed.jsonl").write_text("\n".join([
+        '{"text": "a good line among bad ones", "domain": 5}', '{bad json', '{"body": "x"}',
+        '{"text": 42}', '{"text": null}', '{"text": ["a"]}', '[1, 2]']) + "\n")
+    (directory / "crlf.txt").write_bytes(b"first line\r\nsecond line  \r\n\r\nthird line\r\n")
+    (directory / "latin1.txt").write_bytes(b"caf\xe9 in latin-1\n")
+    payload = gzip.compress(b"".join(b'{"text": "zipped line %d"}\n' % i for i in range(5000)))
+    (directory / "corrupt.jsonl.gz").write_bytes(payload[:len(payload) // 2])
+
+
+def test_hostile_input_is_counted_by_reason_and_never_crashes(tiny_config_file, tmp_path):
+    corpus = tmp_path / "hostile"
+    corpus.mkdir()
+    _hostile_corpus(corpus)
+    done = run_lmpipe("run", "--config", tiny_config_file, "--until", "transform",
+                      "--set", f"data.inputs=['{corpus}']",
+                      "--set", "tokenizer.sample_bytes=100000")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert f"corrupt file {corpus / 'corrupt.jsonl.gz'}" in done.stderr
+    outputs = _record(tmp_path)["components"]["transform"]["outputs"]
+    stats = json.loads((REPO / outputs["statistics"] / "stats.json").read_text())
+    ingest = stats["ingest"]
+    assert ingest["files"]["read"] == 8 and ingest["files"]["empty"] == 1
+    assert [c["path"] for c in ingest["files"]["corrupt"]] == [str(corpus / "corrupt.jsonl.gz")]
+    dropped = ingest["dropped"]
+    assert dropped["binary"] == 65  # every line of the binary file (64 line breaks)
+    assert (dropped["malformed_json"], dropped["missing_text_field"], dropped["text_not_string"],
+            dropped["not_an_object"], dropped["invalid_utf8"], dropped["empty"]) == (
+        1, 1, 3, 1, 1, 1)
+    assert ingest["long_documents_split"] == 1
+    # What the corrupt file gave before the damage: the rest of the records read.
+    zipped = ingest["documents_read"] - (240 + 65 + 1 + 7 + 4 + 1)
+    assert 0 < zipped < 5000
+    long_text = _long_line()[:TEN_MB].rstrip()
+    kept = ([d["text"] for d in tiny_documents()] + ["a good line among bad ones", "first line",
+            "second line", "third line"] + [f"zipped line {i}" for i in range(zipped)])
+    pieces = len(cleaning.split_long(long_text, 1_000_000))
+    total = stats["total"]
+    assert pieces == 11 and total["documents"] == len(kept) + pieces
+    assert total["bytes"] == sum(len(t.encode()) for t in kept) + len(long_text)
+    assert total["packing_efficiency"] > 0.99
+
+
+def test_nothing_left_after_cleaning_is_one_line_and_nothing_is_published(tiny_config_file,
+                                                                          tmp_path):
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(bytes(range(256)) * 8)
+    failed = run_lmpipe("run", "--config", tiny_config_file, "--until", "ingest",
+                        "--set", f"data.inputs=['{binary}']")
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines()[-1].startswith(
+        "lmpipe: error: ingest: data.inputs: no documents left after cleaning (9 read; "
+        "dropped: binary=9)")
+    assert "Traceback" not in failed.stderr
+    assert not list((tmp_path / "root" / "ingest").glob("*/lmpipe_execution.json"))
+
+
+@pytest.mark.slow
+def test_data_stage_is_byte_identical_across_runs_and_running_modes(tiny_corpus, tmp_path):
+    modes = {"first": ("--direct_running_mode=in_memory",),
+             "second": ("--direct_running_mode=in_memory",),
+             "processes": ("--direct_running_mode=multi_processing", "--direct_num_workers=2")}
+    trees = {}
+    for name, beam_args in modes.items():
+        out = tmp_path / name
+        run_ingest(out, [str(tiny_corpus)], out / "documents", beam_args=beam_args,
+                   domain_field="domain", eval_fraction=0.2)
+        run_tokenizer(out, out / "documents", out / "tokenizer", vocab_size=300)
+        run_transform(out, out / "documents", out / "tokenizer", out / "out",
+                      beam_args=beam_args, sequence_length=32)
+        trees[name] = {part: tree_bytes(out / part) for part in ("documents", "tokenizer", "out")}
+    assert trees["first"] == trees["second"] == trees["processes"]
+    # 2 train shards (the second for the leftovers), 1 eval, the spec, stats.json, 2 PNGs.
+    assert len(trees["first"]["out"]) == 7

@@ -1,0 +1,150 @@
+"""`lmpipe tune`, the tuned values reaching `train` through the local runner, a killed
+sweep resuming, and a chief with two workers sharing a sweep on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, build_config, run_lmpipe
+from tests.tuning import helpers
+
+TUNING = {"enabled": False, "max_trials": 2, "tokens_per_trial": 4000,
+          "space": {"learning_rate": {"min": 1e-3, "max": 1e-2}, "batch_size": [4, 16]}}
+
+
+@pytest.mark.slow
+def test_lmpipe_tune_then_train_takes_the_best_values(tmp_path, tiny_corpus):
+    from pipeline.local_runner import run_pipeline
+    from tests.conftest import tiny_raw_config
+    from tuning.command import cached_inputs
+
+    raw = {**tiny_raw_config(tmp_path, tiny_corpus), "tuning": TUNING}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = run_lmpipe("tune", "--config", path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"trial 1/2 \[tuner0\]: train\.learning_rate=[0-9.e-]+, "
+                     r"train\.batch_size=(4|16)", result.stderr)
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:5] == ["trial", "status", "train.learning_rate",
+                                    "train.batch_size", "eval_loss"]
+    assert [line.split()[:2] for line in lines[1:3]] == [["1", "completed"], ["2", "completed"]]
+    artifact = Path(lines[-1].removeprefix("hyperparameters: "))
+    best = json.loads((artifact / "best.json").read_text())
+
+    tuned = build_config({**raw, "tuning": {**TUNING, "enabled": True}})
+    # A worker of a parallel sweep finds the same upstream results without the lock.
+    upstream = cached_inputs(tuned, "tune", timeout=0)
+    record = run_pipeline(tuned, until="train")
+    assert record["components"]["tune"]["status"] == "cached"
+    assert record["components"]["tune"]["outputs"]["hyperparameters"] == str(artifact)
+    assert upstream == {"examples": record["components"]["transform"]["outputs"]["examples"],
+                        "tokenizer": record["components"]["tokenizer"]["outputs"]["tokenizer"]}
+    summary = _train_summary(record)
+    assert summary["hyperparameters"]["source"] == "tune"
+    assert summary["hyperparameters"]["overrides"] == best
+    assert summary["hyperparameters"]["train"]["learning_rate"] == best["train.learning_rate"]
+    # The tuned batch size trains on the configured run's tokens (30 steps x 8 rows).
+    assert summary["tokens_seen"] == pytest.approx(30 * 8 * 32, abs=best["train.batch_size"] * 32)
+
+    record = run_pipeline(build_config(raw), until="train")
+    assert record["components"]["tune"]["status"] == "skipped"
+    summary = _train_summary(record)
+    assert summary["hyperparameters"]["source"] == "config"
+    assert summary["hyperparameters"]["train"]["learning_rate"] == raw["train"]["learning_rate"]
+
+
+def _train_summary(record: dict) -> dict:
+    model = record["components"]["train"]["outputs"]["model"]
+    return json.loads((Path(model) / "train_summary.json").read_text())
+
+
+def _component_command(config: Path, examples: Path, tokenizer: Path, out: Path) -> list:
+    return [sys.executable, "-m", "components.tune", "--config", str(config),
+            "--input", f"examples={examples}", "--input", f"tokenizer={tokenizer}",
+            "--output", f"hyperparameters={out}"]
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("KERASTUNER_", "TF_CONFIG", "CLUSTER_SPEC"))}
+    return {**env, "PYTHONPATH": str(REPO), **extra}
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_where_it_stopped(tmp_path):
+    examples, tokenizer = helpers.write_inputs(tmp_path)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(helpers.raw_config(tmp_path, max_trials=3)))
+    command = _component_command(path, examples, tokenizer, tmp_path / "out")
+    process = subprocess.Popen(command, cwd=REPO, env=_env(), stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, text=True)
+    for line in process.stderr:
+        if "trial 2/3 [" in line:  # trial 1 is recorded, trial 2 under way: kill it
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    first = helpers.records(tmp_path / "root")
+    assert list(first) == ["0"] and first["0"]["status"] == "completed"
+
+    rerun = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "trial 1/3 [" not in rerun.stderr
+    assert "trial 2/3 [" in rerun.stderr and "trial 3/3 [" in rerun.stderr
+    after = helpers.records(tmp_path / "root")
+    assert sorted(after) == ["0", "1", "2"] and after["0"] == first["0"]
+    rows = helpers.read_table(tmp_path / "out" / "trials.csv")
+    assert [r["trial"] for r in rows] == ["1", "2", "3"]
+    assert all(r["status"] == "completed" for r in rows)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_share_the_trials(tmp_path):
+    examples, tokenizer = helpers.write_inputs(tmp_path)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(helpers.raw_config(tmp_path, max_trials=6,
+                                                      tokens_per_trial=3000)))
+    cluster = {"chief": [f"127.0.0.1:{_free_port()}"],
+               "worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    processes = {}
+    for kind, index in (("chief", 0), ("worker", 0), ("worker", 1)):
+        # As on Vertex AI: only TF_CONFIG, from which the KerasTuner variables are derived.
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
+        out = tmp_path / f"out-{kind}{index}"
+        processes[f"{kind}{index}"] = subprocess.Popen(
+            _component_command(path, examples, tokenizer, out), cwd=REPO,
+            env=_env(TF_CONFIG=tf_config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True)
+    errors = {name: p.communicate(timeout=600)[1] for name, p in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, errors[name]
+    started = {name: re.findall(r"trial (\d)/6 \[", text) for name, text in errors.items()}
+    assert started["chief0"] == []  # the chief only serves the oracle
+    ran = started["worker0"] + started["worker1"]
+    assert sorted(ran) == ["1", "2", "3", "4", "5", "6"]  # each trial once
+    assert started["worker0"] and started["worker1"]  # shared out
+    rows = helpers.read_table(tmp_path / "out-chief0" / "trials.csv")
+    assert len(rows) == 6 and all(r["status"] == "completed" for r in rows)
+    assert {r["tuner"] for r in rows} == {"worker0", "worker1"}
+    for name in ("worker0", "worker1"):
+        assert sorted(r["trial"] for r in rows if r["tuner"] == name) == sorted(started[name])
+        assert not any((tmp_path / f"out-{name}").iterdir())  # workers write no artifact
+    assert (tmp_path / "out-chief0" / "best.json").exists()

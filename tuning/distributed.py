@@ -1,0 +1,64 @@
+"""KerasTuner's parallel mode: one chief runs the oracle, workers run trials.
+
+KerasTuner reads three environment variables: `KERASTUNER_TUNER_ID` (`chief`, or a unique
+name per worker), `KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT` (where the chief
+serves the oracle over gRPC). Vertex AI sets `TF_CONFIG` (and `CLUSTER_SPEC`) in every
+replica of a training job instead, so `keras_tuner_env` derives the three from those: the
+chief (`chief`, or `workerpool0`) serves on its own port from the cluster spec, every
+other replica is a worker named after its task (`worker0`, `worker1`, ...). Variables the
+user set win; a one-replica cluster (or none) is a plain single-process sweep.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+CHIEF_TASKS = ("chief", "workerpool0")
+TUNER_ID = "KERASTUNER_TUNER_ID"
+ORACLE_IP = "KERASTUNER_ORACLE_IP"
+ORACLE_PORT = "KERASTUNER_ORACLE_PORT"
+
+
+def keras_tuner_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The KerasTuner variables this process should get from its cluster spec.
+
+    Args:
+        environ: the process environment (`TF_CONFIG`, `CLUSTER_SPEC`, `KERASTUNER_*`).
+
+    Returns:
+        {KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT}, or {} when
+        they are already set or there is no cluster of more than one replica.
+    """
+    if ORACLE_IP in environ:
+        return {}
+    cluster, task_type, index = _cluster(environ)
+    replicas = sum(len(addresses) for addresses in cluster.values())
+    if replicas < 2 or task_type is None:
+        return {}
+    chief_type = next((t for t in CHIEF_TASKS if cluster.get(t)), "worker")
+    host, _, port = cluster[chief_type][0].rpartition(":")
+    is_chief = task_type == chief_type and index == 0
+    return {TUNER_ID: "chief" if is_chief else f"{task_type}{index}",
+            # The chief listens on every interface; workers dial its cluster address.
+            ORACLE_IP: "0.0.0.0" if is_chief else host,
+            ORACLE_PORT: port}
+
+
+def _cluster(environ: Mapping[str, str]) -> tuple[dict, str | None, int]:
+    for name in ("TF_CONFIG", "CLUSTER_SPEC"):
+        try:
+            spec = json.loads(environ.get(name) or "{}")
+        except ValueError:
+            continue
+        cluster, task = spec.get("cluster") or {}, spec.get("task") or {}
+        if cluster and task.get("type"):
+            return cluster, task["type"], int(task.get("index", 0))
+    return {}, None, 0
+
+
+def role(environ: Mapping[str, str]) -> str:
+    """`chief`, `worker` or `single` (no parallel tuning), as KerasTuner will see it."""
+    if ORACLE_IP not in environ:
+        return "single"
+    return "chief" if "chief" in environ.get(TUNER_ID, "") else "worker"

@@ -1,0 +1,174 @@
+"""The KerasTuner tuner and oracles of a sweep.
+
+One tuner class serves every algorithm (`random`, `bayesian`, `hyperband` differ only in
+the oracle): it runs a trial through `LmHyperModel`, records what the trial spent and why
+it failed (a one-line reason; KerasTuner's own message is a traceback that does not
+travel to a chief), and reports the objective. Failures never stop the search by
+exception: the oracle stops handing out trials after
+`tuning.max_consecutive_failed_trials` failures in a row (`StopAfterFailures`), which a
+chief serving several workers needs (KerasTuner's own check raises inside the chief's
+gRPC handler and leaves it waiting for the failed trial forever).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Callable
+
+import keras_tuner
+
+from tuning import results, space
+from tuning.budget import TokenBudget, hyperband_trials
+from tuning.hypermodel import LmHyperModel
+from tuning.trial import CHECKPOINT, TrialFailed, failure_reason
+
+
+class StopAfterFailures:
+    """Mixed into an oracle: no new trials once the last `max_consecutive_failed_trials`
+    ended failed. The streak is read from the saved trials, so it survives a resume."""
+
+    def _check_consecutive_failures(self):
+        # Replaced by the check in `populate_space` (see the module doc).
+        return None
+
+    def failure_streak(self) -> int:
+        """Trials that failed in a row, counting back from the last one to end."""
+        streak = 0
+        for trial_id in reversed(self.end_order):
+            if self.trials[trial_id].status != keras_tuner.engine.trial.TrialStatus.FAILED:
+                break
+            streak += 1
+        return streak
+
+    def populate_space(self, trial_id):
+        if self.failure_streak() >= self.max_consecutive_failed_trials:
+            return {"status": "STOPPED"}
+        return super().populate_space(trial_id)
+
+
+def make_oracle(tuning, objective: str):
+    """The oracle of `tuning.algorithm`, with the space as data and the sweep's seed.
+
+    Args:
+        tuning: `TuningConfig`.
+        objective: the metric name to minimize.
+
+    Returns:
+        A KerasTuner oracle (`max_trials` also caps Hyperband).
+    """
+    oracles = keras_tuner.oracles
+    common = dict(objective=keras_tuner.Objective(objective, direction="min"),
+                  hyperparameters=space.hyperparameters(tuning.space),
+                  tune_new_entries=False, allow_new_entries=False, seed=tuning.seed,
+                  max_retries_per_trial=0,
+                  max_consecutive_failed_trials=tuning.max_consecutive_failed_trials)
+    if tuning.algorithm == "hyperband":
+        band = tuning.hyperband
+        cls = _stopping(oracles.HyperbandOracle)
+        oracle = cls(max_epochs=band.max_units, factor=band.factor,
+                     hyperband_iterations=band.iterations, **common)
+        oracle.max_trials = tuning.max_trials
+        return oracle
+    base = {"random": oracles.RandomSearchOracle,
+            "bayesian": oracles.BayesianOptimizationOracle}[tuning.algorithm]
+    return _stopping(base)(max_trials=tuning.max_trials, **common)
+
+
+def _stopping(oracle_class):
+    return type(f"Stopping{oracle_class.__name__}", (StopAfterFailures, oracle_class), {})
+
+
+def planned_trials(tuning) -> int:
+    """How many trials the sweep will run at most (for `trial i/n`)."""
+    if tuning.algorithm != "hyperband":
+        return tuning.max_trials
+    band = tuning.hyperband
+    return min(tuning.max_trials, hyperband_trials(band.max_units, band.factor, band.iterations))
+
+
+class TokenBudgetTuner(keras_tuner.Tuner):
+    """Runs trials of an `LmHyperModel` and records each (`results.RECORD` in its directory).
+
+    Args:
+        oracle: from `make_oracle`.
+        hypermodel: the `LmHyperModel`.
+        objective: the objective's name (`eval_loss` or `eval_perplexity`).
+        total: the planned number of trials (progress only).
+        log: progress lines (stderr).
+        **kwargs: `keras_tuner.Tuner` arguments (directory, project_name, ...).
+    """
+
+    def __init__(self, oracle, hypermodel: LmHyperModel, objective: str, total: int,
+                 log: Callable[[str], None], **kwargs):
+        super().__init__(oracle, hypermodel, overwrite=False, **kwargs)
+        self.objective_name = objective
+        self.total = total
+        self.log = log
+
+    def _populate_initial_space(self):
+        # The space is data, fully declared up front: nothing to discover by building.
+        return None
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = trial.hyperparameters.values
+        label = f"trial {int(trial.trial_id) + 1}/{self.total}"
+        plan = self.hypermodel.plan(values)
+        self.log(f"{label} [{self.tuner_id}]: {_describe(values, plan, self.hypermodel.budget)}")
+        started = time.time()
+        hyperband = self.hypermodel.budget.max_units > 1
+        record = {"trial_id": trial.trial_id, "tuner": self.tuner_id,
+                  "values": space.tuned_values(values),
+                  "units": plan.units if hyperband else None,
+                  "start_units": plan.start_units if hyperband else None, "parent": plan.parent}
+        try:
+            outcome = self._fit(trial, plan, label)
+        except Exception as err:
+            reason = failure_reason(err)
+            record.update(status="failed", reason=reason, seconds=_since(started),
+                          tokens=err.tokens if isinstance(err, TrialFailed) else 0)
+            results.write_record(self.get_trial_dir(trial.trial_id), record)
+            self.log(f"{label} failed: {reason}")
+            raise keras_tuner.errors.FailedTrialError(reason) from err
+        value = (outcome.eval_loss if self.objective_name == "eval_loss"
+                 else math.exp(min(outcome.eval_loss, 700.0)))
+        # Counted from the steps the trainer took (a continuation whose parent left no
+        # checkpoint trained from scratch, and spent that).
+        tokens = (outcome.steps - outcome.start_step) * plan.tokens_per_step
+        record.update(status="completed", objective=value, eval_loss=outcome.eval_loss,
+                      tokens=tokens, model_tokens=outcome.steps * plan.tokens_per_step,
+                      steps=outcome.steps, final_train_loss=outcome.final_train_loss,
+                      continued=outcome.resumed, seconds=_since(started))
+        results.write_record(self.get_trial_dir(trial.trial_id), record)
+        self.log(f"{label}: {self.objective_name} {value:.4f} ({tokens:,} tokens, "
+                 f"{record['seconds']:.1f}s)")
+        return {self.objective_name: value}
+
+    def _fit(self, trial, plan, label: str):
+        model = self._try_build(trial.hyperparameters)
+        checkpoint_in = (os.path.join(self.get_trial_dir(plan.parent), CHECKPOINT)
+                         if plan.parent else None)
+        # Only a model short of the full budget can be promoted and continued.
+        promotable = plan.units < self.hypermodel.budget.max_units
+        checkpoint_out = (os.path.join(self.get_trial_dir(trial.trial_id), CHECKPOINT)
+                          if promotable else None)
+        return self.hypermodel.fit(trial.hyperparameters, model, checkpoint_in=checkpoint_in,
+                                   checkpoint_out=checkpoint_out,
+                                   log=lambda line: self.log(f"{label} {line}"))
+
+
+def _since(started: float) -> float:
+    return round(time.time() - started, 3)
+
+
+def _describe(values: dict, plan, budget: TokenBudget) -> str:
+    parts = [f"{key}={_show(value)}" for key, value in space.tuned_values(values).items()]
+    if budget.max_units > 1:
+        parts.append(f"units {plan.start_units}->{plan.units}/{budget.max_units}"
+                     + (f" (continues trial {int(plan.parent) + 1})" if plan.parent else ""))
+    return ", ".join(parts)
+
+
+def _show(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
