@@ -1,0 +1,168 @@
+"""Where the pipeline runs in the cloud: `vertex` (with Dataflow and training machines) and `schedule`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import field
+from typing import Literal
+
+from pipeline.config.checks import config_dataclass, require, require_positive
+
+
+# Vertex AI names: a region, a label key or value (lowercase, digits, '_' and '-').
+_VERTEX_LOCATION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_LABEL_PART = re.compile(r"^[a-z0-9_-]{0,63}$")
+_ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_CRON_FIELD = re.compile(r"^[A-Za-z0-9*/,?#LW-]+$")
+
+
+def _require_gcs(section: object, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        require(value is None or (value.startswith("gs://") and len(value) > 5), name,
+                f"must be a gs:// location, got {value!r}")
+
+
+def _require_no_space(section: object, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        require(value is None or (value != "" and not any(c.isspace() for c in value)), name,
+                f"must be a non-empty name without spaces, got {value!r}")
+
+
+@config_dataclass
+class DataflowConfig:
+    """How the Beam steps run on Vertex (`vertex.dataflow`); unset locations derive from `vertex`."""
+
+    runner: Literal["DataflowRunner", "DirectRunner"] = "DataflowRunner"
+    steps: tuple[str, ...] = ("ingest", "transform", "evaluate")
+    project: str | None = None
+    region: str | None = None
+    temp_location: str | None = None
+    staging_location: str | None = None
+    setup_file: str | None = None
+    sdk_container_image: str | None = None
+    machine_type: str = "n1-standard-4"
+    max_num_workers: int = 10
+    service_account_email: str | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        _require_gcs(self, "temp_location", "staging_location")
+        _require_no_space(self, "project", "setup_file", "sdk_container_image", "machine_type",
+                          "service_account_email")
+        require(self.region is None or bool(_VERTEX_LOCATION.match(self.region)), "region",
+                f"must be a region such as us-central1, got {self.region!r}")
+        require(not (self.setup_file and self.sdk_container_image), "setup_file",
+                "set either setup_file or sdk_container_image, not both")
+        require_positive(self, "max_num_workers")
+        require(all(a.startswith("--") for a in self.extra_args), "extra_args",
+                f"must be Beam options starting with --, got {list(self.extra_args)}")
+
+
+@config_dataclass
+class VertexMachineConfig:
+    """The Vertex training cluster of one step (`vertex.train`, `vertex.tune`).
+
+    One replica is the chief; `replica_count - 1` more are workers with the same machine.
+    """
+
+    machine_type: str = "n1-standard-8"
+    accelerator_type: str | None = None
+    accelerator_count: int = 1
+    replica_count: int = 1
+    tpu_topology: str | None = None
+    boot_disk_size_gb: int = 100
+
+    def __post_init__(self):
+        _require_no_space(self, "machine_type", "tpu_topology")
+        require(self.accelerator_type is None or bool(_ACCELERATOR.match(self.accelerator_type)),
+                "accelerator_type",
+                f"must be a Vertex accelerator such as NVIDIA_L4 or TPU_V3, got {self.accelerator_type!r}")
+        require_positive(self, "accelerator_count", "replica_count")
+        require(self.boot_disk_size_gb >= 10, "boot_disk_size_gb",
+                f"must be >= 10, got {self.boot_disk_size_gb}")
+
+
+@config_dataclass
+class VertexConfig:
+    """Where and how `lmpipe compile/submit/schedule --target vertex` run the pipeline."""
+
+    project: str | None = None
+    location: str = "us-central1"
+    image: str | None = None
+    pipeline_root: str | None = None
+    service_account: str | None = None
+    labels: tuple[str, ...] = ()
+    enable_caching: bool = True
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
+    dataflow: DataflowConfig = field(default_factory=DataflowConfig)
+    train: VertexMachineConfig = field(default_factory=VertexMachineConfig)
+    tune: VertexMachineConfig = field(default_factory=VertexMachineConfig)
+
+    def __post_init__(self):
+        require(bool(_VERTEX_LOCATION.match(self.location)), "location",
+                f"must be a region such as us-central1, got {self.location!r}")
+        _require_gcs(self, "pipeline_root")
+        _require_no_space(self, "project", "image", "cpu_limit", "memory_limit")
+        require(self.service_account is None or self.service_account.count("@") == 1,
+                "service_account", f"must be a service account email, got {self.service_account!r}")
+        for label in self.labels:
+            key, sep, value = label.partition("=")
+            require(bool(sep and key and key[0].islower() and _LABEL_PART.match(key)
+                         and _LABEL_PART.match(value)), "labels",
+                    f"must be key=value with lowercase letters, digits, _ or -, got {label!r}")
+
+    def label_dict(self) -> dict[str, str]:
+        """The labels as Vertex wants them."""
+        return dict(label.split("=", 1) for label in self.labels)
+
+
+@config_dataclass
+class ScheduleConfig:
+    """When Vertex AI starts the pipeline (`lmpipe schedule --target vertex`)."""
+
+    cron: str | None = None
+    time_zone: str = "UTC"
+    start_time: str | None = None
+    end_time: str | None = None
+    max_concurrent_runs: int = 1
+    max_run_count: int | None = None
+    allow_queueing: bool = False
+
+    def __post_init__(self):
+        fields = (self.cron or "").split()
+        require(self.cron is None or (len(fields) == 5 and all(map(_CRON_FIELD.match, fields))),
+                "cron", f"must be a cron expression of five fields such as '0 3 * * *', got {self.cron!r}")
+        require(_is_time_zone(self.time_zone), "time_zone",
+                f"must be an IANA time zone such as Europe/Berlin, got {self.time_zone!r}")
+        start, end = _timestamp(self, "start_time"), _timestamp(self, "end_time")
+        require(start is None or end is None or end > start, "end_time",
+                f"must be after schedule.start_time ({self.start_time}), got {self.end_time}")
+        require_positive(self, "max_concurrent_runs", "max_run_count")
+
+
+def _is_time_zone(name: str) -> bool:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _timestamp(section: object, name: str):
+    from datetime import datetime
+
+    value = getattr(section, name)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    require(parsed is not None and parsed.tzinfo is not None, name,
+            f"must be an RFC 3339 time with a zone such as 2027-01-01T03:00:00Z, got {value!r}")
+    return parsed
