@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmpipe-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean-demo
+.PHONY: setup demo test test-fast bench bench-peer clean-demo
 
 setup: $(STAMP)
 
@@ -24,6 +24,14 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The PyTorch peer of `python -m bench.train_throughput`, in its own venv: lmpipe's stack
+# never sees torch.
+bench-peer: .venv-peer/bin/python
+
+.venv-peer/bin/python:
+	$(PYTHON) -m venv .venv-peer
+	.venv-peer/bin/pip install --quiet torch==2.13.0 numpy
 
 clean-demo:
 	rm -rf runs/demo demo/corpus

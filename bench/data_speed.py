@@ -15,7 +15,9 @@ Timed, alternately, `--pairs` times (each pair waits until the load average is b
     ours  the `ingest` and `transform` components with the given Beam options (cleaning,
           dedup, split, statistics and PNGs included); TFRecords of the same windows
 Prints each pair, the load average before it, the median ratio peer/ours, MB/s, and
-where the time goes (`--breakdown`: CPU seconds per step on one process).
+where the time goes: the peer's phases, our components' wall time, and both sides' CPU
+seconds (the cores are shared, so wall time depends on what else runs; CPU seconds do
+not). `--role breakdown`: CPU seconds per step of our work on one process.
 """
 
 from __future__ import annotations
@@ -103,12 +105,19 @@ def setup(corpus_dir: Path, megabytes: float, work: Path) -> Path:
 
 
 def _timed(args: list[str]) -> tuple[float, dict]:
+    """Run one side in a fresh process: wall seconds and its result, with the CPU seconds
+    of the process and every process it waited for (the tokenizer workers) added."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "bench.data_speed", *args], check=True,
                           capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     seconds = time.perf_counter() - started
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, {**json.loads(done.stdout.strip().splitlines()[-1]), "cpu_seconds": cpu}
 
 
 def wait_for_quiet(max_load: float, max_wait: float) -> float:
@@ -137,13 +146,29 @@ def compare(corpus: Path, work: Path, tokenizer_dir: Path, beam_args, pairs: int
                "peer": peer, "ours": ours}
         print(json.dumps(run), flush=True)
         runs.append(run)
+
+    def median(side, key):
+        return statistics.median(r[side][key] for r in runs)
+
     ratio = statistics.median(r["ratio"] for r in runs)
     peer_median = statistics.median(r["peer_seconds"] for r in runs)
     ours_median = statistics.median(r["ours_seconds"] for r in runs)
     return {"corpus_mb": size / 1e6, "beam_args": list(beam_args), "pairs": pairs,
             "median_ratio": ratio, "peer_median_seconds": peer_median,
             "ours_median_seconds": ours_median, "peer_mb_per_s": size / 1e6 / peer_median,
-            "ours_mb_per_s": size / 1e6 / ours_median}
+            "ours_mb_per_s": size / 1e6 / ours_median,
+            # Where the time goes (medians): the peer's phases inside its loop, our two
+            # components' wall seconds, and CPU seconds of each side's processes, which
+            # other users of the cores do not inflate as they do wall time.
+            "peer_phases_seconds": {phase: statistics.median(r["peer"]["phases"][phase]
+                                                             for r in runs)
+                                    for phase in runs[0]["peer"]["phases"]},
+            "ours_components_seconds": {name: median("ours", name)
+                                        for name in ("ingest", "transform")},
+            "cpu_seconds": {"peer": median("peer", "cpu_seconds"),
+                            "ours": median("ours", "cpu_seconds")},
+            "cpu_ratio": statistics.median(r["peer"]["cpu_seconds"] / r["ours"]["cpu_seconds"]
+                                           for r in runs)}
 
 
 def main(argv: list[str] | None = None) -> int:

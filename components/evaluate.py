@@ -14,6 +14,9 @@ Outputs:
                                "comparison": {metric: {candidate, baseline, change,
                                relative_change}} | null,
                                "derived_slice_features": [names evaluate derived],
+                               "objective": `causal` or `masked` (bert: perplexity, mean
+                               NLL and accuracy over the masked tokens; bits_per_byte
+                               null, see components/evaluation/objective.py),
                                "variant": the export judged (`push.variant`: float
                                saved_model/ or quantized saved_model_int8/) and its sizes,
                                "teacher": a distilled model's teacher, TFMA's metrics beside
@@ -24,15 +27,17 @@ Outputs:
     evaluation/report.html    the page, with its PNGs beside it
     evaluation/tfma/          TFMA's own results (tfma.load_metrics and friends read them)
     blessing/blessing.json    {"blessed", "failures": [{"metric", "slice", "kind",
-                               "threshold", "value", ...}], "ignored_failures", "baseline",
-                               "metrics", "slices", "comparison", "candidate", "lineage",
-                               "evaluation", "run_id"}: what push needs for the model card
+                               "threshold", "value", ...}], "ignored_failures",
+                               "skipped_thresholds": [{"setting", "value", "metric",
+                               "reason"}] (settings that cannot apply to the objective),
+                               "objective", "baseline", "metrics", "slices", "comparison",
+                               "candidate", "lineage", "evaluation", "run_id"}: what push
+                               needs for the model card
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 
@@ -106,13 +111,15 @@ def run(inputs, outputs, runtime, evaluation, push):
     Returns:
         Output properties: the headline metrics and the verdict.
     """
-    from components.evaluation import blessing, compression, files, report, slicing
+    from components.evaluation import blessing, compression, files, objective, report, slicing
+    from pipeline.configio import to_dict
 
     candidate = _saved_model(inputs["model"], push.variant)
     baseline = inputs.get("baseline")
     derived = slicing.features_to_derive(evaluation.slice_features, inputs["examples"].uri)
+    kind = objective.of_training(compression.read_training(inputs["model"]))
     metrics, failures, seconds = _run_tfma(inputs, outputs, runtime, evaluation, candidate,
-                                           baseline, derived)
+                                           baseline, derived, kind)
     compression.add_to_metrics(metrics, inputs, outputs, runtime, evaluation, push.variant,
                                derived)
     files.write_json(files.join(outputs["evaluation"], METRICS_FILE), metrics)
@@ -120,21 +127,30 @@ def run(inputs, outputs, runtime, evaluation, push):
     verdict = blessing.decide(failures, metrics,
                               slice_gate_min_examples=evaluation.slice_gate_min_examples,
                               baseline=_describe(baseline))
-    verdict.update(_provenance(inputs, candidate, runtime, evaluation),
-                   comparison=metrics["comparison"], slices=metrics["slices"])
+    skipped = objective.skipped_thresholds(evaluation, kind)
+    for item in skipped:
+        runtime.log(f"[evaluate] {item['setting']} skipped: {item['reason']}")
+    verdict.update(blessing.provenance(inputs, candidate, runtime,
+                                       ("examples", "documents", "tokenizer"),
+                                       to_dict(evaluation)),
+                   comparison=metrics["comparison"], slices=metrics["slices"],
+                   objective=kind, skipped_thresholds=skipped)
     files.write_json(files.join(outputs["blessing"], BLESSING_FILE), verdict)
     report.write_report(outputs["evaluation"], metrics=metrics, verdict=verdict, samples=samples,
                         evaluation=evaluation)
     headline = {k: metrics["overall"].get(k) for k in HEADLINE}
-    runtime.log(f"[evaluate] {headline}; blessed: {verdict['blessed']}; TFMA took {seconds:.1f}s")
+    shown = ", ".join(f"{k.replace('_', ' ')} {report.fmt(v)}" for k, v in headline.items())
+    runtime.log(f"[evaluate] {shown}; blessed: {verdict['blessed']}; TFMA took {seconds:.1f}s")
     return {"evaluation": {**headline, "tfma_seconds": seconds},
             "blessing": {"blessed": verdict["blessed"]}}
 
 
-def _run_tfma(inputs, outputs, runtime, evaluation, candidate: str, baseline, derived):
+def _run_tfma(inputs, outputs, runtime, evaluation, candidate: str, baseline, derived,
+              objective: str):
     from components.evaluation import analysis, files, tfma_config
 
-    eval_config = tfma_config.build_eval_config(evaluation, with_baseline=baseline is not None)
+    eval_config = tfma_config.build_eval_config(evaluation, with_baseline=baseline is not None,
+                                                objective=objective)
     tfma_dir = files.join(outputs["evaluation"], "tfma")
     runtime.log(f"[evaluate] TFMA over {inputs['examples'].uri}"
                 + (f" against baseline version {baseline.properties.get('version')}" if baseline else ""))
@@ -144,7 +160,7 @@ def _run_tfma(inputs, outputs, runtime, evaluation, candidate: str, baseline, de
                       beam_args=runtime.beam_args, batch_size=evaluation.batch_size,
                       derived=derived, length_buckets=evaluation.length_buckets)
     seconds = round(time.perf_counter() - started, 3)
-    metrics = _metrics_document(analysis.read_metrics(tfma_dir), baseline)
+    metrics = _metrics_document(analysis.read_metrics(tfma_dir), baseline, objective)
     metrics["derived_slice_features"] = list(derived)
     return metrics, analysis.read_validation(tfma_dir), seconds
 
@@ -181,17 +197,22 @@ def _saved_model(model: Artifact, variant: str = "float") -> str:
     return path
 
 
-def _metrics_document(by_model: dict, baseline: Artifact | None) -> dict:
-    """metrics.json: the candidate's metrics at the top, the baseline's and the diff beside."""
+def _metrics_document(by_model: dict, baseline: Artifact | None, objective: str) -> dict:
+    """metrics.json: the candidate's metrics at the top, the baseline's and the diff beside;
+    the metrics the objective does not support are there as null."""
+    from components.evaluation.objective import CAUSAL_ONLY, computes
     from components.evaluation.tfma_config import BASELINE, CANDIDATE
 
+    for document in by_model.values():
+        for values in (document.get("overall", {}), *document.get("slices", {}).values()):
+            values.update({name: None for name in CAUSAL_ONLY if not computes(name, objective)})
     candidate = by_model.get(CANDIDATE, {})
     overall = candidate.get("overall", {})
     # TFMA reports 0 rather than failing when it is misconfigured: refuse empty results.
     if not overall.get("example_count") or not overall.get("token_count"):
         raise RuntimeError(f"TFMA computed no examples or no target tokens: {overall}")
     base = by_model.get(BASELINE) if baseline else None
-    return {"overall": overall, "slices": candidate.get("slices", {}),
+    return {"objective": objective, "overall": overall, "slices": candidate.get("slices", {}),
             "baseline": base, "diff": by_model.get("diff") if baseline else None,
             "comparison": _comparison(overall, base["overall"]) if base else None}
 
@@ -214,34 +235,14 @@ def _describe(baseline: Artifact | None) -> dict | None:
     return {"uri": baseline.uri, "fingerprint": baseline.fingerprint, **baseline.properties}
 
 
-def _provenance(inputs: dict, candidate: str, runtime, evaluation) -> dict:
-    """What push writes into the model card: which model, from which data, judged how."""
-    from components.evaluation import serving_dir
-    from pipeline.configio import to_dict
-
-    model = inputs["model"]
-    lineage = {name: ({"uri": a.uri, "fingerprint": a.fingerprint} if a else None)
-               for name, a in ((n, inputs.get(n)) for n in ("examples", "documents", "tokenizer"))}
-    return {"candidate": {"uri": model.uri, "fingerprint": model.fingerprint,
-                          "saved_model_sha256": serving_dir.saved_model_digest(candidate)},
-            "lineage": lineage, "evaluation": to_dict(evaluation), "run_id": runtime.run_id}
-
-
-def _read_json(artifact: Artifact | None, name: str) -> dict | None:
-    if artifact is None:
-        return None
-    try:
-        with open(artifact.path(name), encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def summary(outputs: dict) -> dict:
     """Run-level metrics for latest_run.json (None for what was not computed)."""
-    metrics = (_read_json(outputs.get("evaluation"), METRICS_FILE) or {}).get("overall", {})
-    verdict = _read_json(outputs.get("blessing"), BLESSING_FILE) or {}
+    from components.evaluation.files import read_artifact_json
+
+    metrics = (read_artifact_json(outputs.get("evaluation"), METRICS_FILE) or {}).get("overall", {})
+    verdict = read_artifact_json(outputs.get("blessing"), BLESSING_FILE) or {}
     return {"eval_perplexity": metrics.get("perplexity"),
+            "eval_unigram_perplexity": metrics.get("unigram_perplexity"),
             "eval_bits_per_byte": metrics.get("bits_per_byte"),
             "eval_token_accuracy": metrics.get("token_accuracy"),
             "blessed": verdict.get("blessed")}

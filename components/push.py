@@ -14,9 +14,10 @@ Outputs:
 
 The model card: version, variant, run id, time; the model (URI, artifact fingerprint,
 SavedModel digest); the version it replaced; the data it came from (examples, documents,
-tokenizer: URIs and fingerprints); metrics overall and per slice; the comparison with the
-baseline and any failures ignored on small slices; the config (training hyperparameters,
-the evaluation gate, push); the train summary; lineage ids.
+tokenizer: URIs and fingerprints) and what the documents came from (the raw files with
+their fingerprint, documents and bytes per split); metrics overall and per slice; the
+comparison with the baseline and any failures ignored on small slices; the config
+(training hyperparameters, the evaluation gate, push); the train summary; lineage ids.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def model_card(model: Artifact, blessing: Artifact, verdict: dict, runtime, push
             "version": replaced.number, "uri": replaced.path,
             "saved_model_sha256": replaced.digest(), "run_id": replaced.card.get("run_id")},
         "data": lineage,
+        "data_sources": data_sources(lineage),
         "metrics": verdict.get("metrics", {}),
         "slices": verdict.get("slices", {}),
         "baseline": verdict.get("baseline"),
@@ -142,6 +144,33 @@ def model_card(model: Artifact, blessing: Artifact, verdict: dict, runtime, push
                     **{name: (entry or {}).get("fingerprint") for name, entry in lineage.items()},
                     "evaluate_run_id": verdict.get("run_id"), "push_run_id": runtime.run_id},
     }
+
+
+def data_sources(lineage: dict) -> dict:
+    """What the documents were made from: the raw files (as ingest's execution record
+    names them, with their fingerprint) and documents and bytes per split.
+
+    Args:
+        lineage: the data lineage evaluate recorded (`documents`: its URI and fingerprint).
+
+    Returns:
+        {"raw": the raw files' patterns (`uri`), fingerprint, `files`, `sizes` and `bytes`,
+        or None; "splits": split -> {documents, bytes}, or None}.
+    """
+    from pipeline.artifacts import MARKER
+
+    uri = (lineage.get("documents") or {}).get("uri")
+    if not uri:
+        return {"raw": None, "splits": None}
+    execution = _read_optional_json(os.path.join(os.path.dirname(uri), MARKER)) or {}
+    stats = _read_optional_json(os.path.join(uri, "stats.json")) or {}
+    splits = {name: {"documents": split.get("documents"), "bytes": split.get("bytes")}
+              for name, split in (stats.get("splits") or {}).items() if isinstance(split, dict)}
+    raw = (execution.get("inputs") or {}).get("raw")
+    if raw:
+        raw = {"uri": raw.get("uri"), "fingerprint": raw.get("fingerprint"),
+               **(raw.get("properties") or {})}
+    return {"raw": raw or None, "splits": splits or None}
 
 
 def _read_blessing(blessing: Artifact) -> dict:

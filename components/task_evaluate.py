@@ -64,6 +64,7 @@ def run(inputs, outputs, runtime, evaluation, task):
         Output properties: the headline metrics and the verdict.
     """
     from components.evaluation import blessing, files, task_analysis, task_report
+    from pipeline.configio import to_dict
 
     candidate = _saved_model(inputs["model"])
     spec = _task_entry(inputs["examples"], task)
@@ -77,7 +78,8 @@ def run(inputs, outputs, runtime, evaluation, task):
     verdict = blessing.decide(failures, metrics,
                               slice_gate_min_examples=evaluation.slice_gate_min_examples,
                               baseline=None)
-    verdict.update(_provenance(inputs, candidate, runtime, evaluation, task),
+    verdict.update(blessing.provenance(inputs, candidate, runtime, ("examples", "tokenizer"),
+                                       {**to_dict(evaluation), "task": to_dict(task)}),
                    comparison=None, slices=metrics["slices"])
     files.write_json(files.join(outputs["blessing"], BLESSING_FILE), verdict)
     task_report.write_report(outputs["evaluation"], metrics=metrics, verdict=verdict,
@@ -179,34 +181,12 @@ def _samples(candidate: str, examples_dir: str, evaluation, task) -> dict:
     return {"decoding": "greedy", "samples": samples}
 
 
-def _provenance(inputs: dict, candidate: str, runtime, evaluation, task) -> dict:
-    """What push writes into the model card: which model, from which data, judged how."""
-    from components.evaluation import serving_dir
-    from pipeline.configio import to_dict
-
-    model = inputs["model"]
-    lineage = {name: ({"uri": a.uri, "fingerprint": a.fingerprint} if a else None)
-               for name, a in ((n, inputs.get(n)) for n in ("examples", "tokenizer"))}
-    return {"candidate": {"uri": model.uri, "fingerprint": model.fingerprint,
-                          "saved_model_sha256": serving_dir.saved_model_digest(candidate)},
-            "lineage": lineage, "evaluation": {**to_dict(evaluation), "task": to_dict(task)},
-            "run_id": runtime.run_id}
-
-
-def _read_json(artifact: Artifact | None, name: str) -> dict | None:
-    if artifact is None:
-        return None
-    try:
-        with open(artifact.path(name), encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def summary(outputs: dict) -> dict:
     """Run-level metrics for latest_run.json: the verdict and the task's headline metrics."""
-    metrics = _read_json(outputs.get("evaluation"), METRICS_FILE) or {}
-    verdict = _read_json(outputs.get("blessing"), BLESSING_FILE) or {}
+    from components.evaluation.files import read_artifact_json
+
+    metrics = read_artifact_json(outputs.get("evaluation"), METRICS_FILE) or {}
+    verdict = read_artifact_json(outputs.get("blessing"), BLESSING_FILE) or {}
     overall = metrics.get("overall", {})
     names = (("accuracy", "macro_f1", "macro_auc") if metrics.get("task") == "classification"
              else ("bleu", "rouge_l", "exact_match"))

@@ -7,11 +7,54 @@ pass, so memory holds only the sample):
     wordpiece     a WordPiece vocabulary for the BERT family; output `vocab.txt`
 Both write `tokenizer.json` (type, special ids, normalization; read everywhere through
 `models.tokenizer_info.read_info`) and `training.json` (the sample and options).
+
+A language model that `train.warm_start` continues from only understands its own
+tokenizer's ids, so while one is in service (`in_service`, resolved outside the DAG) a
+retraining run on grown data copies that tokenizer instead of training a new one.
 """
 
 from __future__ import annotations
 
+import os
+
 from pipeline.component import ComponentSpec
+
+
+def resolve_in_service(config, inputs: dict):
+    """The tokenizer of the model `train.warm_start` continues from, or None to train one.
+
+    None without a warm start, before anything is in service, and when the tokenizer in
+    service is this step's own published output for these documents (so a rerun on the
+    same data stays cached instead of copying it).
+
+    Args:
+        config: the resolved `LmpipeConfig`.
+        inputs: the step's wired inputs (`documents`).
+
+    Returns:
+        A Tokenizer artifact fingerprinted by its digest, or None.
+    """
+    from components import tokenizer_import
+    from components.training import warm_start
+    from pipeline import artifacts
+    from pipeline.component import cache_key
+
+    if config.train.warm_start is None or config.task.type != "lm":
+        return None
+    source = warm_start.resolve(config.train.warm_start, config.push.serving_dir, base_key="")
+    if not source.uri:
+        return None
+    directory, digest = tokenizer_import.tokenizer_of(os.path.abspath(source.uri),
+                                                      config.train.warm_start)
+    own = artifacts.read_marker(artifacts.execution_dir(
+        os.path.abspath(config.pipeline.root), SPEC.name,
+        cache_key(SPEC, config, {**inputs, "in_service": None})))
+    trained = ((own or {}).get("outputs") or {}).get("tokenizer", {}).get("uri")
+    if trained and os.path.isdir(trained) and warm_start.tokenizer_digest(trained) == digest:
+        return None
+    return artifacts.Artifact(type="Tokenizer", uri=directory, fingerprint=digest,
+                              properties={"source": source.uri, "sha256": digest})
+
 
 SPEC = ComponentSpec(
     name="tokenizer",
@@ -19,6 +62,9 @@ SPEC = ComponentSpec(
     inputs={"documents": "Documents"},
     outputs={"tokenizer": "Tokenizer"},
     config=("tokenizer",),
+    optional_inputs=("in_service",),
+    resolvers={"in_service": resolve_in_service},
+    uses_resolvers=lambda config: config.train.warm_start is not None and config.task.type == "lm",
 )
 
 
@@ -26,7 +72,7 @@ def run(inputs, outputs, runtime, tokenizer):
     """Train the tokenizer on the documents artifact's train split.
 
     Args:
-        inputs: `documents`, the ingest artifact.
+        inputs: `documents`, the ingest artifact, and `in_service` (see `resolve_in_service`).
         outputs: `tokenizer`, the directory to write.
         runtime: the run's `Runtime`.
         tokenizer: the `TokenizerConfig`.
@@ -41,6 +87,10 @@ def run(inputs, outputs, runtime, tokenizer):
     from components.data.tokenizer_sample import read_texts, sample_texts
     from pipeline.errors import UsageError
 
+    if inputs.get("in_service") is not None:
+        from components import tokenizer_import
+
+        return tokenizer_import.run({"source": inputs["in_service"]}, outputs, runtime)
     documents = inputs["documents"].uri
     stats = layout.read_json(layout.join(documents, layout.STATS_FILE))
     texts = read_texts(layout.split_paths(documents, stats, "train"))

@@ -61,7 +61,7 @@ def tokenizer_of(path: str, requested: str) -> tuple[str, str]:
     Returns:
         (tokenizer artifact directory, its SHA-256 as `warm_start.tokenizer_digest`).
     """
-    from components.training.tasks import training_record
+    from components.training.record import training_record
     from components.training.warm_start import tokenizer_digest
     from models.tokenizer_info import INFO_FILE
 

@@ -1,6 +1,7 @@
 """The servable artifact: tokenizer + Keras model in one SavedModel.
 
-With `tokenizer.py`, one of the two TensorFlow-specific modules in `models/`. A fresh
+TensorFlow-specific, like the tokenizer and the other SavedModel exports (`tokenizer.py`,
+`task_export.py`); the rest of `models/` is backend-agnostic Keras. A fresh
 process loads the SavedModel with only `tensorflow` and `tensorflow_text` imported and
 calls its signatures with raw strings. What the numbers mean depends on the model's
 objective (`model.objective`, from `model.family`):
@@ -156,17 +157,27 @@ class LanguageModelExport(tf.Module):
         tokens = prompts.to_tensor(default_value=self.pad_id,
                                    shape=[None, self.window])
         ends = tf.minimum(lengths + new, self.window)
-        decode = self._decode if self.causal else self._fill_masks
+        decode = self.decode_causal if self.causal else self._fill_masks
         tokens = decode(tokens, lengths, ends, temperature, top_k, top_p, seed)
-        return {"completion": self._completion(tokens, lengths, ends)}
+        return {"completion": self.completion_text(tokens, lengths, ends)}
 
-    def _decode(self, tokens, lengths, ends, temperature, top_k, top_p, seed):
+    def decode_causal(self, tokens, lengths, ends, temperature, top_k, top_p, seed):
         """Causal LMs: fill positions lengths[r] .. ends[r]-1 of each row with the key/value
         cache, stopping a row at eos.
 
         Rows of different prompt lengths decode together: at position i a row still in
         its prompt keeps its prompt token (keras-hub's scheme), so the cache holds the
-        right keys and values for every row.
+        right keys and values for every row. Subclasses that frame prompts their own way
+        (`task_export.TextToTextExport`) decode with this too.
+
+        Args:
+            tokens: int32 [B, window]: each row's prompt in its first lengths[r] positions.
+            lengths: int32 [B], prompt lengths.
+            ends: int32 [B], one past the last position a row may write.
+            temperature, top_k, top_p, seed: as for `generate` (scalars).
+
+        Returns:
+            int32 [B, window]: the prompts followed by the decoded tokens.
         """
         batch = tf.shape(tokens)[0]
         cache = self.model.empty_cache(batch, self.window)
@@ -235,8 +246,17 @@ class LanguageModelExport(tf.Module):
         drawn = tf.random.stateless_categorical(scaled, 1, seed=seed, dtype=tf.int32)[:, 0]
         return tf.where(temperature > 0.0, drawn, greedy)
 
-    def _completion(self, tokens, lengths, ends):
-        """The text the new tokens add to the prompt (up to, not including, eos)."""
+    def completion_text(self, tokens, lengths, ends):
+        """The text the new tokens add to the prompt (up to, not including, eos).
+
+        Args:
+            tokens: int32 [B, window], prompts and decoded tokens.
+            lengths: int32 [B], prompt lengths.
+            ends: int32 [B], one past the last decoded position.
+
+        Returns:
+            string [B]: each row's completion.
+        """
         positions = tf.range(self.window)[None, :]
         generated = tf.logical_and(positions >= lengths[:, None], positions < ends[:, None])
         is_eos = tf.logical_and(generated, tf.equal(tokens, self.eos_id))

@@ -1,6 +1,6 @@
 """The servable artifacts of the fine-tuning tasks: tokenizer + model in one SavedModel.
 
-Like `export.py` (whose machinery they reuse), a fresh process loads them with only
+Like `export.py` (whose public decoding pieces `TextToTextExport` reuses), a fresh process loads them with only
 `tensorflow` and `tensorflow_text` imported and calls them with raw strings. Inputs are
 framed exactly as the transform framed the training examples
 (`components/data/task_examples.py`), from the examples' `task` entry.
@@ -110,8 +110,8 @@ class TextToTextExport(LanguageModelExport):
         tokens = prompts.to_tensor(default_value=self.pad_id, shape=[None, self.window])
         new = tf.clip_by_value(max_new_tokens, 0, self.window - 1)
         ends = tf.minimum(lengths + new, self.window)
-        tokens = self._decode(tokens, lengths, ends, temperature, top_k, top_p, seed)
-        return {"completion": self._completion(tokens, lengths, ends)}
+        tokens = self.decode_causal(tokens, lengths, ends, temperature, top_k, top_p, seed)
+        return {"completion": self.completion_text(tokens, lengths, ends)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def generate_examples(self, examples):
@@ -124,9 +124,9 @@ class TextToTextExport(LanguageModelExport):
         tokens = tf.where(positions < lengths[:, None], tf.cast(parsed["token_ids"], tf.int32),
                           self.pad_id)
         ends = tf.minimum(lengths + self.max_target_tokens + 1, self.window)
-        tokens = self._decode(tokens, lengths, ends, tf.constant(0.0), tf.constant(0),
+        tokens = self.decode_causal(tokens, lengths, ends, tf.constant(0.0), tf.constant(0),
                               tf.constant(1.0), tf.constant(0))
-        return {"prediction": self._completion(tokens, lengths, ends)}
+        return {"prediction": self.completion_text(tokens, lengths, ends)}
 
 
 def save_task_export(model, tokenizer: TextTokenizer, window: int, task: dict,

@@ -1,6 +1,6 @@
 """The one TensorFlow function that turns text into token ids, and back.
 
-With `export.py`, one of the two TensorFlow-specific modules in `models/`: the text
+TensorFlow-specific, like the SavedModel exports (`export.py`, `task_export.py`): the text
 preprocessing must be the same op graph in tf.data (train, evaluate) and inside the
 exported SavedModel (serving), so it is written once here with tensorflow-text ops.
 Backbones and tasks stay backend-agnostic Keras.

@@ -76,12 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     config_args(config)
     config.set_defaults(handler=cmd_config)
 
-    runs = sub.add_parser("runs", help="list past runs of a pipeline root")
+    runs = sub.add_parser("runs", help="the retraining history of a pipeline root: date, data "
+                                       "size, metrics, blessed or not, pushed version")
     where = runs.add_mutually_exclusive_group(required=True)
     where.add_argument("--root", help="the pipeline root")
     where.add_argument("--config", help="take the root from this config")
     runs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--limit", type=int, default=20, help="newest N runs (default 20)")
     runs.set_defaults(handler=cmd_runs)
 
     lineage = sub.add_parser("lineage", help="show what inputs and config made an artifact")
@@ -177,8 +178,11 @@ def cmd_config(args) -> int:
 
 
 def cmd_runs(args) -> int:
+    from pipeline.errors import UsageError
     from pipeline.history import format_runs
 
+    if args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: expected a positive number of runs")
     if args.config:
         from pipeline.configio import load_config
 

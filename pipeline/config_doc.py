@@ -4,7 +4,8 @@ Each section dataclass documents its keys in a Google-style `Attributes:` block;
 module turns those into one Markdown table per section (key, default, meaning). A test
 checks that README.md holds exactly this text, so the reference cannot drift from the code.
 
-    python -m pipeline.config_doc > /tmp/reference.md
+    python -m pipeline.config_doc              # print it
+    python -m pipeline.config_doc --write      # replace the block in README.md
 """
 
 from __future__ import annotations
@@ -110,5 +111,25 @@ def undocumented() -> list[str]:
     return missing
 
 
+def readme_block(text: str) -> str | None:
+    """The generated block of a README's text (markers included), or None without one."""
+    match = re.search(re.escape(BEGIN) + ".*?" + re.escape(END), text, re.S)
+    return match.group(0) if match else None
+
+
+def write_readme(path: str) -> None:
+    """Replace the generated block of the README at `path` with the current reference."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    block = readme_block(text)
+    if block is None:
+        raise SystemExit(f"{path}: no block between the config reference markers")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace(block, reference()))
+
+
 if __name__ == "__main__":
-    sys.stdout.write(reference() + "\n")
+    if sys.argv[1:] == ["--write"]:
+        write_readme("README.md")
+    else:
+        sys.stdout.write(reference() + "\n")

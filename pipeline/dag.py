@@ -91,8 +91,3 @@ def _task_pipeline(config) -> list[Node]:
         Node(push.SPEC, {"model": model, "blessing": ("evaluate", "blessing")}),
     ]
 
-
-def component_names() -> list[str]:
-    """The names of all components, in DAG order (no config needed)."""
-    return [spec.name for spec in (ingest.SPEC, labels.SPEC, tokenizer.SPEC, transform.SPEC,
-                                   tune.SPEC, train.SPEC, evaluate.SPEC, push.SPEC)]

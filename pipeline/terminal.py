@@ -3,7 +3,9 @@
 TensorFlow's C++ runtime logs through absl before Python can configure it, so
 `TF_CPP_MIN_LOG_LEVEL` does not silence lines such as `I0000 ... port.cc:153] oneDNN custom
 operations are on`. We route file descriptor 2 through a filter thread that drops those
-INFO/WARNING lines and passes everything else (errors, our progress) through unchanged.
+INFO/WARNING lines, the ERROR line of a failed CUDA probe on a machine without a GPU and
+sentencepiece's `LOG(INFO)` lines, and passes everything else (other errors, our progress)
+through unchanged. The filter keeps no log file: dropped lines are gone.
 Child processes (Beam workers, multi-worker training) inherit the filtered descriptor.
 """
 
@@ -20,6 +22,10 @@ import warnings
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
     rb"|[IW]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\]"
+    # Logged at ERROR level on every machine without a GPU, though TF then runs on the CPU.
+    rb"|E\d{4} [\d:.]+\s+\d+ cuda_platform\.cc:\d+\] failed call to cuInit"
+    # sentencepiece's own INFO logging (its C++ library does not use absl).
+    rb"|[\w./-]+\.cc\(\d+\) LOG\(INFO\) "
     rb"|To enable the following instructions: .* rebuild TensorFlow)"
 )
 

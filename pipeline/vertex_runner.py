@@ -53,6 +53,8 @@ def create_kfp_pipeline(config, *, target: Target = "vertex", dag: str = DEFAULT
             if target == "local":
                 arguments.update(dag=dag, argv=list(step.argv))
             task = components[step.name](**arguments)
+            if target == "local":
+                task.set_env_variable("PYTHONPATH", _local_pythonpath())
             task.set_display_name(step.name)
             task.set_caching_options(step.caching and vertex.enable_caching)
             if target == "vertex" and step.name not in TRAINING_STEPS:
@@ -63,6 +65,14 @@ def create_kfp_pipeline(config, *, target: Target = "vertex", dag: str = DEFAULT
             tasks[step.name] = task
 
     return lmpipe_pipeline
+
+
+def _local_pythonpath() -> str:
+    """PYTHONPATH for kfp.local's task processes: this checkout first, whatever the working
+    directory or installed copy (a task imports its component, and a test's DAG, by name)."""
+    from pipeline.component import PROJECT_ROOT
+
+    return os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def compile_pipeline(config, output: str, *, dag: str = DEFAULT_DAG) -> str:
@@ -100,7 +110,6 @@ def run_kfp_local(config, *, dag: str = DEFAULT_DAG, pipeline_root: str | None =
                workspace_root=os.path.join(root, "workspace"))
     create_kfp_pipeline(config, target="local", dag=dag)()
     return root
-
 
 
 def submit(config, *, dry_run: bool = False) -> dict:

@@ -1,15 +1,17 @@
 """The search space as data: `tuning.space` -> KerasTuner hyperparameters -> config overrides.
 
 A tuned hyperparameter is named by the config key it overrides (`train.learning_rate`,
-`model.num_layers`), which is also its key in the artifact's `best.json`, the format
-`components/training/hparams.py` reads. The model builder never declares a
-hyperparameter: it reads the trial's values through `trial_configs`.
+`model.num_layers`, or a nested one such as `train.distill.alpha`), which is also its key
+in the artifact's `best.json`, the format `components/training/hparams.py` reads. The
+model builder never declares a hyperparameter: it reads the trial's values through
+`trial_configs`.
 """
 
 from __future__ import annotations
 
 from pipeline.config import FloatRange
 from pipeline.configio import build, to_dict
+from pipeline.errors import ConfigError
 
 # `tuning.space` field -> the config key it tunes, in table order.
 PARAMETERS = {
@@ -82,10 +84,44 @@ def trial_configs(values: dict, train_config, model_config, **train_settings):
     sections = {"train": to_dict(train_config), "model": to_dict(model_config)}
     sections["train"].update(train_settings)
     for key, value in tuned_values(values).items():
-        section, name = key.split(".", 1)
-        sections[section][name] = value
+        override(sections, key, value)
     return (build(type(train_config), sections["train"], "train"),
             build(type(model_config), sections["model"], "model"))
+
+
+def override(sections: dict, key: str, value) -> None:
+    """Set the field at dotted `key` (any depth: `train.distill.alpha`) in `sections`.
+
+    Args:
+        sections: section name -> the section as a dict (`configio.to_dict`), changed in place.
+        key: the dotted config key of one field.
+        value: its new value (validated later, when the section is built).
+
+    Raises:
+        ConfigError: `key` names no field of these sections, or a whole section.
+    """
+    *parents, name = key.split(".")
+    node, path = sections, []
+    for part in parents:
+        path.append(part)
+        child = node.get(part) if isinstance(node, dict) else None
+        if child is None and isinstance(node, dict) and part in node:
+            raise ConfigError(key, f"cannot be tuned: {'.'.join(path)} is null in the "
+                                   "config; give it a value to tune its keys")
+        if not isinstance(child, dict):
+            raise ConfigError(key, f"cannot be tuned: {'.'.join(path)} is not a section "
+                                   f"(tunable sections: {', '.join(sorted(sections))})")
+        node = child
+    if not parents:
+        raise ConfigError(key, "cannot be tuned: expected a dotted key such as "
+                               "train.learning_rate")
+    if name not in node:
+        raise ConfigError(key, f"cannot be tuned: no such key (known here: "
+                               f"{', '.join(sorted(node))})")
+    if isinstance(node[name], dict):
+        raise ConfigError(key, "cannot be tuned: it is a section; tune one of its keys "
+                               f"({', '.join(f'{key}.{k}' for k in sorted(node[name]))})")
+    node[name] = value
 
 
 def batch_size(values: dict, train_config) -> int:

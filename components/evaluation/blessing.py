@@ -56,3 +56,27 @@ def _slice_examples(metrics: dict, name: str | None) -> float:
     if name in (None, "overall"):
         return float("inf")
     return metrics.get("slices", {}).get(name, {}).get("example_count") or 0.0
+
+
+def provenance(inputs: dict, candidate: str, runtime, lineage_inputs: tuple[str, ...],
+               evaluation: dict) -> dict:
+    """What push writes into the model card: which model, from which data, judged how.
+
+    Args:
+        inputs: the evaluate step's input artifacts (`model` and the data named next).
+        candidate: the candidate's SavedModel directory.
+        runtime: the runner's runtime (its run id).
+        lineage_inputs: the input names that say where the model's data came from.
+        evaluation: the evaluation settings as plain data.
+
+    Returns:
+        {"candidate", "lineage", "evaluation", "run_id"}.
+    """
+    from components.evaluation import serving_dir
+
+    model = inputs["model"]
+    lineage = {name: ({"uri": a.uri, "fingerprint": a.fingerprint} if a else None)
+               for name, a in ((n, inputs.get(n)) for n in lineage_inputs)}
+    return {"candidate": {"uri": model.uri, "fingerprint": model.fingerprint,
+                          "saved_model_sha256": serving_dir.saved_model_digest(candidate)},
+            "lineage": lineage, "evaluation": evaluation, "run_id": runtime.run_id}

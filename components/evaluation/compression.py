@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 
+from components.training.record import SUMMARY_FILE
 from pipeline.artifacts import Artifact
 
-SUMMARY_FILE = "train_summary.json"
 TEACHER_TFMA_DIR = "tfma_teacher"
 
 
@@ -34,7 +34,10 @@ def add_to_metrics(metrics: dict, inputs: dict, outputs: dict, runtime, evaluati
     def run_alone(saved_model: str, name: str) -> dict:
         runtime.log(f"[evaluate] TFMA over the teacher {saved_model}")
         output = files.join(outputs["evaluation"], name)
-        analysis.run_tfma(tfma_config.build_eval_config(evaluation, with_baseline=False),
+        # The teacher shares the candidate's objective (distillation checks it).
+        eval_config = tfma_config.build_eval_config(evaluation, with_baseline=False,
+                                                    objective=metrics["objective"])
+        analysis.run_tfma(eval_config,
                           candidate=saved_model, baseline=None,
                           examples_dir=inputs["examples"].uri, output_dir=output,
                           beam_args=runtime.beam_args, batch_size=evaluation.batch_size,

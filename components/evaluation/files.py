@@ -38,3 +38,15 @@ def write_json(path: str, data) -> None:
     """Write sorted, indented JSON."""
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     write_bytes(path, text.encode("utf-8"), "application/json")
+
+
+def read_artifact_json(artifact, name: str) -> dict | None:
+    """The JSON file `name` of an output artifact; None when the artifact or file is absent
+    or unreadable (a run's summary must not fail on a step that wrote nothing)."""
+    if artifact is None:
+        return None
+    try:
+        with open(artifact.path(name), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -21,7 +21,6 @@ import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.metrics import metric_types
-from tensorflow_model_analysis.utils import util
 
 MODULE = __name__
 SUMS_NAME = "_lm_sums"

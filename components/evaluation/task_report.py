@@ -11,8 +11,8 @@ import io
 import json
 
 from components.evaluation import files
-from components.evaluation.report import (_STYLE, _PAGE, _failures_section, _num, _table,
-                                          _text, _verdict_section, ordered_slices)
+from components.evaluation.report import (STYLE, PAGE, failures_section, num_cell, table,
+                                          text_cell, verdict_section, fmt, ordered_slices)
 from components.evaluation.task_analysis import headline
 
 REPORT_FILE = "report.html"
@@ -37,32 +37,32 @@ def write_report(directory: str, *, metrics: dict, verdict: dict, samples: dict,
     """
     task = metrics["task"]
     names = headline(task)
-    parts = [_verdict_section(verdict), _overall(metrics, names), _failures_section(verdict)]
+    parts = [verdict_section(verdict), _overall(metrics, names), failures_section(verdict)]
     if task == "classification":
         parts += [_classes(metrics, labels), _confusion(directory, metrics)]
     parts += [_slices(metrics, names, evaluation), _excluded(metrics), _samples(samples)]
     page = files.join(directory, REPORT_FILE)
-    text = _PAGE.format(title=f"lmpipe evaluation ({task})", style=_STYLE, body="\n".join(parts))
+    text = PAGE.format(title=f"lmpipe evaluation ({task})", style=STYLE, body="\n".join(parts))
     files.write_bytes(page, text.encode("utf-8"), "text/html")
     return page
 
 
 def _overall(metrics: dict, names: tuple[str, ...]) -> str:
-    rows = [_text(name) + _num(metrics["overall"].get(name), "metrics", "overall", name)
+    rows = [text_cell(name) + num_cell(metrics["overall"].get(name), "metrics", "overall", name)
             for name in (*names, "example_count")]
     return ("<h2>Headline metrics</h2>\n<p>TFMA over the eval split.</p>\n"
-            + _table(["metric", "candidate"], rows))
+            + table(["metric", "candidate"], rows))
 
 
 def _classes(metrics: dict, labels: list[str]) -> str:
     rows = []
     for label in labels:
         values = metrics["classes"].get(label, {})
-        rows.append(_text(label) + "".join(_num(values.get(m), "metrics", "classes", label, m)
+        rows.append(text_cell(label) + "".join(num_cell(values.get(m), "metrics", "classes", label, m)
                                            for m in CLASS_METRICS))
     return ("<h2>Per class</h2>\n<p>One-vs-rest: precision and recall of the argmax "
             "prediction, ROC AUC of the class's probability; support is the class's eval "
-            "examples.</p>\n" + _table(["label", *CLASS_METRICS], rows))
+            "examples.</p>\n" + table(["label", *CLASS_METRICS], rows))
 
 
 def _confusion(directory: str, metrics: dict) -> str:
@@ -71,13 +71,13 @@ def _confusion(directory: str, metrics: dict) -> str:
     if not labels:
         return "<h2>Confusion matrix</h2>\n<p>None computed.</p>"
     _confusion_png(directory, labels, matrix)
-    rows = [_text(label) + "".join(_num(matrix[i][j], "metrics", "confusion", "matrix", i, j)
+    rows = [text_cell(label) + "".join(num_cell(matrix[i][j], "metrics", "confusion", "matrix", i, j)
                                    for j in range(len(labels)))
             for i, label in enumerate(labels)]
     return (f"<h2>Confusion matrix</h2>\n<p>Rows: true label; columns: predicted label "
             f"({html.escape(confusion.get('source', ''))}).</p>\n"
             f'<img src="{CONFUSION_PNG}" alt="confusion matrix">\n'
-            + _table(["true \\ predicted", *labels], rows))
+            + table(["true \\ predicted", *labels], rows))
 
 
 def _confusion_png(directory: str, labels: list[str], matrix: list[list[float]]) -> None:
@@ -98,7 +98,7 @@ def _confusion_png(directory: str, labels: list[str], matrix: list[list[float]])
     peak = max((max(row) for row in matrix), default=0)
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
-            axes.text(j, i, f"{count:g}", ha="center", va="center",
+            axes.text(j, i, fmt(count), ha="center", va="center",
                       color="white" if count > peak / 2 else "black", fontsize=8)
     axes.set_title("confusion matrix (eval)")
     figure.tight_layout()
@@ -112,9 +112,9 @@ def _slices(metrics: dict, names: tuple[str, ...], evaluation) -> str:
     if not slices:
         return "<h2>Slices</h2>\n<p>None (or all below evaluation.min_slice_size).</p>"
     columns = (*names, "example_count")
-    rows = [_text(name) + "".join(_num(metrics["slices"][name].get(m), "metrics", "slices",
+    rows = [text_cell(name) + "".join(num_cell(metrics["slices"][name].get(m), "metrics", "slices",
                                        name, m) for m in columns) for name in slices]
-    return "<h2>Slices</h2>\n" + _table(["slice", *columns], rows)
+    return "<h2>Slices</h2>\n" + table(["slice", *columns], rows)
 
 
 def _excluded(metrics: dict) -> str:
@@ -129,7 +129,7 @@ def _excluded(metrics: dict) -> str:
 def _samples(samples: dict) -> str:
     if not samples.get("samples"):
         return ""
-    rows = [_text(s["input"]) + f'<td class="gen">{html.escape(s["completion"])}</td>'
-            + _text(s["reference"]) for s in samples["samples"]]
+    rows = [text_cell(s["input"]) + f'<td class="gen">{html.escape(s["completion"])}</td>'
+            + text_cell(s["reference"]) for s in samples["samples"]]
     return ("<h2>Samples</h2>\n<p>Greedy completions of the first eval inputs.</p>\n"
-            + _table(["input", "completion", "reference"], rows))
+            + table(["input", "completion", "reference"], rows))

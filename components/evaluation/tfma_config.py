@@ -13,6 +13,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from google.protobuf import wrappers_pb2
 
 from components.evaluation import metrics as lm_metrics
+from components.evaluation.objective import CAUSAL, computes
 
 CANDIDATE = "candidate"
 BASELINE = "baseline"
@@ -27,12 +28,15 @@ def slice_name(feature_keys: dict) -> str:
     return ",".join(f"{key}={value}" for key, value in feature_keys.items())
 
 
-def build_eval_config(evaluation, *, with_baseline: bool) -> config_pb2.EvalConfig:
+def build_eval_config(evaluation, *, with_baseline: bool,
+                      objective: str = CAUSAL) -> config_pb2.EvalConfig:
     """The TFMA config for one evaluation.
 
     Args:
         evaluation: the `EvaluationConfig` section.
         with_baseline: also evaluate the model in service, as TFMA's baseline.
+        objective: the candidate's (`components.evaluation.objective`): a masked LM gets
+            no bits per byte, nor its thresholds.
 
     Returns:
         The `tfma.EvalConfig`.
@@ -45,7 +49,7 @@ def build_eval_config(evaluation, *, with_baseline: bool) -> config_pb2.EvalConf
     return config_pb2.EvalConfig(
         model_specs=model_specs,
         slicing_specs=slicing_specs,
-        metrics_specs=[_metrics_spec(evaluation, with_baseline)],
+        metrics_specs=[_metrics_spec(evaluation, with_baseline, objective)],
         options=config_pb2.Options(
             min_slice_size=wrappers_pb2.Int32Value(value=evaluation.min_slice_size),
             include_default_metrics=wrappers_pb2.BoolValue(value=False),
@@ -59,9 +63,11 @@ def _model_spec(name: str, *, is_baseline: bool) -> config_pb2.ModelSpec:
                                 is_baseline=is_baseline)
 
 
-def _metrics_spec(evaluation, with_baseline: bool) -> config_pb2.MetricsSpec:
+def _metrics_spec(evaluation, with_baseline: bool, objective: str) -> config_pb2.MetricsSpec:
     configs = [config_pb2.MetricConfig(class_name="ExampleCount")]
     for name, class_name in lm_metrics.LM_METRICS.items():
+        if not computes(name, objective):
+            continue
         configs.append(config_pb2.MetricConfig(
             class_name=class_name, module=lm_metrics.MODULE, config=json.dumps({"name": name}),
             per_slice_thresholds=_gate(evaluation, name, with_baseline)))

@@ -29,6 +29,7 @@ import hashlib
 import os
 
 from components.training import warm_start
+from components.training.record import CARD_FILE, SUMMARY_FILE, training_record
 from pipeline.artifacts import Artifact
 from pipeline.errors import ConfigError, UsageError
 
@@ -154,7 +155,7 @@ def load_teacher(artifact: Artifact, tokenizer_sha256: str, vocabulary_size: int
     from pipeline.configio import build, to_dict
 
     source = artifact.uri
-    training = warm_start._training_record(source) or {}
+    training = training_record(source) or {}
     _check_tokenizer(source, training, tokenizer_sha256)
     recorded = training.get("hyperparameters") or {}
     if "model" not in recorded:
@@ -183,7 +184,7 @@ def _check_tokenizer(source: str, training: dict, expected: str) -> None:
     recorded = (training.get("tokenizer") or {}).get("sha256")
     if recorded is None:
         raise ConfigError(KEY, f"{source}: cannot tell which tokenizer it was trained with "
-                          f"(no {warm_start.SUMMARY_FILE} or {warm_start.CARD_FILE} recording it)")
+                          f"(no {SUMMARY_FILE} or {CARD_FILE} recording it)")
     if recorded != expected:
         raise ConfigError(KEY, f"{source} was trained with another tokenizer (sha256 "
                           f"{recorded[:12]}, this run's is {expected[:12]}); student and "

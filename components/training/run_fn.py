@@ -26,7 +26,6 @@ from components.training import data, hparams
 from components.training.warm_start import tokenizer_digest
 from pipeline.errors import ConfigError, UsageError
 
-SUMMARY_FILE = "train_summary.json"
 LOG_FILE = "train_log.csv"
 
 

@@ -83,7 +83,8 @@ def train(job: Job, log) -> dict:
     Returns:
         The train summary.
     """
-    from components.training.run_fn import SUMMARY_FILE, copy_logs
+    from components.training.record import SUMMARY_FILE
+    from components.training.run_fn import copy_logs
 
     tf.config.experimental.enable_op_determinism()
     session = _build(job)

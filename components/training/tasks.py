@@ -19,39 +19,10 @@ Reading a model's training record needs no TensorFlow (the tokenizer import uses
 
 from __future__ import annotations
 
-import json
 import os
 
+from components.training.record import check_tokenizer, training_record
 from pipeline.errors import UsageError
-
-SUMMARY_FILE = "train_summary.json"
-CARD_FILE = "model_card.json"
-
-
-def training_record(path: str) -> dict | None:
-    """The training record (`train_summary.json` content) kept beside a model.
-
-    Args:
-        path: a model artifact, its `saved_model/` or `model.keras`, or a serving version.
-
-    Returns:
-        The record, or None when there is none.
-    """
-    directory = path if os.path.isdir(path) else os.path.dirname(path)
-    candidates = [(os.path.join(directory, SUMMARY_FILE), None),
-                  (os.path.join(directory, CARD_FILE), "training"),
-                  (os.path.join(os.path.dirname(directory), SUMMARY_FILE), None)]
-    for candidate, key in candidates:
-        try:
-            with open(candidate, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            continue
-        data = data.get(key) if key and isinstance(data, dict) else data
-        if isinstance(data, dict):
-            return data
-    return None
-
 
 def recorded_task(record: dict | None) -> dict:
     """The task section a training record holds ({} when it predates tasks)."""
@@ -101,7 +72,7 @@ def load_warm_start(model, source: str, tokenizer_sha256: str, task_config) -> s
 
     if task_config.type != "classification" or _is_classifier(source):
         return warm_start.load_weights(model, source, tokenizer_sha256)
-    _check_tokenizer(source, tokenizer_sha256)
+    check_tokenizer(source, tokenizer_sha256)
     if os.path.isfile(source):
         _backbone_from_keras(model, source)
         return "keras:backbone"
@@ -116,16 +87,6 @@ def load_warm_start(model, source: str, tokenizer_sha256: str, task_config) -> s
 
 def _is_classifier(source: str) -> bool:
     return recorded_task(training_record(source)).get("type") == "classification"
-
-
-def _check_tokenizer(source: str, expected: str) -> None:
-    recorded = ((training_record(source) or {}).get("tokenizer") or {}).get("sha256")
-    if recorded is None:
-        raise UsageError(f"train.warm_start {source}: cannot tell which tokenizer it was "
-                         f"trained with (no {SUMMARY_FILE} or {CARD_FILE} recording it)")
-    if recorded != expected:
-        raise UsageError(f"train.warm_start {source}: trained with another tokenizer "
-                         f"(sha256 {recorded[:12]}, this run's is {expected[:12]})")
 
 
 def _backbone_from_saved_model(model, saved_model: str, source: str) -> None:

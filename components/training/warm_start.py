@@ -15,7 +15,11 @@ Loading (`load_weights`) reads the weights of a SavedModel (a model artifact's
 `saved_model/`, or a serving version, whose variables are a checkpoint of the exported
 `tf.Module`, the Keras model under `model`) or of a `.keras` file. It refuses a model
 trained with another tokenizer (recorded by its `train_summary.json` or model card) or
-whose variables do not have this model's structure and shapes.
+whose variables do not have this model's structure and shapes. An int8 export (a model
+artifact's `saved_model_int8/`, or a version pushed with `push.variant: quantized`) holds
+int8 weights and scales, not the float weights training continues from, and no version
+carries the float ones: it is refused, naming the float model it came from when that is
+still there.
 """
 
 from __future__ import annotations
@@ -25,13 +29,12 @@ import json
 import os
 import re
 
+from components.training.record import CARD_FILE, check_tokenizer
 from models.tokenizer_info import join, open_file, read_info
 from pipeline.artifacts import Artifact
 from pipeline.errors import ConfigError, UsageError
 
 LATEST_PUSHED = "latest_pushed"
-SUMMARY_FILE = "train_summary.json"
-CARD_FILE = "model_card.json"
 
 
 def resolve(requested: str | None, serving_dir: str, base_key: str) -> Artifact | None:
@@ -144,7 +147,7 @@ def load_weights(model, source: str, tokenizer_sha256: str) -> str:
         UsageError: the source has another tokenizer, no record of its tokenizer, or
             weights that do not fit `model`.
     """
-    _check_tokenizer(source, tokenizer_sha256)
+    check_tokenizer(source, tokenizer_sha256)
     if os.path.isfile(source):
         _load_keras(model, source)
         return "keras"
@@ -153,37 +156,47 @@ def load_weights(model, source: str, tokenizer_sha256: str) -> str:
     if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
         raise UsageError(f"train.warm_start {source}: neither a SavedModel, a model artifact "
                          "(with saved_model/) nor a .keras file")
+    _refuse_int8(saved_model, source)
     _load_saved_model(model, saved_model, source)
     return "saved_model"
 
 
-def _training_record(source: str) -> dict | None:
-    """The train summary of the model at `source`, wherever its layout keeps it."""
-    directory = source if os.path.isdir(source) else os.path.dirname(source)
-    candidates = [(os.path.join(directory, SUMMARY_FILE), None),
-                  (os.path.join(directory, CARD_FILE), "training"),
-                  (os.path.join(os.path.dirname(directory), SUMMARY_FILE), None)]
-    for path, key in candidates:
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            continue
-        data = data.get(key) if key and isinstance(data, dict) else data
-        if isinstance(data, dict):
-            return data
+def _refuse_int8(saved_model: str, source: str) -> None:
+    """Raise a UsageError if the SavedModel's weights are int8 (a quantized export)."""
+    import tensorflow as tf
+
+    prefix = os.path.join(saved_model, "variables", "variables")
+    try:
+        dtypes = tf.train.load_checkpoint(prefix).get_variable_to_dtype_map().values()
+    except (ValueError, tf.errors.OpError):
+        return  # unreadable: the restore reports it
+    if tf.int8 not in set(dtypes):
+        return
+    float_model = _float_origin(saved_model)
+    hint = (f"start from the float model at {float_model}" if float_model else
+            "start from its float model artifact or a version pushed with push.variant float")
+    raise UsageError(f"train.warm_start {source}: an int8 (quantized) export, whose int8 "
+                     f"weights are not the float weights training continues from; {hint}")
+
+
+def _float_origin(saved_model: str) -> str | None:
+    """The float model an int8 export was made from, if it is still there: the model
+    artifact holding `saved_model_int8/`, or the one a pushed version's card names."""
+    from models.quantize import FLOAT_DIR, INT8_DIR
+
+    directory = os.path.abspath(saved_model)
+    candidates = []
+    if os.path.basename(directory) == INT8_DIR:
+        candidates.append(os.path.dirname(directory))
+    try:
+        with open(os.path.join(directory, CARD_FILE), encoding="utf-8") as f:
+            candidates.append(str((json.load(f).get("model") or {}).get("uri") or ""))
+    except (OSError, ValueError, AttributeError):
+        pass
+    for candidate in filter(None, candidates):
+        if os.path.isfile(os.path.join(candidate, FLOAT_DIR, "saved_model.pb")):
+            return candidate
     return None
-
-
-def _check_tokenizer(source: str, expected: str) -> None:
-    training = _training_record(source)
-    recorded = ((training or {}).get("tokenizer") or {}).get("sha256")
-    if recorded is None:
-        raise UsageError(f"train.warm_start {source}: cannot tell which tokenizer it was "
-                         f"trained with (no {SUMMARY_FILE} or {CARD_FILE} recording it)")
-    if recorded != expected:
-        raise UsageError(f"train.warm_start {source}: trained with another tokenizer "
-                         f"(sha256 {recorded[:12]}, this run's is {expected[:12]})")
 
 
 def _load_saved_model(model, saved_model: str, source: str) -> None:

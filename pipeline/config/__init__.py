@@ -23,6 +23,16 @@ from pipeline.config.tuning import (FloatRange, HyperbandConfig, SearchSpaceConf
 
 @config_dataclass
 class PipelineConfig:
+    """The pipeline as a whole.
+
+    Attributes:
+        name: the pipeline's name (the Vertex pipeline and the run records carry it).
+        root: where artifacts, `metadata.sqlite`, logs and `latest_run.json` live.
+        beam_args: options passed verbatim to every Beam step (ingest, transform,
+            evaluate), such as the DirectRunner's running mode and worker count, or
+            --runner=DataflowRunner with its project, region and locations.
+    """
+
     name: str = "lmpipe"
     root: str = "runs"
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)

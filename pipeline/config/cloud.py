@@ -32,7 +32,24 @@ def _require_no_space(section: object, *names: str) -> None:
 
 @config_dataclass
 class DataflowConfig:
-    """How the Beam steps run on Vertex (`vertex.dataflow`); unset locations derive from `vertex`."""
+    """How the Beam steps run on Vertex (`vertex.dataflow`); unset locations derive from `vertex`.
+
+    Attributes:
+        runner: `DataflowRunner` sends the Beam steps to Dataflow; `DirectRunner` keeps
+            them inside their Vertex task, with `pipeline.beam_args` alone.
+        steps: the Beam components that go to Dataflow (ingest, transform, evaluate).
+        project, region: Dataflow's project and region (None: `vertex.project` and
+            `vertex.location`).
+        temp_location, staging_location: gs:// locations for Dataflow's temporary files
+            and staged packages (None: under `vertex.pipeline_root`/dataflow/).
+        setup_file: ship the project to the workers as a package (`./setup.py`) instead of
+            running them in an image.
+        sdk_container_image: the workers' image (None with no setup_file: `vertex.image`,
+            which is built on the Beam SDK image).
+        machine_type, max_num_workers: the workers' machine type and autoscaling bound.
+        service_account_email: the workers' service account (None: `vertex.service_account`).
+        extra_args: further Beam options, passed verbatim (each starting with --).
+    """
 
     runner: Literal["DataflowRunner", "DirectRunner"] = "DataflowRunner"
     steps: tuple[str, ...] = ("ingest", "transform", "evaluate")
@@ -65,6 +82,16 @@ class VertexMachineConfig:
     """The Vertex training cluster of one step (`vertex.train`, `vertex.tune`).
 
     One replica is the chief; `replica_count - 1` more are workers with the same machine.
+
+    Attributes:
+        machine_type: the Compute Engine machine of each replica (a TPU VM type such as
+            cloud-tpu for TPUs).
+        accelerator_type, accelerator_count: the accelerators of each replica, such as
+            NVIDIA_L4 or TPU_V3 (None: CPU only).
+        replica_count: the chief plus workers; more than one needs train.strategy
+            multi_worker, whose workers read TF_CONFIG as Vertex sets it.
+        tpu_topology: the TPU slice topology, such as 2x2 (TPU machines only).
+        boot_disk_size_gb: each replica's boot disk.
     """
 
     machine_type: str = "n1-standard-8"
@@ -86,7 +113,23 @@ class VertexMachineConfig:
 
 @config_dataclass
 class VertexConfig:
-    """Where and how `lmpipe compile/submit/schedule --target vertex` run the pipeline."""
+    """Where and how `lmpipe compile/submit/schedule --target vertex` run the pipeline.
+
+    Attributes:
+        project, location: the Google Cloud project and region of the pipeline job.
+        image: the project's container image (built from the Dockerfile) that runs every
+            task; required to compile for Vertex.
+        pipeline_root: the gs:// root of the pipeline's artifacts on Vertex.
+        service_account: the service account the job, its training jobs and Dataflow
+            workers run as (None: the project's default).
+        labels: key=value labels on the job (lowercase letters, digits, _ and -).
+        enable_caching: whether Vertex may reuse a task's earlier outputs; a task whose
+            config reads outside the DAG (such as `latest_pushed`) is never cached.
+        cpu_limit, memory_limit: resource limits of the tasks that run in a plain
+            container (such as "4" and "16G"); tune and train use their machines instead.
+        dataflow: how the Beam steps run (see the `vertex.dataflow.*` keys).
+        train, tune: the Vertex training clusters of those two steps.
+    """
 
     project: str | None = None
     location: str = "us-central1"
@@ -121,7 +164,17 @@ class VertexConfig:
 
 @config_dataclass
 class ScheduleConfig:
-    """When Vertex AI starts the pipeline (`lmpipe schedule --target vertex`)."""
+    """When Vertex AI starts the pipeline (`lmpipe schedule --target vertex`).
+
+    Attributes:
+        cron: when to start a run, as five cron fields such as "0 3 * * *".
+        time_zone: the IANA time zone the cron expression is read in.
+        start_time, end_time: RFC 3339 times bounding the schedule (None: now, never).
+        max_concurrent_runs: runs of this schedule that may overlap.
+        max_run_count: stop after this many runs (None: no limit).
+        allow_queueing: queue a run when max_concurrent_runs are active instead of
+            skipping it.
+    """
 
     cron: str | None = None
     time_zone: str = "UTC"

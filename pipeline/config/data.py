@@ -9,6 +9,42 @@ from pipeline.config.checks import config_dataclass, require, require_positive
 
 @config_dataclass
 class DataConfig:
+    """What `ingest` reads and how it cleans and splits it (`components/data/cleaning.py`).
+
+    Attributes:
+        inputs: files, directories (every supported file below them) or globs, on any
+            Beam filesystem (local, gs://); `.txt` and `.jsonl`, each optionally `.gz`
+            or `.bz2`. A pattern that matches nothing stops the run (exit status 2).
+        text_field: the JSONL field holding the document's text (must be a string; other
+            records are dropped as `missing_text_field` or `text_not_string`).
+        domain_field: the JSONL field holding the document's domain (any scalar, kept as a
+            string; "" when absent or None). Packing and evaluation slice by it.
+        label_field: classification tasks: the JSONL field holding the label (kept in the
+            document's `meta` like every other scalar field; may be `domain_field`).
+        target_field: text-to-text tasks: the JSONL field holding the target text (the
+            input is `text_field`).
+        txt_mode: `.txt` files: a document per line (`line`) or per file (`file`).
+        invalid_utf8: a record that is not valid UTF-8 is dropped (`drop`, reason
+            `invalid_utf8`) or has its bad bytes replaced by U+FFFD (`replace`). A record
+            with a NUL byte or mostly undecodable is `binary` and always dropped.
+        control_chars: `remove` C0/C1 control characters other than tab and line breaks,
+            or `keep` them.
+        normalization: Unicode normalization, `NFC`, `NFKC` or `none`; the tokenizer
+            artifact records it, so serving applies the same form.
+        whitespace: `normalize` (CRLF/CR to LF, no trailing spaces or tabs on a line, no
+            blank lines at either end, indentation kept), `collapse` (every whitespace
+            run becomes one space) or `keep`.
+        min_chars: documents shorter than this after cleaning are dropped (`too_short`).
+        max_chars: longer documents are split into pieces of at most this many characters
+            (cut after a line break where possible; nothing is lost; all pieces stay in
+            the split of the whole document).
+        dedup: drop exact duplicates of the cleaned text across the whole corpus
+            (`duplicate`).
+        eval_fraction: share of documents in the eval split, chosen by a salted hash of
+            the cleaned text (stable when the corpus grows).
+        split_salt: the salt of that hash; changing it reshuffles the split.
+    """
+
     inputs: tuple[str, ...]
     text_field: str = "text"
     domain_field: str | None = None
@@ -42,6 +78,21 @@ class DataConfig:
 
 @config_dataclass
 class TokenizerConfig:
+    """The tokenizer the `tokenizer` component trains on a sample of the train split.
+
+    Attributes:
+        type: `bpe` or `unigram` (SentencePiece with byte fallback: nothing is out of
+            vocabulary) or `wordpiece` (the BERT family; unseen characters become [UNK]).
+        vocab_size: SentencePiece: exactly this many ids (>= 300: 256 byte pieces plus
+            specials); WordPiece: at most this many.
+        sample_bytes: the tokenizer trains on a deterministic sample of the train split
+            of at most this many UTF-8 bytes, chosen in one streaming pass.
+        character_coverage: SentencePiece: share of characters that get their own piece
+            (lowered automatically when they would not fit `vocab_size`).
+        lower_case: WordPiece only: BERT "uncased" (case folding, accents stripped).
+        seed: seeds the sample and SentencePiece's trainer.
+    """
+
     type: Literal["bpe", "unigram", "wordpiece"] = "bpe"
     vocab_size: int = 4000
     sample_bytes: int = 50_000_000
@@ -61,6 +112,20 @@ class TokenizerConfig:
 
 @config_dataclass
 class TransformConfig:
+    """How `transform` tokenizes and packs documents into TFRecord windows.
+
+    Attributes:
+        sequence_length: tokens per example window (at most `model.max_sequence_length`).
+        compression: TFRecords `none` or `gzip` (recorded in `feature_spec.json`).
+        mix_train_tails: pack each train domain's last partial window together with the
+            other domains' remainders (domain `(mixed)`) instead of padding it.
+        length_buckets: document-length bucket edges in text tokens, increasing; they
+            name the `length_bucket` feature evaluation slices by.
+        tokenizer_processes: processes that tokenize inside each transform worker; None
+            means every core when Beam runs in one process (DirectRunner `in_memory`),
+            else 1 (the runner already runs a worker per core).
+    """
+
     sequence_length: int = 128
     compression: Literal["none", "gzip"] = "none"
     mix_train_tails: bool = True

@@ -14,7 +14,9 @@ class EvaluationConfig:
     Attributes:
         max_perplexity: value threshold on the overall perplexity (None: no bound).
         max_bits_per_byte_increase: change threshold against the model in service: overall
-            bits per byte may worsen by at most this fraction (0.005 = 0.5%).
+            bits per byte may worsen by at most this fraction (0.005 = 0.5%). A masked LM
+            (bert) has no bits per byte: its bits-per-byte thresholds are skipped, with the
+            reason in the blessing, and `max_perplexity` bounds its masked-token perplexity.
         max_slice_bits_per_byte_increase: the same on every slice of `slice_features`.
         slice_gate_min_examples: slice failures on fewer examples do not block the push.
         slice_features: one-value example features to slice by. Examples without a

@@ -85,3 +85,105 @@ def tree_bytes(directory: Path) -> dict[str, bytes]:
     """Relative path -> content of every file below `directory`."""
     return {str(p.relative_to(directory)): p.read_bytes()
             for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def ram_filesystem():
+    """A Beam `FileSystem` for `ram://` paths over TensorFlow's in-memory filesystem.
+
+    Defining the class registers the scheme with Beam (`FileSystem.get_all_subclasses`),
+    so Beam's `FileSystems` and `tf.io.gfile` see the same non-local files: code that
+    only works on local disk fails on these paths, as it would on gs://. Works with the
+    DirectRunner's in_memory mode (the files live in this process).
+    """
+    global _RAM_FILESYSTEM
+    if _RAM_FILESYSTEM is None:
+        _RAM_FILESYSTEM = _define_ram_filesystem()
+    return _RAM_FILESYSTEM
+
+
+_RAM_FILESYSTEM = None
+
+
+def ram_files(root: str, max_depth: int = 6) -> list[str]:
+    """Every file below `root` on TensorFlow's `ram://` filesystem (which lists no
+    directories: only a glob of a file's exact depth finds it)."""
+    import tensorflow as tf
+
+    return sorted(path for depth in range(1, max_depth + 1)
+                  for path in tf.io.gfile.glob(root.rstrip("/") + "/*" * depth))
+
+
+def _define_ram_filesystem():
+    import tensorflow as tf
+    from apache_beam.io.filesystem import (CompressedFile, CompressionTypes, FileMetadata,
+                                           FileSystem)
+
+    gfile = tf.io.gfile
+
+    class RamFileSystem(FileSystem):
+        @classmethod
+        def scheme(cls):
+            return "ram"
+
+        def join(self, basepath, *paths):
+            return "/".join([basepath.rstrip("/"), *(p.strip("/") for p in paths)])
+
+        def split(self, path):
+            head, _, tail = path.rstrip("/").rpartition("/")
+            return head, tail
+
+        def mkdirs(self, path):
+            gfile.makedirs(path)
+
+        def has_dirs(self):
+            return False
+
+        def _list(self, dir_or_prefix):
+            for path in ram_files(dir_or_prefix.rpartition("/")[0]):
+                if path.startswith(dir_or_prefix):
+                    yield self.metadata(path)
+
+        def _open(self, path, mode, compression_type):
+            compression_type = FileSystem._get_compression_type(path, compression_type)
+            raw = gfile.GFile(path, mode)
+            if compression_type == CompressionTypes.UNCOMPRESSED:
+                return raw
+            return CompressedFile(raw, compression_type=compression_type)
+
+        def create(self, path, mime_type="application/octet-stream",
+                   compression_type=CompressionTypes.AUTO):
+            return self._open(path, "wb", compression_type)
+
+        def open(self, path, mime_type="application/octet-stream",
+                 compression_type=CompressionTypes.AUTO):
+            return self._open(path, "rb", compression_type)
+
+        def copy(self, source_file_names, destination_file_names):
+            for source, destination in zip(source_file_names, destination_file_names):
+                gfile.copy(source, destination, overwrite=True)
+
+        def rename(self, source_file_names, destination_file_names):
+            for source, destination in zip(source_file_names, destination_file_names):
+                gfile.rename(source, destination, overwrite=True)
+
+        def exists(self, path):
+            return gfile.exists(path)
+
+        def size(self, path):
+            return gfile.stat(path).length
+
+        def last_updated(self, path):
+            return gfile.stat(path).mtime_nsec / 1e9
+
+        def checksum(self, path):
+            return str(self.size(path))
+
+        def metadata(self, path):
+            stat = gfile.stat(path)
+            return FileMetadata(path, stat.length, stat.mtime_nsec / 1e9)
+
+        def delete(self, paths):
+            for path in paths:
+                gfile.remove(path)
+
+    return RamFileSystem

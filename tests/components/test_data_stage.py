@@ -1,6 +1,7 @@
 """The data stage end to end: `lmpipe run --until transform` on a clean and on a hostile
-corpus, clear errors for a missing input and for a corpus with nothing left, and
-byte-identical artifacts across reruns and across Beam running modes."""
+corpus, clear errors for a missing input and for a corpus with nothing left,
+byte-identical artifacts across reruns and across Beam running modes, and the whole stage
+on a non-local filesystem."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import json
 import pytest
 
 from components.data import cleaning
-from tests.components.data_fixtures import (run_ingest, run_tokenizer, run_transform,
-                                            tree_bytes)
+from tests.components.data_fixtures import (ram_files, ram_filesystem, run_ingest, run_tokenizer,
+                                            run_transform, runtime, tree_bytes)
 from tests.conftest import REPO, run_lmpipe, tiny_documents, write_jsonl
 
 TEN_MB = 10 * 2**20
@@ -30,6 +31,7 @@ def test_cli_runs_the_data_stage_and_reports_a_missing_input(tiny_config_file, t
     examples = record["components"]["transform"]["outputs"]["examples"]
     assert json.loads((REPO / examples / "feature_spec.json").read_text())["splits"]["train"][
         "examples"] > 0
+    published = _published(tmp_path)
     missing = tmp_path / "absent" / "*.jsonl"
     failed = run_lmpipe("run", "--config", tiny_config_file, "--until", "ingest",
                         "--set", f"data.inputs=['{missing}']")
@@ -37,6 +39,12 @@ def test_cli_runs_the_data_stage_and_reports_a_missing_input(tiny_config_file, t
     assert failed.stderr.strip().splitlines()[-1] == (
         f"lmpipe: error: ingest: data.inputs: {missing} matches no files")
     assert "Traceback" not in failed.stderr
+    assert _published(tmp_path) == published
+
+
+def _published(tmp_path) -> list[str]:
+    """The completed (published) executions under the pipeline root."""
+    return sorted(str(p) for p in (tmp_path / "root").glob("*/*/lmpipe_execution.json"))
 
 
 def _long_line() -> str:
@@ -102,7 +110,7 @@ def test_nothing_left_after_cleaning_is_one_line_and_nothing_is_published(tiny_c
         "lmpipe: error: ingest: data.inputs: no documents left after cleaning (9 read; "
         "dropped: binary=9)")
     assert "Traceback" not in failed.stderr
-    assert not list((tmp_path / "root" / "ingest").glob("*/lmpipe_execution.json"))
+    assert _published(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -122,3 +130,74 @@ def test_data_stage_is_byte_identical_across_runs_and_running_modes(tiny_corpus,
     assert trees["first"] == trees["second"] == trees["processes"]
     # 2 train shards (the second for the leftovers), 1 eval, the spec, stats.json, 2 PNGs.
     assert len(trees["first"]["out"]) == 7
+
+
+def _run_stage(tmp_path, inputs: list[str], directories: dict[str, str]) -> None:
+    """ingest, tokenizer and transform on string paths (local or a URL)."""
+    from types import SimpleNamespace
+
+    from components import ingest, tokenizer, transform
+    from pipeline.artifacts import Artifact
+    from pipeline.config import TokenizerConfig, TransformConfig
+    from tests.components.data_fixtures import data_config
+
+    data = data_config(inputs, domain_field="domain", eval_fraction=0.2)
+    raw = ingest.resolve_raw(SimpleNamespace(data=data), {})
+    run = runtime(tmp_path)
+    ingest.run({"raw": raw}, {"documents": directories["documents"]}, run, data)
+    documents = Artifact("Documents", directories["documents"], "d")
+    tokenizer.run({"documents": documents}, {"tokenizer": directories["tokenizer"]}, run,
+                  TokenizerConfig(vocab_size=300))
+    transform.run({"documents": documents,
+                   "tokenizer": Artifact("Tokenizer", directories["tokenizer"], "t")},
+                  {name: directories[name] for name in ("examples", "statistics")}, run,
+                  TransformConfig(sequence_length=32, compression="gzip"))
+
+
+def _gfile_tree(root: str) -> dict[str, bytes]:
+    import tensorflow as tf
+
+    tree = {}
+    for path in ram_files(root):
+        with tf.io.gfile.GFile(path, "rb") as f:
+            tree[path[len(root) + 1:]] = f.read()
+    return tree
+
+
+def test_data_stage_on_a_non_local_filesystem_matches_a_local_run(tmp_path):
+    """Every path of the stage goes through Beam's FileSystems or tf.io.gfile: run on
+    `ram://` (neither a local path nor open()-able), it writes exactly the local bytes."""
+    import tensorflow as tf
+
+    from components.data.reader import read_examples
+
+    ram_filesystem()
+    documents = tiny_documents()
+    plain = "\n".join(json.dumps(d) for d in documents[:150]) + "\n"
+    zipped = gzip.compress(("\n".join(json.dumps(d) for d in documents[150:]) + "\n").encode(),
+                           mtime=0)
+    local, remote = tmp_path / "corpus", f"ram://{tmp_path.name}"
+    local.mkdir()
+    (local / "a.jsonl").write_text(plain)
+    (local / "b.jsonl.gz").write_bytes(zipped)
+    for name, content in (("a.jsonl", plain.encode()), ("b.jsonl.gz", zipped)):
+        with tf.io.gfile.GFile(f"{remote}/corpus/{name}", "wb") as f:
+            f.write(content)
+    parts = ("documents", "tokenizer", "examples", "statistics")
+    for part in parts:
+        (tmp_path / "local" / part).mkdir(parents=True)
+    _run_stage(tmp_path, [str(local / "*.jsonl*")],
+               {part: str(tmp_path / "local" / part) for part in parts})
+    _run_stage(tmp_path, [f"{remote}/corpus/*.jsonl*"],
+               {part: f"{remote}/out/{part}" for part in parts})
+
+    written = _gfile_tree(f"{remote}/out")
+    assert written == tree_bytes(tmp_path / "local")
+    assert {"documents/stats.json", "tokenizer/spm.model", "examples/feature_spec.json",
+            "statistics/length_histogram.png"} <= set(written)
+    stats = json.loads(written["statistics/stats.json"])
+    assert stats["total"]["documents"] == stats["ingest"]["documents_kept"] == len(documents)
+    tokens = sum(int((example["segment_ids"].numpy() != 0).sum())
+                 for split in ("train", "eval")
+                 for example in read_examples(f"{remote}/out/examples", split))
+    assert tokens == stats["total"]["tokens"] > 0

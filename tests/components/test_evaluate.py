@@ -148,6 +148,7 @@ def test_metrics_slices_samples_and_report_without_a_baseline(world, tmp_path):
     assert summary == {"eval_perplexity": metrics["overall"]["perplexity"],
                        "eval_bits_per_byte": metrics["overall"]["bits_per_byte"],
                        "eval_token_accuracy": metrics["overall"]["token_accuracy"],
+                       "eval_unigram_perplexity": metrics["overall"]["unigram_perplexity"],
                        "blessed": True}
 
     # Samples: one prompt per domain first (math, then os); json's document is too short.

@@ -90,3 +90,85 @@ def test_tfma_metrics_equal_the_keras_model_and_samples_come_from_generate(expor
     blessing = json.loads((outputs["blessing"] / "blessing.json").read_text())
     assert blessing["lineage"]["tokenizer"] == {"uri": str(root / "tokenizer"),
                                                 "fingerprint": "fp-tokenizer"}
+
+
+@pytest.fixture(scope="module")
+def exported_bert(exported):
+    """A tiny BERT exported beside the GPT, with the train summary its trainer writes."""
+    from models.export import save_export
+    from models.tokenizer import load_tokenizer
+    from tests.models.conftest import tiny_model
+
+    root = exported["root"]
+    model = tiny_model("bert", seed=5, max_sequence_length=WINDOW)
+    model({"token_ids": np.zeros((1, WINDOW), np.int32), "segment_ids": np.ones((1, WINDOW), np.int32)})
+    save_export(model, load_tokenizer(str(root / "tokenizer")), WINDOW,
+                str(root / "bert" / "saved_model"))
+    (root / "bert" / "train_summary.json").write_text(json.dumps(
+        {"model": {"family": "bert", "objective": "auto"}, "task": {"type": "lm"}}))
+    return model
+
+
+def _direct_masked_metrics(model, tokenizer_dir: Path, records: list[dict]) -> dict:
+    """Masked-token perplexity and accuracy from the Keras model, with the export's fixed
+    corruption (`SCORE_SEED`), summed here in NumPy."""
+    from models.export import SCORE_SEED
+    from models.objectives import MaskedLMObjective
+    from models.tokenizer_info import read_info
+
+    info = read_info(str(tokenizer_dir))
+    objective = MaskedLMObjective(info.vocab_size, info.special_tokens)
+    batch = {"token_ids": np.stack([r["token_ids"] for r in records]).astype(np.int32),
+             "segment_ids": np.stack([r["segment_ids"] for r in records]).astype(np.int32)}
+    inputs, targets, weights = objective.prepare(batch, np.array(SCORE_SEED, np.int32))
+    logits = np.asarray(model(inputs), np.float64)
+    targets, weights = np.asarray(targets), np.asarray(weights)
+    nll = float((lm_data.reference_nll(logits, targets) * weights).sum())
+    count = float(weights.sum())
+    correct = float(((logits.argmax(-1) == targets) * weights).sum())
+    return {"perplexity": math.exp(nll / count), "token_accuracy": correct / count,
+            "token_count": count}
+
+
+def test_a_masked_lm_reports_masked_token_metrics_and_no_bits_per_byte(exported, exported_bert,
+                                                                       tmp_path):
+    raw = tiny_raw_config(tmp_path, Path("corpus"))
+    raw["evaluation"] = {"num_samples": 0, "max_bits_per_byte_increase": 0.005,
+                         "max_slice_bits_per_byte_increase": 0.01, "slice_features": ["domain"]}
+    config = build_config(raw)
+    root = exported["root"]
+    # The model in service is the same BERT: the bits-per-byte change gates would apply.
+    inputs = {"model": lm.artifact("Model", root / "bert", "fp-bert"),
+              "examples": lm.artifact("Examples", root / "examples", "fp-examples"),
+              "documents": None, "tokenizer": None,
+              "baseline": lm.artifact("Model", root / "bert" / "saved_model", "fp-base")}
+    outputs = {name: tmp_path / name for name in evaluate.SPEC.outputs}
+    for path in outputs.values():
+        path.mkdir()
+    evaluate.run(inputs, {k: str(v) for k, v in outputs.items()},
+                 Runtime(run_id="bert", root=str(tmp_path), beam_args=config.pipeline.beam_args),
+                 evaluation=config.evaluation, push=config.push)
+    metrics = json.loads((outputs["evaluation"] / "metrics.json").read_text())
+    verdict = json.loads((outputs["blessing"] / "blessing.json").read_text())
+
+    assert metrics["objective"] == verdict["objective"] == "masked"
+    expected = _direct_masked_metrics(exported_bert, root / "tokenizer", exported["records"])
+    for name, value in expected.items():
+        assert metrics["overall"][name] == pytest.approx(value, rel=1e-4), name
+    # About 15% of the real tokens are scored, not all of them.
+    real = sum(int(r["segment_ids"].astype(bool).sum()) for r in exported["records"])
+    assert 0.05 * real < metrics["overall"]["token_count"] < 0.3 * real
+    for document in (metrics["overall"], metrics["slices"]["domain=test"],
+                     metrics["baseline"]["overall"]):
+        assert "bits_per_byte" in document and document["bits_per_byte"] is None
+    assert "bits_per_byte" not in metrics["comparison"]
+    assert metrics["comparison"]["perplexity"]["change"] == 0.0
+    assert verdict["blessed"] is True and verdict["failures"] == []
+    assert [(s["setting"], s["value"]) for s in verdict["skipped_thresholds"]] == [
+        ("evaluation.max_bits_per_byte_increase", 0.005),
+        ("evaluation.max_slice_bits_per_byte_increase", 0.01)]
+    summary = evaluate.summary({name: lm.artifact("x", path, "fp") for name, path in outputs.items()})
+    assert summary["eval_bits_per_byte"] is None
+    assert summary["eval_perplexity"] == metrics["overall"]["perplexity"]
+    page = (outputs["evaluation"] / "report.html").read_text()
+    assert 'data-objective="masked"' in page and "masked-token perplexity" in page

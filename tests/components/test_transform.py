@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from components.data import example_encoding, examples, packing, shards
+from components.data.examples import MIXED_DOMAIN
 from components.data.packing import pack
 from components.data.tokenize import frame_document, token_byte_counts
 from tests.components.data_fixtures import (TRICKY_TEXTS, read_documents, run_ingest,
@@ -354,3 +355,63 @@ def test_tokenizer_processes_use_the_cores_only_when_beam_runs_in_this_process()
                                       "--direct_num_workers=2")) == 1
     assert tokenizer_processes(auto, ("--runner=DataflowRunner", "--project=p")) == 1
     assert tokenizer_processes(two, ("--runner=DataflowRunner",)) == 2
+
+
+def test_wordpiece_transform_counts_unknown_tokens(artifacts, tmp_path):
+    """A WordPiece tokenizer (the tf-text engine) trained on one corpus, applied to
+    documents with characters it never saw: each unseen character is one [UNK] (BERT's
+    basic tokenization makes each CJK character a word), and the rate is per text token."""
+    from models.tokenizer_info import read_info
+
+    run_tokenizer(tmp_path, artifacts / "documents", tmp_path / "wordpiece", type="wordpiece",
+                  vocab_size=400)
+    unseen = "鳥鷺鶴"
+    records = [{"text": f"Return the square root {unseen[:1 + i % 3]} of x number {i}.",
+                "domain": "d"} for i in range(30)]
+    write_jsonl(tmp_path / "corpus" / "a.jsonl", records)
+    run_ingest(tmp_path, [str(tmp_path / "corpus")], tmp_path / "documents",
+               domain_field="domain", eval_fraction=0.3)
+    run_transform(tmp_path, tmp_path / "documents", tmp_path / "wordpiece", tmp_path / "out",
+                  sequence_length=LENGTH)
+    stats = json.loads((tmp_path / "out" / "statistics" / "stats.json").read_text())
+    unk = read_info(str(tmp_path / "wordpiece")).special_tokens["unk"]
+    for split, documents in read_documents(tmp_path / "documents").items():
+        s = stats["splits"][split]
+        expected = sum(sum(c in unseen for c in d["text"]) for d in documents)
+        windows = _read(tmp_path / "out" / "examples", split)
+        in_windows = sum(int((w["token_ids"][w["segment_ids"] != 0] == unk).sum())
+                         for w in windows)
+        assert s["unknown_tokens"] == in_windows == expected > 0
+        assert s["unknown_token_rate"] == pytest.approx(expected / s["text_tokens"])
+    total = stats["total"]
+    assert total["unknown_tokens"] == sum(1 + i % 3 for i in range(30))
+
+
+@pytest.fixture(scope="module")
+def demo_statistics(tmp_path_factory):
+    """The data stage on the demo corpus with pipeline.yaml's tokenizer and transform."""
+    from pipeline.demo_corpus import build
+
+    tmp = tmp_path_factory.mktemp("demo")
+    build(tmp / "corpus")
+    run_ingest(tmp, [str(tmp / "corpus")], tmp / "documents", domain_field="domain")
+    run_tokenizer(tmp, tmp / "documents", tmp / "tokenizer", vocab_size=4000)
+    run_transform(tmp, tmp / "documents", tmp / "tokenizer", tmp / "out", sequence_length=128)
+    return tmp / "out"
+
+
+def test_demo_corpus_packs_train_windows_at_least_99_percent_full(demo_statistics):
+    stats = json.loads((demo_statistics / "statistics" / "stats.json").read_text())
+    train, evaluation = stats["splits"]["train"], stats["splits"]["eval"]
+    assert train["packing_efficiency"] >= 0.99
+    windows = _read(demo_statistics / "examples", "train")
+    slots = sum(w["segment_ids"].size for w in windows)
+    assert train["packing_efficiency"] == pytest.approx(
+        sum(int((w["segment_ids"] != 0).sum()) for w in windows) / slots)
+    # Eval windows stay within one domain and length bucket (for slicing), so each
+    # group's last window is padded: less full, and every window is pure.
+    assert evaluation["packing_efficiency"] < train["packing_efficiency"]
+    assert MIXED_DOMAIN not in {w["domain"][0].decode()
+                                for w in _read(demo_statistics / "examples", "eval")}
+    assert train["unknown_token_rate"] == 0.0  # byte fallback: nothing is out of vocabulary
+    assert len(train["domains"]) > 100

@@ -52,16 +52,17 @@ def write_inputs(root: Path, vocab_size: int = lm_data.VOCAB_SIZE) -> dict[str, 
 
 
 def run_train(root: Path, out: Path, model: ModelConfig = STUDENT, train: TrainConfig = TRAIN,
-              teacher: Artifact | None = None, work_dir: Path | None = None) -> dict:
-    """The train component on `root`'s inputs (checkpoints in `work_dir`, if given);
-    returns the written train summary."""
+              teacher: Artifact | None = None, work_dir: Path | None = None,
+              warm_start: Artifact | None = None) -> dict:
+    """The train component on `root`'s inputs (checkpoints in `work_dir`, if given; starting
+    from the resolved `warm_start` input, if given); returns the written train summary."""
     from components import train as component
     from pipeline.local_runner import Runtime
 
     out.mkdir(parents=True, exist_ok=True)
     inputs = {"examples": artifact("Examples", root / "examples"),
               "tokenizer": artifact("Tokenizer", root / "tokenizer"),
-              "hyperparameters": None, "warm_start": None, "teacher": teacher}
+              "hyperparameters": None, "warm_start": warm_start, "teacher": teacher}
     runtime = Runtime(run_id="test", root=str(root), work_dir=work_dir and str(work_dir))
     component.run(inputs, {"model": str(out)}, runtime, model=model, task=TaskConfig(),
                   train=train)

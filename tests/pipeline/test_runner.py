@@ -112,7 +112,8 @@ def test_latest_run_json_has_the_contract_shape(tmp_path):
     record = json.loads((tmp_path / "root" / "latest_run.json").read_text())
     assert set(record) == {"run_id", "status", "components", "metrics", "pushed_model"}
     assert set(record["metrics"]) == {"eval_perplexity", "eval_bits_per_byte",
-                                      "eval_token_accuracy", "blessed", "train_tokens_per_second"}
+                                      "eval_token_accuracy", "blessed", "train_tokens_per_second",
+                                      "eval_unigram_perplexity"}
     for entry in record["components"].values():
         assert set(entry) == {"status", "seconds", "outputs"}
         assert entry["seconds"] >= 0

@@ -178,3 +178,33 @@ def test_tuning_is_for_language_models(tmp_path):
     with pytest.raises(ConfigError) as caught:
         helpers.build_config(raw)
     assert caught.value.key == "tuning.enabled"
+
+
+def test_trial_values_override_nested_keys_and_are_validated(tmp_path):
+    from tuning import space
+
+    cfg = helpers.config(tmp_path)
+    train, model = space.trial_configs({"train.distill.alpha": 0.25, "train.learning_rate": 0.002},
+                                       cfg.train, cfg.model)
+    assert (train.distill.alpha, train.learning_rate) == (0.25, 0.002)
+    assert train.distill.temperature == cfg.train.distill.temperature
+    assert model == cfg.model
+    with pytest.raises(ConfigError, match=r"'train\.distill\.alpha': must be in \[0, 1\]"):
+        space.trial_configs({"train.distill.alpha": 1.5}, cfg.train, cfg.model)
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("train.distill.alpah", "no such key (known here: alpha, "),
+    ("train.learning_rate.min", "train.learning_rate is not a section"),
+    ("data.vocab_size", "data is not a section (tunable sections: model, train)"),
+    ("train.distill", "it is a section; tune one of its keys (train.distill.alpha, "),
+    ("learning_rate", "expected a dotted key such as train.learning_rate"),
+])
+def test_a_key_that_names_no_tunable_field_is_a_config_error_naming_it(tmp_path, key, expected):
+    from tuning import space
+
+    cfg = helpers.config(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        space.trial_configs({key: 0.5}, cfg.train, cfg.model)
+    assert caught.value.key == key
+    assert expected in str(caught.value)

@@ -1,22 +1,25 @@
 """The same kfp pipeline definition run on this machine by kfp.local (subprocess runner).
 
-The DAG is the fake one of tests/pipeline (three cheap components); each task is a
-Python-function component that parses the arguments a Vertex container would get and
-calls `pipeline.entrypoint.run_component`.
+Each task is a Python-function component that parses the arguments a Vertex container
+would get and calls `pipeline.entrypoint.run_component`. The fake DAG of tests/pipeline
+(three cheap components) checks the wiring; the real DAG runs once on the tiny corpus.
 """
 
 from __future__ import annotations
 
 import glob
+import gzip
 import json
+import math
 import os
+from pathlib import Path
 
 import pytest
 import yaml
 from kfp import compiler
 
 from pipeline.vertex_runner import compile_pipeline, create_kfp_pipeline, run_kfp_local
-from tests.conftest import REPO, build_config
+from tests.conftest import build_config, tiny_documents, tiny_raw_config
 from tests.vertex.conftest import FAKE_DAG, read_spec, split_args, step_command
 
 
@@ -31,10 +34,11 @@ def _config(tmp_path, seed: int = 7):
 
 
 @pytest.fixture(autouse=True)
-def _project_on_path(monkeypatch):
-    """kfp.local's task processes import the project (and the fake components) from here."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    monkeypatch.chdir(REPO)
+def _outside_the_checkout(monkeypatch, tmp_path):
+    """Run from elsewhere with no PYTHONPATH: the runner itself must let kfp.local's task
+    processes import the project and the tests' own components."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 def _outputs(root: str, task: str, output: str) -> str:
@@ -77,3 +81,58 @@ def test_local_tasks_get_the_arguments_of_the_vertex_containers(tmp_path):
         _, command, args = step_command(vertex, task)
         assert command == ["python", "-m", "tests.pipeline.fake_components"]
         assert constants["argv"]["runtimeValue"]["constant"] == split_args(args)[0]
+
+
+def _documents(directory: Path) -> dict[str, set[str]]:
+    """split -> the texts in an ingest documents artifact."""
+    texts: dict[str, set[str]] = {}
+    for path in sorted(directory.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            texts.setdefault(path.name.split("-")[0], set()).update(
+                json.loads(line)["text"] for line in f)
+    return texts
+
+
+@pytest.mark.slow
+def test_kfp_local_runs_the_real_dag_to_a_pushed_model(tmp_path):
+    from components.data.cleaning import document_id, split_of
+    from components.evaluation.serving_dir import saved_model_digest
+    from components.training.warm_start import tokenizer_digest
+    from tests.conftest import write_jsonl
+
+    corpus = write_jsonl(tmp_path / "corpus" / "corpus.jsonl", tiny_documents()).parent
+    config = build_config(tiny_raw_config(tmp_path, corpus))
+    out = Path(_outputs(run_kfp_local(config), "ingest", "documents")).parent.parent
+
+    # ingest: every document once, in the split its text hashes to.
+    texts = _documents(out / "ingest" / "documents")
+    assert texts["train"] | texts["eval"] == {d["text"] for d in tiny_documents()}
+    for split, members in texts.items():
+        assert {split_of(document_id(t), config.data.split_salt, 0.2) for t in members} == {split}
+    # tokenizer -> transform -> train: the model records the tokenizer the task wrote.
+    tokenizer = out / "tokenizer" / "tokenizer"
+    assert json.loads((tokenizer / "tokenizer.json").read_text())["vocab_size"] == 300
+    examples = json.loads((out / "transform" / "examples" / "feature_spec.json").read_text())
+    assert examples["sequence_length"] == 32
+    model = out / "train" / "model"
+    summary = json.loads((model / "train_summary.json").read_text())
+    assert summary["steps"] == 30 and summary["sequence_length"] == 32
+    assert summary["tokenizer"] == {"uri": str(tokenizer),
+                                    "sha256": tokenizer_digest(str(tokenizer))}
+    # evaluate: TFMA's numbers agree with each other and bless this very SavedModel.
+    metrics = json.loads((out / "evaluate" / "evaluation" / "metrics.json").read_text())["overall"]
+    assert math.isclose(metrics["perplexity"], math.exp(metrics["mean_nll"]), rel_tol=1e-6)
+    assert 1.0 < metrics["perplexity"] < 300 and metrics["bits_per_byte"] > 0
+    verdict = json.loads((out / "evaluate" / "blessing" / "blessing.json").read_text())
+    digest = saved_model_digest(str(model / "saved_model"))
+    assert verdict["blessed"] is True and verdict["baseline"] is None
+    assert verdict["candidate"]["saved_model_sha256"] == digest
+    # push: version 1 in the serving directory is the model kfp.local trained.
+    pushed = json.loads((out / "push" / "pushed" / "push.json").read_text())
+    serving = tmp_path / "serving"
+    assert (pushed["pushed"], pushed["version"], pushed["uri"]) == (True, 1, str(serving / "1"))
+    assert sorted(p.name for p in serving.iterdir()) == ["1"]
+    assert saved_model_digest(str(serving / "1")) == digest
+    card = json.loads((serving / "1" / "model_card.json").read_text())
+    assert card["model"]["uri"] == str(model) and card["metrics"] == metrics
+    assert card["data"]["tokenizer"]["uri"] == str(tokenizer)

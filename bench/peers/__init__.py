@@ -1,0 +1,1 @@
+"""Peers the benchmarks compare lmpipe against (run in their own environments)."""
