@@ -173,7 +173,8 @@ def load_teacher(artifact: Artifact, tokenizer_sha256: str, vocabulary_size: int
             quantize_int8(teacher, mode if mode in MODES else "int8")
         teacher.trainable = False
     try:
-        loaded = warm_start.load_weights(teacher, source, tokenizer_sha256)
+        loaded = warm_start.load_weights(teacher, source, tokenizer_sha256,
+                                         quantized=variant == "quantized")
     except UsageError as err:
         raise UsageError(str(err).replace("train.warm_start", KEY)) from None
     return teacher, {"model": to_dict(model_config), "parameters": int(teacher.count_params()),

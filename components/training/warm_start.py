@@ -132,13 +132,15 @@ def record(artifact: Artifact | None) -> dict | None:
             "base_key": properties.get("base_key"), "artifact": artifact.to_json()}
 
 
-def load_weights(model, source: str, tokenizer_sha256: str) -> str:
+def load_weights(model, source: str, tokenizer_sha256: str, *, quantized: bool = False) -> str:
     """Overwrite `model`'s weights with those of the model at `source`.
 
     Args:
         model: the freshly built model (under the strategy's scope).
         source: a model artifact, SavedModel directory (e.g. a serving version) or `.keras` file.
         tokenizer_sha256: `tokenizer_digest` of this run's tokenizer.
+        quantized: `model` was built quantized, as the export was (a distillation teacher
+            read from an int8 version), so int8 weights fit it; otherwise they are refused.
 
     Returns:
         What was read: `saved_model` or `keras`.
@@ -156,7 +158,8 @@ def load_weights(model, source: str, tokenizer_sha256: str) -> str:
     if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
         raise UsageError(f"train.warm_start {source}: neither a SavedModel, a model artifact "
                          "(with saved_model/) nor a .keras file")
-    _refuse_int8(saved_model, source)
+    if not quantized:
+        _refuse_int8(saved_model, source)
     _load_saved_model(model, saved_model, source)
     return "saved_model"
 
