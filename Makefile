@@ -19,11 +19,15 @@ demo: setup
 	$(BIN)/python -m pipeline.demo_corpus --output demo/corpus
 	$(BIN)/lmpipe run --config pipeline.yaml
 
+# Two workers: many tests wait on process start-up, Beam and file I/O rather than the CPU.
+# --dist loadfile keeps a module's tests (and its module-scoped fixtures) on one worker.
+XDIST := -n 2 --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # The PyTorch peer of `python -m bench.train_throughput`, in its own venv: lmpipe's stack
 # never sees torch.

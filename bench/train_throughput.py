@@ -9,7 +9,8 @@ alternately and each in a fresh process, `--pairs` times:
   any `--train key=json` override; its steady-state tokens/s (after compilation and the
   warm-up calls, `fit.WARMUP_CALLS`) from the train summary;
 - the peer: `bench/peers/nanogpt_torch.py`, nanoGPT in PyTorch eager on the CPU, same
-  shape, with the peer venv's python (`make bench-peer`).
+  shape, with the peer venv's python (`make bench-peer`), at its best of 2 and 1 torch
+  threads (OpenMP with 2 threads collapses when other work shares the 2 cores).
 
 It prints every pair, the median ratio ours/peer, and the model FLOPs utilisation of both
 against the best float32 matmul rate measured in this run (TensorFlow in each of our
@@ -17,7 +18,7 @@ runs, torch in each peer run). FLOPs per token (PaLM, appendix B), the same for 
 `6 N + 12 L d T`, N the weights that multiply activations (all but the token and position
 tables; the untied head counts), L layers, d width, T sequence length.
 
-    python -m bench.train_throughput [--pairs 3 --steps 60 --peer-steps 33]
+    python -m bench.train_throughput [--pairs 3 --steps 40 --peer-steps 23]
         [--train jit_compile=true --train steps_per_execution=10]
         [--env TF_ENABLE_ONEDNN_OPTS=1] [--no-peer]
     python -m bench.train_throughput --what supply|eval|generate
@@ -202,6 +203,7 @@ def compare(args) -> dict:
         peer = None if args.no_peer else _child(peer_cmd, {**os.environ})
         pair = {"ours": ours["train_tokens_per_second"],
                 "peer": peer and peer["tokens_per_second"],
+                "peer_by_threads": peer and peer["tokens_per_second_by_threads"],
                 "ratio": peer and ours["train_tokens_per_second"] / peer["tokens_per_second"],
                 "ours_compile_seconds": ours["compile_seconds"],
                 "ours_run_fn_seconds": ours["run_fn_seconds"],
@@ -239,6 +241,8 @@ def _round(value):
         return round(value, 4) if abs(value) < 100 else round(value)
     if isinstance(value, list):
         return [_round(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
     return value
 
 
@@ -277,6 +281,7 @@ def _trained_model(args) -> str:
 def eval_speed(args, model_dir: str) -> dict:
     """Tokens/s of the SavedModel's `score_examples` over the eval split."""
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer's ops for the load)
 
     from components.training import data
 
@@ -309,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(),
                                                        "lmpipe-train-throughput"))
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=60, help="our optimizer steps per run")
-    parser.add_argument("--peer-steps", type=int, default=33, help="the peer's (3 warm-up)")
+    parser.add_argument("--steps", type=int, default=40, help="our optimizer steps per run")
+    parser.add_argument("--peer-steps", type=int, default=23,
+                        help="the peer's steps per thread count (3 warm-up)")
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
@@ -318,12 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlp", type=int, default=1024)
     parser.add_argument("--sequence", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2, help="the peer's torch threads")
+    parser.add_argument("--threads", default="2,1",
+                        help="the peer's torch thread counts (its best one counts)")
     parser.add_argument("--train", action="append", default=[],
                         help="a TrainConfig override for ours, key=json (repeatable)")
     parser.add_argument("--env", action="append", default=[],
                         help="an environment variable for our runs, KEY=VALUE (repeatable)")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--model-dir", help="--what eval|generate: a model artifact trained "
+                        "at this shape (default: train one for 30 steps)")
     parser.add_argument("--peer-python", default=str(_PEER_PYTHON))
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -338,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "supply":
         print(json.dumps(supply(args)))
     else:
-        model_dir = _trained_model(args)
+        model_dir = args.model_dir or _trained_model(args)
         measure = eval_speed if args.what == "eval" else generate_speed
         print(json.dumps(measure(args, model_dir)))
     return 0
