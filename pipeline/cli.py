@@ -167,7 +167,10 @@ def format_run(record: dict, root: str) -> str:
 
 
 def _show_metric(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """Rates and counts as whole numbers with separators, other floats to 4 digits."""
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
 
 
 def cmd_config(args) -> int:

@@ -24,6 +24,8 @@ NOISE = re.compile(
     rb"|[IW]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\]"
     # Logged at ERROR level on every machine without a GPU, though TF then runs on the CPU.
     rb"|E\d{4} [\d:.]+\s+\d+ cuda_platform\.cc:\d+\] failed call to cuInit"
+    # Logged at ERROR level when an int64 op meets oneDNN without AVX-512; TF falls back.
+    rb"|E\d{4} [\d:.]+\s+\d+ util\.cc:\d+\] oneDNN supports DT_INT64 only on platforms"
     # sentencepiece's own INFO logging (its C++ library does not use absl).
     rb"|[\w./-]+\.cc\(\d+\) LOG\(INFO\) "
     rb"|To enable the following instructions: .* rebuild TensorFlow)"
