@@ -200,6 +200,7 @@ def _saved_model(model: Artifact, variant: str = "float") -> str:
 def _metrics_document(by_model: dict, baseline: Artifact | None, objective: str) -> dict:
     """metrics.json: the candidate's metrics at the top, the baseline's and the diff beside;
     the metrics the objective does not support are there as null."""
+    from components.evaluation import blessing
     from components.evaluation.objective import CAUSAL_ONLY, computes
     from components.evaluation.tfma_config import BASELINE, CANDIDATE
 
@@ -214,19 +215,7 @@ def _metrics_document(by_model: dict, baseline: Artifact | None, objective: str)
     base = by_model.get(BASELINE) if baseline else None
     return {"objective": objective, "overall": overall, "slices": candidate.get("slices", {}),
             "baseline": base, "diff": by_model.get("diff") if baseline else None,
-            "comparison": _comparison(overall, base["overall"]) if base else None}
-
-
-def _comparison(candidate: dict, baseline: dict) -> dict:
-    """Per metric of the overall slice: both values, the change and the relative change."""
-    table = {}
-    for name, value in candidate.items():
-        base = baseline.get(name)
-        if value is None or base is None:
-            continue
-        table[name] = {"candidate": value, "baseline": base, "change": value - base,
-                       "relative_change": (value - base) / base if base else None}
-    return table
+            "comparison": blessing.compare(overall, base["overall"], "baseline") if base else None}
 
 
 def _describe(baseline: Artifact | None) -> dict | None:

@@ -47,6 +47,15 @@ _NEG = -1e9
 
 # The masked-LM corruption that `score` and `score_examples` of a masked LM measure.
 SCORE_SEED = (0, 0)
+# The `generate` signature of every export that generates (`lmpipe generate` calls it).
+GENERATE_SIGNATURE = [
+    tf.TensorSpec([None], tf.string, name="prompt"),
+    tf.TensorSpec([], tf.int32, name="max_new_tokens"),
+    tf.TensorSpec([], tf.float32, name="temperature"),
+    tf.TensorSpec([], tf.int32, name="top_k"),
+    tf.TensorSpec([], tf.float32, name="top_p"),
+    tf.TensorSpec([], tf.int32, name="seed"),
+]
 
 
 class LanguageModelExport(tf.Module):
@@ -138,14 +147,7 @@ class LanguageModelExport(tf.Module):
 
     # --- generate ---
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name="prompt"),
-        tf.TensorSpec([], tf.int32, name="max_new_tokens"),
-        tf.TensorSpec([], tf.float32, name="temperature"),
-        tf.TensorSpec([], tf.int32, name="top_k"),
-        tf.TensorSpec([], tf.float32, name="top_p"),
-        tf.TensorSpec([], tf.int32, name="seed"),
-    ])
+    @tf.function(input_signature=GENERATE_SIGNATURE)
     def generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
         # A masked LM keeps one position for the closing eos.
         closing = 0 if self.causal else 1

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.export import LanguageModelExport
+from models.export import GENERATE_SIGNATURE, LanguageModelExport
 from models.tokenizer import TextTokenizer
 
 
@@ -93,14 +93,7 @@ class TextToTextExport(LanguageModelExport):
         self.input_budget = int(input_budget)
         self.max_target_tokens = int(max_target_tokens)
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name="prompt"),
-        tf.TensorSpec([], tf.int32, name="max_new_tokens"),
-        tf.TensorSpec([], tf.float32, name="temperature"),
-        tf.TensorSpec([], tf.int32, name="top_k"),
-        tf.TensorSpec([], tf.float32, name="top_p"),
-        tf.TensorSpec([], tf.int32, name="seed"),
-    ])
+    @tf.function(input_signature=GENERATE_SIGNATURE)
     def generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
         ids = self.tokenizer.tokenize(prompt)[:, :self.input_budget]
         rows = ids.nrows()

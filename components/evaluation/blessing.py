@@ -80,3 +80,24 @@ def provenance(inputs: dict, candidate: str, runtime, lineage_inputs: tuple[str,
     return {"candidate": {"uri": model.uri, "fingerprint": model.fingerprint,
                           "saved_model_sha256": serving_dir.saved_model_digest(candidate)},
             "lineage": lineage, "evaluation": evaluation, "run_id": runtime.run_id}
+
+
+def compare(candidate: dict, reference: dict, name: str) -> dict:
+    """Per metric of the overall slice: both values, the change and the relative change.
+
+    Args:
+        candidate, reference: overall metrics of the candidate and of what it is held
+            against (the model in service, or a distillation teacher).
+        name: the reference's key in each entry (`baseline`, `teacher`).
+
+    Returns:
+        {metric: {"candidate", name, "change", "relative_change"}} for the metrics both have.
+    """
+    table = {}
+    for metric, value in candidate.items():
+        other = reference.get(metric)
+        if value is None or other is None:
+            continue
+        table[metric] = {"candidate": value, name: other, "change": value - other,
+                         "relative_change": (value - other) / other if other else None}
+    return table

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 
+from components.evaluation.blessing import compare
 from components.training.record import SUMMARY_FILE
 from pipeline.artifacts import Artifact
 
@@ -118,16 +119,4 @@ def teacher_reference(training: dict, metrics: dict, baseline: Artifact | None,
     else:
         found, source = run_tfma(saved_model, TEACHER_TFMA_DIR), "tfma"
     return {**described, "source": source, **found,
-            "comparison": comparison(metrics["overall"], found["overall"])}
-
-
-def comparison(candidate: dict, teacher: dict) -> dict:
-    """Per metric of the overall slice: both values, the change and the relative change."""
-    table = {}
-    for name, value in candidate.items():
-        other = teacher.get(name)
-        if value is None or other is None:
-            continue
-        table[name] = {"candidate": value, "teacher": other, "change": value - other,
-                       "relative_change": (value - other) / other if other else None}
-    return table
+            "comparison": compare(metrics["overall"], found["overall"], "teacher")}
