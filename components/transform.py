@@ -37,15 +37,21 @@ def run(inputs, outputs, runtime, transform):
     import threading
 
     from components.data import examples, layout, plots
+    from components.data.tokenize import shutdown_pools
     from models.tokenizer_info import INFO_FILE
 
     documents, tokenizer = inputs["documents"].uri, inputs["tokenizer"].uri
-    documents_stats = layout.read_json(layout.join(documents, layout.STATS_FILE))
-    pad_id = layout.read_json(layout.join(tokenizer, INFO_FILE))["special_tokens"]["pad"]
-    preloading = threading.Thread(target=plots.preload, daemon=True)
-    preloading.start()
-    shard_names = _run_pipeline(runtime, transform, documents, documents_stats, tokenizer,
-                                pad_id, outputs)
+    processes = tokenizer_processes(transform, runtime.beam_args)
+    try:
+        _start_tokenizer(runtime, tokenizer, processes)
+        documents_stats = layout.read_json(layout.join(documents, layout.STATS_FILE))
+        pad_id = layout.read_json(layout.join(tokenizer, INFO_FILE))["special_tokens"]["pad"]
+        preloading = threading.Thread(target=plots.preload, daemon=True)
+        preloading.start()
+        shard_names = _run_pipeline(runtime, transform, documents, documents_stats,
+                                    tokenizer, pad_id, outputs, processes)
+    finally:
+        shutdown_pools()
     statistics = layout.read_json(layout.join(outputs["statistics"], layout.STATS_FILE))
     preloading.join()
     plots.write_plots(statistics, outputs["statistics"])
@@ -63,22 +69,27 @@ def run(inputs, outputs, runtime, transform):
                            "tokens_per_byte": total["tokens_per_byte"]}}
 
 
+def _start_tokenizer(runtime, tokenizer: str, processes: int) -> None:
+    """Start the tokenizer's worker processes before Beam builds and starts the pipeline,
+    so their startup overlaps it (they serve the DoFns only when those run here)."""
+    from components.data.beam_options import single_process
+    from components.data.tokenize import start_workers
+
+    if single_process(runtime.beam_args):
+        start_workers(tokenizer, processes)
+
+
 def _run_pipeline(runtime, transform, documents, documents_stats, tokenizer, pad_id,
-                  outputs) -> dict:
+                  outputs, processes: int) -> dict:
     import apache_beam as beam
 
     from components.data.beam_options import pipeline_options
-    from components.data.tokenize import shutdown_pools
     from components.data.transform_beam import build_transform
 
-    processes = tokenizer_processes(transform, runtime.beam_args)
-    try:
-        with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
-            return build_transform(pipeline, documents, documents_stats, tokenizer, pad_id,
-                                   transform, outputs["examples"], outputs["statistics"],
-                                   processes)
-    finally:
-        shutdown_pools()
+    with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
+        return build_transform(pipeline, documents, documents_stats, tokenizer, pad_id,
+                               transform, outputs["examples"], outputs["statistics"],
+                               processes)
 
 
 def tokenizer_processes(transform, beam_args) -> int:

@@ -37,6 +37,11 @@ BINARY_REPLACEMENT_SHARE = 0.1
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _HORIZONTAL = " \t\f\v"
 _TRAILING_MARKS = tuple(c + "\n" for c in _HORIZONTAL)
+# ASCII fast paths (most text): bytes.translate scans ~5x faster than a regex or four
+# substring searches. The C0 controls `_CONTROL` matches (ASCII has no C1 controls), and
+# horizontal whitespace mapped to a space, so one search finds a trailing one.
+_ASCII_CONTROL = bytes(range(0x00, 0x09)) + b"\x0b\x0c" + bytes(range(0x0e, 0x20)) + b"\x7f"
+_HORIZONTAL_TO_SPACE = bytes.maketrans(b"\t\f\v", b"   ")
 
 
 class Cleaner:
@@ -161,6 +166,10 @@ def parse_json_record(line: str, text_field: str, domain_field: str | None):
 
 def remove_control_chars(text: str) -> str:
     """Drop C0 and C1 control characters except tab, line feed and carriage return."""
+    if text.isascii():
+        encoded = text.encode("ascii")
+        if len(encoded.translate(None, _ASCII_CONTROL)) == len(encoded):
+            return text
     return _CONTROL.sub("", text) if _CONTROL.search(text) else text
 
 
@@ -185,9 +194,17 @@ def normalize_whitespace(text: str, mode: str) -> str:
         return " ".join(text.split())
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text.endswith(tuple(_HORIZONTAL)) or any(mark in text for mark in _TRAILING_MARKS):
+    if _has_trailing_horizontal(text):
         text = "\n".join(line.rstrip(_HORIZONTAL) for line in text.split("\n"))
     return text.strip("\n")
+
+
+def _has_trailing_horizontal(text: str) -> bool:
+    """Whether a line of `text` (the last one included) ends in a space, tab, FF or VT."""
+    if text.isascii():
+        spaced = text.encode("ascii").translate(_HORIZONTAL_TO_SPACE)
+        return spaced.endswith(b" ") or b" \n" in spaced
+    return text.endswith(tuple(_HORIZONTAL)) or any(mark in text for mark in _TRAILING_MARKS)
 
 
 def split_long(text: str, max_chars: int) -> list[str]:

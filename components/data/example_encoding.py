@@ -58,8 +58,17 @@ def varint_bytes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def gather(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The ranges `source[starts[i]:starts[i] + lengths[i]]`, concatenated in order."""
     starts, lengths = starts.reshape(-1), lengths.reshape(-1)
-    offsets = np.cumsum(lengths) - lengths
-    return source[np.arange(int(lengths.sum())) + np.repeat(starts - offsets, lengths)]
+    if not (lengths > 0).all():
+        starts, lengths = starts[lengths > 0], lengths[lengths > 0]
+    total = int(lengths.sum())
+    if total == 0:
+        return source[:0]
+    # Each output byte's source index as a running sum: +1 inside a range, a jump to the
+    # next range at its first byte (cheaper than arange + repeat of per-range offsets).
+    steps = np.ones(total, np.int64)
+    steps[0] = starts[0]
+    steps[(np.cumsum(lengths) - lengths)[1:]] = starts[1:] - (starts[:-1] + lengths[:-1]) + 1
+    return source[np.cumsum(steps, out=steps)]
 
 
 def lookup(keys: list, make) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+from collections import Counter, deque
 
 import apache_beam as beam
 import numpy as np
@@ -33,6 +33,10 @@ from components.data.tokenize import frame_document, load_batch_tokenizer
 # Documents tokenized, packed and shuffled together; small enough that encoding the next
 # chunk overlaps packing this one from early on.
 CHUNK_BYTES = 4 * 2**20
+# Chunks submitted to the tokenizer processes beyond the one being packed: with two, a
+# process that finishes its part of a chunk early starts on the next one instead of idling
+# (parts are balanced by characters, but cache hits make their cost uneven).
+CHUNKS_AHEAD = 2
 
 
 def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES):
@@ -148,15 +152,16 @@ class TransformShard(beam.DoFn):
         self.engine.close()
 
     def _encoded_chunks(self, index: int):
-        """Yield `(chunk, its encoding)`; the next chunk is encoding while one is packed."""
-        pending = None
+        """Yield `(chunk, its encoding)`; the next chunks are encoding while one is packed."""
+        pending = deque()
         for chunk in read_chunks(self.sources[index]):
-            submitted = (chunk, self.engine.submit([d["text"] for d in chunk]))
-            if pending is not None:
-                yield pending[0], pending[1].result()
-            pending = submitted
-        if pending is not None:
-            yield pending[0], pending[1].result()
+            pending.append((chunk, self.engine.submit([d["text"] for d in chunk])))
+            if len(pending) > CHUNKS_AHEAD:
+                chunk, handle = pending.popleft()
+                yield chunk, handle.result()
+        while pending:
+            chunk, handle = pending.popleft()
+            yield chunk, handle.result()
 
     def _pack_chunk(self, chunk: list[dict], encoded: list, packer, next_doc: int,
                     total: dict) -> list:

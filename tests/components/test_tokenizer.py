@@ -325,3 +325,22 @@ def test_artifact_loads_from_a_non_local_filesystem(bpe, wordpiece):
         texts = tf.constant(TRICKY_TEXTS)
         assert (load_tokenizer(remote).tokenize(texts).to_list()
                 == load_tokenizer(str(directory)).tokenize(texts).to_list())
+
+
+@pytest.mark.parametrize("separable", [True, False])
+def test_fast_and_public_sentencepiece_paths_give_the_same_ids(bpe, separable):
+    import numpy as np
+    import sentencepiece as spm
+
+    from components.data.tokenize import SentencePieceEncoder
+
+    model = (bpe / "spm.model").read_bytes()
+    texts = [*TRICKY_TEXTS, "def f(x):\n    return x  # tab\there", "", "   ", "Return the value."]
+    reference = spm.SentencePieceProcessor(model_proto=model).encode(texts)
+    fast = SentencePieceEncoder(model, separable)
+    public = SentencePieceEncoder(model, separable)
+    public.raw_encode = public._public_raw_encode  # the fallback when the fast path is absent
+    assert fast.raw_encode != fast._public_raw_encode  # this sentencepiece offers the fast path
+    for encoder in (fast, public):
+        assert [ids.tolist() for ids in encoder.encode(texts)] == reference
+        assert all(ids.dtype == np.int32 for ids in encoder.encode(texts))
