@@ -76,11 +76,7 @@ def load_warm_start(model, source: str, tokenizer_sha256: str, task_config) -> s
     if os.path.isfile(source):
         _backbone_from_keras(model, source)
         return "keras:backbone"
-    saved_model = source if os.path.isfile(os.path.join(source, "saved_model.pb")) else (
-        os.path.join(source, "saved_model"))
-    if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
-        raise UsageError(f"train.warm_start {source}: neither a SavedModel, a model artifact "
-                         "(with saved_model/) nor a .keras file")
+    saved_model = warm_start.saved_model_dir(source)
     _backbone_from_saved_model(model, saved_model, source)
     return "saved_model:backbone"
 

@@ -132,6 +132,17 @@ def record(artifact: Artifact | None) -> dict | None:
             "base_key": properties.get("base_key"), "artifact": artifact.to_json()}
 
 
+def saved_model_dir(source: str) -> str:
+    """The SavedModel a warm-start source names: the directory itself, or a model
+    artifact's `saved_model/`; a UsageError when it is neither."""
+    saved_model = source if os.path.isfile(os.path.join(source, "saved_model.pb")) else (
+        os.path.join(source, "saved_model"))
+    if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
+        raise UsageError(f"train.warm_start {source}: neither a SavedModel, a model artifact "
+                         "(with saved_model/) nor a .keras file")
+    return saved_model
+
+
 def load_weights(model, source: str, tokenizer_sha256: str, *, quantized: bool = False) -> str:
     """Overwrite `model`'s weights with those of the model at `source`.
 
@@ -153,11 +164,7 @@ def load_weights(model, source: str, tokenizer_sha256: str, *, quantized: bool =
     if os.path.isfile(source):
         _load_keras(model, source)
         return "keras"
-    saved_model = source if os.path.isfile(os.path.join(source, "saved_model.pb")) else (
-        os.path.join(source, "saved_model"))
-    if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
-        raise UsageError(f"train.warm_start {source}: neither a SavedModel, a model artifact "
-                         "(with saved_model/) nor a .keras file")
+    saved_model = saved_model_dir(source)
     if not quantized:
         _refuse_int8(saved_model, source)
     _load_saved_model(model, saved_model, source)
