@@ -45,7 +45,7 @@ def resolve_in_service(config, inputs: dict):
     if not source.uri:
         return None
     directory, digest = tokenizer_import.tokenizer_of(os.path.abspath(source.uri),
-                                                      config.train.warm_start)
+                                                      config.train.warm_start, "train.warm_start")
     own = artifacts.read_marker(artifacts.execution_dir(
         os.path.abspath(config.pipeline.root), SPEC.name,
         cache_key(SPEC, config, {**inputs, "in_service": None})))

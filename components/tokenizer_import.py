@@ -29,6 +29,11 @@ def requested_source(config) -> str | None:
     return config.task.tokenizer or config.train.warm_start
 
 
+def source_key(config) -> str:
+    """The config key `requested_source` read (messages name it)."""
+    return "task.tokenizer" if config.task.tokenizer else "train.warm_start"
+
+
 def resolve_source(config, inputs: dict) -> Artifact:
     """The `source` input: the tokenizer artifact to copy, fingerprinted by its digest.
 
@@ -37,26 +42,27 @@ def resolve_source(config, inputs: dict) -> Artifact:
     """
     from components.training import warm_start
 
-    requested = requested_source(config)
+    requested, key = requested_source(config), source_key(config)
     path = requested
     if requested == warm_start.LATEST_PUSHED:
         latest = warm_start.resolve(requested, config.push.serving_dir, base_key="")
         if not latest.uri:
-            raise UsageError(f"task.tokenizer: {requested} names nothing: "
+            raise UsageError(f"{key}: {requested} names nothing: "
                              f"{config.push.serving_dir} holds no model yet (set task.tokenizer "
                              "to a tokenizer or model)")
         path = latest.uri
-    directory, expected = tokenizer_of(os.path.abspath(os.path.expanduser(path)), requested)
+    directory, expected = tokenizer_of(os.path.abspath(os.path.expanduser(path)), requested, key)
     return Artifact(type="Tokenizer", uri=directory, fingerprint=expected,
                     properties={"requested": requested, "source": path, "sha256": expected})
 
 
-def tokenizer_of(path: str, requested: str) -> tuple[str, str]:
+def tokenizer_of(path: str, requested: str, key: str) -> tuple[str, str]:
     """The tokenizer artifact a source stands for, and its digest.
 
     Args:
         path: the resolved source path.
         requested: the configured value (for messages).
+        key: the config key that holds it (`task.tokenizer` or `train.warm_start`).
 
     Returns:
         (tokenizer artifact directory, its SHA-256 as `warm_start.tokenizer_digest`).
@@ -66,21 +72,21 @@ def tokenizer_of(path: str, requested: str) -> tuple[str, str]:
     from models.tokenizer_info import INFO_FILE
 
     if not os.path.exists(path):
-        raise UsageError(f"task.tokenizer: no tokenizer or model at {path} "
+        raise UsageError(f"{key}: no tokenizer or model at {path} "
                          f"(from {requested!r})")
     if os.path.isfile(os.path.join(path, INFO_FILE)):
         return path, tokenizer_digest(path)
     recorded = (training_record(path) or {}).get("tokenizer") or {}
     directory, expected = recorded.get("uri"), recorded.get("sha256")
     if not directory or not expected:
-        raise UsageError(f"task.tokenizer: {path} is neither a tokenizer artifact nor a model "
+        raise UsageError(f"{key}: {path} is neither a tokenizer artifact nor a model "
                          "whose train_summary.json or model_card.json records its tokenizer")
     if not os.path.isfile(os.path.join(directory, INFO_FILE)):
-        raise UsageError(f"task.tokenizer: the tokenizer {path} was trained with is no longer "
+        raise UsageError(f"{key}: the tokenizer {path} was trained with is no longer "
                          f"at {directory}")
     found = tokenizer_digest(directory)
     if found != expected:
-        raise UsageError(f"task.tokenizer: the tokenizer at {directory} changed since {path} "
+        raise UsageError(f"{key}: the tokenizer at {directory} changed since {path} "
                          f"was trained (sha256 {found[:12]}, recorded {expected[:12]})")
     return directory, expected
 

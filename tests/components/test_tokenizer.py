@@ -344,3 +344,28 @@ def test_fast_and_public_sentencepiece_paths_give_the_same_ids(bpe, separable):
     for encoder in (fast, public):
         assert [ids.tolist() for ids in encoder.encode(texts)] == reference
         assert all(ids.dtype == np.int32 for ids in encoder.encode(texts))
+
+
+@pytest.mark.parametrize("task, key", [({"type": "lm"}, "train.warm_start"),
+                                       ({"type": "classification"}, "train.warm_start"),
+                                       ({"type": "classification", "tokenizer": True},
+                                        "task.tokenizer")])
+def test_a_source_without_a_tokenizer_names_the_key_it_came_from(tmp_path, task, key):
+    from components import tokenizer, tokenizer_import
+    from tests.conftest import build_config, tiny_raw_config
+
+    source = tmp_path / "not-a-model"
+    (source / "saved_model").mkdir(parents=True)
+    (source / "saved_model" / "saved_model.pb").write_bytes(b"")
+    raw = tiny_raw_config(tmp_path, tmp_path / "corpus")
+    raw["train"]["warm_start"] = str(source)
+    raw["task"] = {**raw.get("task", {}), "type": task["type"]}
+    if task.get("tokenizer"):
+        raw["task"]["tokenizer"] = str(source)
+    if task["type"] != "lm":
+        raw["data"]["label_field"] = "label"
+    config = build_config(raw)
+    resolve = (tokenizer.resolve_in_service if task["type"] == "lm"
+               else tokenizer_import.resolve_source)
+    with pytest.raises(UsageError, match=rf"^{key}: {source} is neither a tokenizer artifact "):
+        resolve(config, {})
