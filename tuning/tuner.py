@@ -18,11 +18,15 @@ import time
 from typing import Callable
 
 import keras_tuner
+from keras_tuner.engine.trial import TrialStatus
 
 from tuning import results, space
 from tuning.budget import TokenBudget, hyperband_trials
 from tuning.hypermodel import LmHyperModel
 from tuning.trial import CHECKPOINT, TrialFailed, failure_reason
+
+
+COMPLETED, FAILED = TrialStatus.COMPLETED, TrialStatus.FAILED
 
 
 class StopAfterFailures:
@@ -37,7 +41,7 @@ class StopAfterFailures:
         """Trials that failed in a row, counting back from the last one to end."""
         streak = 0
         for trial_id in reversed(self.end_order):
-            if self.trials[trial_id].status != keras_tuner.engine.trial.TrialStatus.FAILED:
+            if self.trials[trial_id].status != FAILED:
                 break
             streak += 1
         return streak
@@ -46,6 +50,30 @@ class StopAfterFailures:
         if self.failure_streak() >= self.max_consecutive_failed_trials:
             return {"status": "STOPPED"}
         return super().populate_space(trial_id)
+
+
+class RankFailedLast:
+    """Mixed into KerasTuner's Hyperband oracle: a failed trial counts as finished with the
+    worst score when a rung picks whom to promote.
+
+    KerasTuner promotes only from COMPLETED trials and waits until more of them are ready
+    than the rung throws out; one failed trial in the first rung of a bracket therefore
+    starves every later rung, and the bracket never trains anything to the full budget (a
+    test shows it). Ranked last, a failed trial is only promoted when too few trials of its
+    rung completed, and the tuner fails that continuation at once, training nothing.
+    """
+
+    def populate_space(self, trial_id):
+        failed = [(trial, trial.score) for trial in self.trials.values()
+                  if trial.status == FAILED]
+        worst = -math.inf if self.objective.direction == "max" else math.inf
+        for trial, _ in failed:
+            trial.status, trial.score = COMPLETED, worst
+        try:
+            return super().populate_space(trial_id)
+        finally:
+            for trial, score in failed:
+                trial.status, trial.score = FAILED, score
 
 
 def make_oracle(tuning, objective: str):
@@ -66,7 +94,8 @@ def make_oracle(tuning, objective: str):
                   max_consecutive_failed_trials=tuning.max_consecutive_failed_trials)
     if tuning.algorithm == "hyperband":
         band = tuning.hyperband
-        cls = _stopping(oracles.HyperbandOracle)
+        cls = _stopping(type("RankFailedLastHyperbandOracle",
+                             (RankFailedLast, oracles.HyperbandOracle), {}))
         oracle = cls(max_epochs=band.max_units, factor=band.factor,
                      hyperband_iterations=band.iterations, **common)
         oracle.max_trials = tuning.max_trials
@@ -146,6 +175,9 @@ class TokenBudgetTuner(keras_tuner.Tuner):
         return {self.objective_name: value}
 
     def _fit(self, trial, plan, label: str):
+        if plan.parent and self.oracle.get_trial(plan.parent).status == FAILED:
+            # Promoted only because too few of its rung completed (`RankFailedLast`).
+            raise TrialFailed(f"continues trial {int(plan.parent) + 1}, which failed")
         model = self._try_build(trial.hyperparameters)
         checkpoint_in = (os.path.join(self.get_trial_dir(plan.parent), CHECKPOINT)
                          if plan.parent else None)

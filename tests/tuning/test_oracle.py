@@ -68,3 +68,36 @@ def test_a_failure_streak_stops_the_search_and_survives_a_reload(tmp_path):
     more._set_project_dir(str(tmp_path), "project")
     more.reload()
     assert more.create_trial("tuner0").status == "RUNNING"
+
+
+def _run_hyperband(oracle, fail: set[int]) -> list[dict]:
+    """Drive `oracle` to its end; trials numbered in `fail` fail, the others score their
+    learning rate (lower is better). Returns each trial's values in creation order."""
+    trials = []
+    while (trial := oracle.create_trial("tuner0")).status == "RUNNING":
+        values = dict(trial.hyperparameters.values, number=len(trials))
+        trials.append(values)
+        _finish(oracle, trial, None if values["number"] in fail else values["train.learning_rate"])
+    return trials
+
+
+@pytest.mark.parametrize("fail", [set(), {2}, {2, 5}])
+def test_hyperband_brackets_reach_the_full_budget_despite_failed_trials(tmp_path, fail):
+    from tuning.tuner import make_oracle
+
+    cfg = helpers.config(tmp_path, algorithm="hyperband", max_trials=100,
+                         hyperband={"max_units": 9, "factor": 3})
+    oracle = make_oracle(cfg.tuning, "eval_loss")
+    oracle._set_project_dir(str(tmp_path), "project")
+    trials = _run_hyperband(oracle, fail)
+    first = [t for t in trials if t["tuner/bracket"] == 2]
+    # The most aggressive bracket screens 9 at one unit, continues 3 to 3 units and 1 to 9,
+    # whatever failed on the way (KerasTuner alone never promotes past a failed trial's
+    # rung: 21 trials, none of this bracket at 9 units).
+    assert [t["tuner/epochs"] for t in first] == [1] * 9 + [3] * 3 + [9]
+    assert len(trials) == 23
+    screened = {t["number"]: t["train.learning_rate"] for t in first[:9]}
+    survivors = sorted((lr, n) for n, lr in screened.items() if n not in fail)[:3]
+    promoted = [t["train.learning_rate"] for t in first[9:12]]
+    assert promoted == [lr for lr, _ in survivors]  # the best three, never a failed one
+    assert first[12]["train.learning_rate"] == survivors[0][0]

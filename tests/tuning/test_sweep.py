@@ -234,3 +234,25 @@ def test_raising_max_trials_continues_the_sweep_through_the_runner(tmp_path, cap
     assert len(helpers.read_table(Path(uri) / "trials.csv")) == 3
     # The same config again is a cache hit.
     assert run_pipeline(more, nodes=data_component.nodes())["components"]["tune"]["status"] == "cached"
+
+
+def test_hyperband_does_not_train_the_continuation_of_a_failed_trial(inputs, tmp_path):
+    from tuning.sweep import SweepFailed
+
+    # Every configuration diverges; the rung still promotes one (failed trials rank last,
+    # tuning/tuner.py) and that continuation fails at once instead of training again.
+    raw = helpers.raw_config(tmp_path, algorithm="hyperband", max_trials=20,
+                             max_consecutive_failed_trials=20, tokens_per_trial=3 * 1024,
+                             hyperband={"max_units": 3, "factor": 3},
+                             space={"learning_rate": {"min": 1e30, "max": 1e38},
+                                    "batch_size": [8]})
+    raw["train"].update(optimizer="sgd", clip_norm=None)
+    with pytest.raises(SweepFailed, match=r"none of 6 trial\(s\) completed"):
+        helpers.run_tune(helpers.build_config(raw), *inputs, tmp_path / "out")
+    records = helpers.records(tmp_path / "root")
+    continued = [r for r in records.values() if r["parent"] is not None]
+    assert len(records) == 6 and len(continued) == 1
+    child = continued[0]
+    assert child["status"] == "failed" and child["tokens"] == 0
+    assert child["reason"] == f"continues trial {int(child['parent']) + 1}, which failed"
+    assert records[child["parent"]]["status"] == "failed"
