@@ -16,7 +16,12 @@ then, with the same config and overrides:
 
     .venv/bin/python -m bench.tuning_budget --config pipeline.yaml \
         --set 'data.inputs=["/tmp/democorpus/*.jsonl"]' --set pipeline.root=/tmp/tunebench/root \
-        --seeds 1 2 3 [--tokens-per-trial 200000] [--output /tmp/tunebench/result.json]
+        --seeds 1 2 3 [--space lr_batch|full] [--tokens-per-trial 200000] \
+        [--output /tmp/tunebench/result.json]
+
+Seeds can run in parallel processes (tokens, not seconds, are compared), each with its own
+`--output`; `--combine FILE...` prints the report over them. Many more seeds, cheaply:
+`bench/tuning_replay.py`. docs/tuning.md has the results.
 
 Sweeps go to a fresh scratch root. The inputs are read from the pipeline root's cache, or
 given with `--examples DIR --tokenizer DIR` (to repeat a measurement on the same artifacts
@@ -37,22 +42,38 @@ WITHIN = 0.02
 # The small model and the search space of the comparison (the same for both algorithms).
 MODEL = ["model.num_layers=2", "model.hidden_dim=64", "model.num_heads=4"]
 TRAIN = ["train.warmup_steps=0", "train.eval_batches=20"]
-SPACE = '{"learning_rate": {"min": 1e-4, "max": 3e-1}, "batch_size": [8, 16, 32]}'
+# The search spaces, fixed before measuring. `lr_batch` is the two keys every sweep tunes;
+# `full` adds every optional key the tuning issue names, at ranges a first sweep of a
+# small LM would use (warm-up in steps of the trial's batch: a full trial at batch 32 is
+# 49 steps).
+SPACES = {
+    "lr_batch": '{"learning_rate": {"min": 1e-4, "max": 3e-1}, "batch_size": [8, 16, 32]}',
+    "full": '{"learning_rate": {"min": 1e-4, "max": 3e-1}, "batch_size": [8, 16, 32], '
+            '"warmup_steps": [0, 10, 30], "weight_decay": {"min": 0.0, "max": 0.1, '
+            '"sampling": "linear"}, "optimizer": ["adamw", "lion"], '
+            '"num_layers": [1, 2, 4], "hidden_dim": [32, 64, 128]}',
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--tokens-per-trial", type=int, default=200_000)
     parser.add_argument("--max-units", type=int, default=9)
     parser.add_argument("--factor", type=int, default=3)
-    parser.add_argument("--space", default=SPACE, help="tuning.space as YAML/JSON")
+    parser.add_argument("--space", default="lr_batch",
+                        help=f"a named space ({', '.join(SPACES)}) or tuning.space as YAML/JSON")
     parser.add_argument("--output", help="write the measurements here (JSON)")
     parser.add_argument("--examples", help="an examples artifact to use instead of the cache's")
     parser.add_argument("--tokenizer", help="its tokenizer artifact (with --examples)")
-    return parser.parse_args(argv)
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="only print the report over these --output files")
+    args = parser.parse_args(argv)
+    if not args.combine and not args.config:
+        parser.error("--config is required (unless --combine)")
+    return args
 
 
 def sweep(config, inputs: dict, root: str) -> list[dict]:
@@ -102,7 +123,11 @@ def run_seed(base, overrides: list[str], inputs: dict, seed: int, args) -> dict:
     """Hyperband, then random search with as many full trials as Hyperband spent tokens."""
     from pipeline.configio import load_config
 
-    common = [*overrides, *MODEL, *TRAIN, f"tuning.space={args.space}", "tuning.enabled=true",
+    space = SPACES.get(args.space, args.space)
+    # Diverging configurations are part of a wide space; a failure streak must not end
+    # one algorithm's sweep early and leave it a smaller budget than the other's.
+    common = [*overrides, *MODEL, *TRAIN, f"tuning.space={space}", "tuning.enabled=true",
+              "tuning.max_consecutive_failed_trials=1000",
               f"tuning.seed={seed}", f"tuning.tokens_per_trial={args.tokens_per_trial}",
               f"tuning.hyperband={{max_units: {args.max_units}, factor: {args.factor}}}"]
     hyperband = measure(load_config(base, [*common, "tuning.algorithm=hyperband",
@@ -120,6 +145,9 @@ def run_seed(base, overrides: list[str], inputs: dict, seed: int, args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.combine:
+        print(combine(args.combine))
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipeline.configio import load_config
     from tuning.command import cached_inputs
@@ -138,30 +166,57 @@ def main(argv=None) -> int:
 
 
 def report(seeds: list[dict]) -> str:
-    """The measurements as a table, with the token ratio per seed and over the seeds."""
+    """The measurements as a table, with the token ratio per seed and over all seeds.
+
+    A sweep that never came within 2% within the common budget counts with its whole
+    budget: the true figure is larger, so the ratio printed is a bound (`<=` when random
+    search never got there, `>=` when Hyperband did not).
+    """
     lines = [f"{'seed':>4}  {'algorithm':<9}  {'trials':>6}  {'tokens':>10}  {'best loss':>9}  "
              f"{'tokens to within 2%':>19}  {'seconds':>7}"]
     for result in seeds:
         for name in ("hyperband", "random"):
             r = result[name]
-            reach = "never" if r["tokens_to_target"] is None else f"{r['tokens_to_target']:,}"
+            reached = ("never" if r["tokens_to_target"] is None
+                       else f"{r['tokens_to_target']:,}")
             lines.append(f"{result['seed']:>4}  {name:<9}  {r['trials']:>6}  {r['tokens']:>10,}  "
-                         f"{r['best']:>9.4f}  {reach:>19}  {r['seconds']:>7.1f}")
-        ratio = _ratio(result)
+                         f"{r['best']:>9.4f}  {reached:>19}  {r['seconds']:>7.1f}")
         lines.append(f"      hyperband / random tokens to within 2%: "
-                     f"{'n/a' if ratio is None else f'{ratio:.2f}'}")
-    ratios = [r for r in map(_ratio, seeds) if r is not None]
-    if ratios:
-        lines.append(f"mean ratio over {len(ratios)} seed(s): {sum(ratios) / len(ratios):.2f}; "
-                     f"median {sorted(ratios)[len(ratios) // 2]:.2f}")
+                     f"{show_ratio(*reach(result['hyperband']), *reach(result['random']))}")
+    if len(seeds) > 1:
+        lines.append(f"all {len(seeds)} seeds (summed tokens): {summed_ratio(seeds)}")
     return "\n".join(lines)
 
 
-def _ratio(result: dict) -> float | None:
-    hyperband, random = result["hyperband"]["tokens_to_target"], result["random"]["tokens_to_target"]
-    if hyperband is None or random is None:
-        return None
-    return hyperband / random
+def summed_ratio(seeds: list[dict]) -> str:
+    """Hyperband's tokens to within 2% over random search's, each summed over the seeds."""
+    hyperband = [reach(result["hyperband"]) for result in seeds]
+    random = [reach(result["random"]) for result in seeds]
+    return show_ratio(sum(t for t, _ in hyperband), any(c for _, c in hyperband),
+                      sum(t for t, _ in random), any(c for _, c in random))
+
+
+def reach(sweep: dict) -> tuple[int, bool]:
+    """(tokens to within 2%, whether that is only the sweep's whole budget)."""
+    if sweep["tokens_to_target"] is None:
+        return sweep["tokens"], True
+    return sweep["tokens_to_target"], False
+
+
+def show_ratio(hyperband: int, hyperband_never: bool, random: int, random_never: bool) -> str:
+    if hyperband_never and random_never:
+        return "n/a (each sweep missed the band in some seed: no bound)"
+    bound = "<= " if random_never else ">= " if hyperband_never else ""
+    return f"{bound}{hyperband / random:.2f}"
+
+
+def combine(paths: list[str]) -> str:
+    """The report over the seeds of several `--output` files (seeds run in parallel)."""
+    seeds = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            seeds.extend(json.load(f)["seeds"])
+    return report(sorted(seeds, key=lambda result: result["seed"]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,381 @@
+"""Hyperband against random search over many seeds, replayed on a table of real trials.
+
+A real sweep pair (`bench/tuning_budget.py`) costs about ten minutes per seed on this
+machine, and one seed's token ratio swings between 0.3 and 1.2: four seeds cannot tell
+the algorithms apart. This benchmark trains once and replays many times, the way tabular
+HPO benchmarks (HPOBench, LCBench) do:
+
+1. `table`: draws configurations from the search space (KerasTuner's own sampling,
+   seeded) and trains each through the tuner's own trial code along Hyperband's longest
+   chain: 1 unit, continued to 3, continued to 9 (for `max_units` 9, `factor` 3), with the
+   eval loss at every rung. A promoted Hyperband trial is exactly its parent's run
+   continued (`tests/tuning/test_sweep.py` checks it to the last digit), so these are the
+   numbers any Hyperband rung of these configurations measures, and the last one is what a
+   random-search trial of it measures.
+2. `replay`: drives our own oracles (`tuning.tuner.make_oracle`: KerasTuner's Hyperband
+   and random search with their real brackets, promotions and duplicate avoidance) over
+   the table, with one `Choice` hyperparameter, the table's row, and scores looked up
+   instead of trained. Per seed: Hyperband to its end, random search with as many full
+   trials as Hyperband spent tokens, and the tokens each spent when its best-so-far first
+   came within 2% of the best either reached (as `bench/tuning_budget.py` counts them).
+
+The replay samples from the table's configurations, not from the continuous space: with
+a few dozen rows it measures the algorithms on a space as varied as the real one, and
+each seed sees a different draw of them.
+
+    # the table, split over two processes (the rows of part i of k), then the replay
+    .venv/bin/python -m bench.tuning_replay table --config pipeline.yaml \\
+        --set 'data.inputs=["/tmp/democorpus/*.jsonl"]' --set pipeline.root=/tmp/tunebench/root \\
+        --space full --rows 48 --part 1/2 --output /tmp/tunebench/table-full-1.json
+    .venv/bin/python -m bench.tuning_replay replay /tmp/tunebench/table-full-*.json --seeds 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+
+from bench import tuning_budget
+from bench.tuning_budget import MODEL, SPACES, TRAIN
+
+FAILED = "failed"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    table = commands.add_parser("table", help="train the table's configurations")
+    table.add_argument("--config", required=True)
+    table.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    table.add_argument("--space", default="full",
+                       help=f"a named space ({', '.join(SPACES)}) or tuning.space as YAML/JSON")
+    table.add_argument("--rows", type=int, default=48, help="configurations in the whole table")
+    table.add_argument("--part", default="1/1", help="i/k: train the i-th of k slices of rows")
+    table.add_argument("--table-seed", type=int, default=1, help="seeds the configurations")
+    table.add_argument("--tokens-per-trial", type=int, default=200_000)
+    table.add_argument("--max-units", type=int, default=9)
+    table.add_argument("--factor", type=int, default=3)
+    table.add_argument("--examples", help="an examples artifact to use instead of the cache's")
+    table.add_argument("--tokenizer", help="its tokenizer artifact (with --examples)")
+    table.add_argument("--output", required=True, help="the table part (JSON)")
+    replay = commands.add_parser("replay", help="replay both algorithms over a table")
+    replay.add_argument("tables", nargs="+", help="the parts `table` wrote")
+    replay.add_argument("--seeds", type=int, default=200, help="seeds 1, 1001, 2001, ...")
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------- table
+
+
+def draw_configurations(space, rows: int, seed: int) -> list[dict]:
+    """`rows` configurations from `space` (`SearchSpaceConfig`), by KerasTuner's own
+    per-hyperparameter sampling."""
+    from tuning import space as tuning_space
+
+    hp = tuning_space.hyperparameters(space)
+    draw = random.Random(seed)
+    return [{p.name: p.random_sample(draw.randint(0, 2**31)) for p in hp.space}
+            for _ in range(rows)]
+
+
+def rung_units(max_units: int, factor: int) -> list[int]:
+    """The units Hyperband's rungs train to: 1, 3, 9 for max_units 9 and factor 3."""
+    units = {max_units}
+    while max_units > 1:
+        max_units = math.ceil(max_units / factor)
+        units.add(max_units)
+    return sorted(units)
+
+
+def train_chain(hypermodel, values: dict, units: list[int], scratch: str) -> dict:
+    """Train one configuration along the chain of rungs, each continuing the last.
+
+    Returns:
+        {"values", "tokens_per_step", "steps": {units: step}, "loss": {units: eval loss or
+        "failed"}, "failed_tokens": tokens a fresh run spends before it fails (or None)}.
+    """
+    import keras_tuner
+
+    from tuning.budget import EPOCHS, INITIAL_EPOCH, PARENT
+    from tuning.trial import TrialFailed
+
+    row = {"values": values, "steps": {}, "loss": {}, "failed_tokens": None}
+    previous, spent = 0, 0
+    for unit in units:
+        trial_values = {**values, EPOCHS: unit, INITIAL_EPOCH: previous}
+        if previous:
+            trial_values[PARENT] = str(previous)
+        plan = hypermodel.plan(trial_values)
+        row["tokens_per_step"] = plan.tokens_per_step
+        row["steps"][unit] = plan.stop_step
+        hp = keras_tuner.HyperParameters()
+        hp.values.update(trial_values)
+        checkpoint_in = os.path.join(scratch, str(previous)) if previous else None
+        try:
+            outcome = hypermodel.fit(hp, hypermodel.build(hp), checkpoint_in=checkpoint_in,
+                                     checkpoint_out=os.path.join(scratch, str(unit)))
+        except TrialFailed as err:
+            row["failed_tokens"] = spent + err.tokens
+            row["loss"].update({u: FAILED for u in units if u >= unit})
+            return row
+        spent += plan.tokens
+        row["loss"][unit] = outcome.eval_loss
+        previous = unit
+    return row
+
+
+def build_table(args) -> dict:
+    """Train this part's rows; the table part with everything the replay needs to know."""
+    from pipeline.configio import load_config
+    from tuning.budget import TokenBudget
+    from tuning.hypermodel import LmHyperModel
+    from tuning.trial import make_context
+
+    space = SPACES.get(args.space, args.space)
+    config = load_config(args.config, [*args.set, *MODEL, *TRAIN, f"tuning.space={space}",
+                                       "tuning.enabled=true"])
+    if args.examples:
+        inputs = {"examples": args.examples, "tokenizer": args.tokenizer}
+    else:
+        from tuning.command import cached_inputs
+        inputs = cached_inputs(config, "tune", timeout=0)
+    index, parts = (int(n) for n in args.part.split("/"))
+    configurations = draw_configurations(config.tuning.space, args.rows, args.table_seed)
+    mine = list(range(args.rows))[index - 1::parts]
+    context = make_context(inputs["examples"], inputs["tokenizer"], config.task, config.train)
+    hypermodel = LmHyperModel(context, config.train, config.model,
+                              TokenBudget(args.tokens_per_trial, args.max_units))
+    units = rung_units(args.max_units, args.factor)
+    rows = {}
+    for number in mine:
+        started = time.time()
+        with tempfile.TemporaryDirectory(prefix="tunereplay-") as scratch:
+            rows[number] = train_chain(hypermodel, configurations[number], units, scratch)
+        losses = ", ".join(f"{u}: {_show(v)}" for u, v in rows[number]["loss"].items())
+        print(f"row {number}: {losses} ({time.time() - started:.0f}s)", file=sys.stderr)
+    return {"space": space, "rows": args.rows, "table_seed": args.table_seed,
+            "tokens_per_trial": args.tokens_per_trial, "max_units": args.max_units,
+            "factor": args.factor, "table": rows}
+
+
+def _show(loss) -> str:
+    return loss if loss == FAILED else f"{loss:.4f}"
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def load_tables(paths: list[str]) -> tuple[dict, list[dict]]:
+    """The parts' common settings and all their rows, in row order (JSON keys are text)."""
+    settings, rows = None, {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            part = json.load(f)
+        table = part.pop("table")
+        if settings not in (None, part):
+            raise SystemExit(f"{path}: another space, budget or table seed than the first part")
+        settings = part
+        rows.update(table)
+    if sorted(map(int, rows)) != list(range(settings["rows"])):
+        raise SystemExit(f"the parts hold rows {sorted(map(int, rows))}, expected "
+                         f"0..{settings['rows'] - 1}")
+    return settings, [_row(rows[str(n)]) for n in range(settings["rows"])]
+
+
+def _row(row: dict) -> dict:
+    return {**row, "steps": {int(u): s for u, s in row["steps"].items()},
+            "loss": {int(u): v for u, v in row["loss"].items()}}
+
+
+def make_oracle(settings: dict, algorithm: str, seed: int, max_trials: int):
+    """Our oracle for `algorithm`, searching over the table's rows."""
+    import keras_tuner
+
+    from pipeline.config import TuningConfig
+    from pipeline.configio import build
+    from tuning import tuner
+
+    tuning = build(TuningConfig, {
+        "enabled": True, "algorithm": algorithm, "seed": seed, "max_trials": max_trials,
+        "max_consecutive_failed_trials": 10**6, "tokens_per_trial": settings["tokens_per_trial"],
+        "hyperband": {"max_units": settings["max_units"], "factor": settings["factor"]}},
+        "tuning")
+    oracle = tuner.make_oracle(tuning, "eval_loss")
+    rows = keras_tuner.HyperParameters()
+    rows.Choice("row", list(range(settings["rows"])))
+    oracle.hyperparameters = rows  # the space is the table's rows, not the config's
+    return oracle
+
+
+def run_oracle(oracle, table: list[dict], full_units: int, directory: str) -> list[dict]:
+    """Drive `oracle` to its end, looking scores up; rows as `trials.csv` has them."""
+    oracle._set_project_dir(directory, "replay")
+    # KerasTuner prints a banner per trial to stdout; the summary is what matters here.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _drive(oracle, table, full_units)
+
+
+def _drive(oracle, table: list[dict], full_units: int) -> list[dict]:
+    from keras_tuner.engine.trial import TrialStatus
+
+    from tuning.budget import EPOCHS, INITIAL_EPOCH, PARENT
+
+    done = []
+    while (trial := oracle.create_trial("replay")).status == "RUNNING":
+        values = trial.hyperparameters.values
+        row = table[values["row"]]
+        units = values.get(EPOCHS, full_units)
+        parent = values.get(PARENT)
+        start = row["steps"][values.get(INITIAL_EPOCH, 0)] if parent else 0
+        loss = row["loss"][units]
+        parent_failed = parent is not None and oracle.trials[parent].status == TrialStatus.FAILED
+        if parent_failed:
+            tokens = 0  # the tuner fails a failed trial's continuation without training
+        elif loss == FAILED:
+            tokens = row["failed_tokens"] - start * row["tokens_per_step"]
+        else:
+            tokens = (row["steps"][units] - start) * row["tokens_per_step"]
+        if parent_failed or loss == FAILED:
+            trial.status = TrialStatus.FAILED
+            done.append({"status": FAILED, "tokens": max(tokens, 0), "eval_loss": ""})
+        else:
+            oracle.update_trial(trial.trial_id, {"eval_loss": loss})
+            trial.status = TrialStatus.COMPLETED
+            done.append({"status": "completed", "tokens": tokens, "eval_loss": loss})
+        oracle.end_trial(trial)
+    return done
+
+
+def replay_seed(settings: dict, table: list[dict], seed: int) -> dict:
+    """Hyperband, then random search at the same budget, as `tuning_budget.run_seed`.
+
+    Random search then goes on over the rest of the table (free here), so that the
+    tokens it needs to come within 2% are known even when the common budget ran out first
+    (`random.tokens_to_target_uncapped`).
+    """
+    full = settings["max_units"]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="tunereplay-") as directory:
+        hyperband = run_oracle(make_oracle(settings, "hyperband", seed, 10**6), table, full,
+                               os.path.join(directory, "hyperband"))
+        spent = sum(r["tokens"] for r in hyperband)
+        trials = max(1, round(spent / settings["tokens_per_trial"]))
+        random_search = run_oracle(make_oracle(settings, "random", seed, settings["rows"]),
+                                   table, full, os.path.join(directory, "random"))
+    for name, rows in (("hyperband", hyperband), ("random", random_search[:trials])):
+        points = tuning_budget.curve(rows)
+        results[name] = {"trials": len(points), "tokens": points[-1][0], "best": points[-1][1],
+                         "points": points, "seconds": 0.0}
+    best = min(results["hyperband"]["best"], results["random"]["best"])
+    target = best * (1 + tuning_budget.WITHIN)
+    for result in results.values():
+        result["tokens_to_target"] = tuning_budget.tokens_to_reach(result["points"], target)
+    results["random"]["tokens_to_target_uncapped"] = tuning_budget.tokens_to_reach(
+        tuning_budget.curve(random_search), target)
+    return {"seed": seed, "best_either": best, "target": target, **results}
+
+
+def summary(settings: dict, table: list[dict], seeds: list[dict]) -> str:
+    """The table's spread and rank agreement, then the replay's ratios and best losses."""
+    full = settings["max_units"]
+    finals = sorted(r["loss"][full] for r in table if r["loss"][full] != FAILED)
+    within = sum(loss <= finals[0] * (1 + tuning_budget.WITHIN) for loss in finals)
+    capped = sorted(_ratio(result) for result in seeds)
+    never = {name: sum(tuning_budget.reach(r[name])[1] for r in seeds)
+             for name in ("hyperband", "random")}
+    lower = {name: sum(r[name]["best"] < r[other]["best"] for r in seeds)
+             for name, other in (("hyperband", "random"), ("random", "hyperband"))}
+    return "\n".join([
+        f"table: {len(table)} configurations, {len(table) - len(finals)} failed; best "
+        f"{finals[0]:.4f}, median {_median(finals):.4f}; {within} within 2% of the best "
+        f"({within / len(table):.0%})",
+        "rank agreement of the rungs with the full budget (Spearman): " + ", ".join(
+            f"{unit} unit(s) {spearman(table, unit, full):.2f}"
+            for unit in rung_units(full, settings["factor"])[:-1]),
+        f"replay: {len(seeds)} seeds; per seed Hyperband "
+        f"{_mean(r['hyperband']['trials'] for r in seeds):.1f} trials and "
+        f"{_mean(r['hyperband']['tokens'] for r in seeds):,.0f} tokens on average, random "
+        f"search {_mean(r['random']['trials'] for r in seeds):.1f} full trials",
+        f"hyperband / random tokens to within 2%, summed over seeds: "
+        f"{tuning_budget.summed_ratio(seeds)}",
+        f"per seed: median {_median(capped):.2f}, quartiles {capped[len(capped) // 4]:.2f}-"
+        f"{capped[3 * len(capped) // 4]:.2f}; ratio <= 1/3 in "
+        f"{sum(r <= 1 / 3 for r in capped) / len(capped):.0%} of seeds, hyperband first in "
+        f"{sum(r < 1 for r in capped) / len(capped):.0%}",
+        f"random search never came within 2% in {never['random']} seeds, hyperband in "
+        f"{never['hyperband']} (counted with their whole budget)",
+        f"random search going on past the budget until it gets there: summed "
+        f"{_uncapped_ratio(seeds)}, per seed median "
+        f"{_median(_ratio(r, uncapped=True) for r in seeds):.2f}",
+        f"best loss: hyperband lower in {lower['hyperband']} seeds, random lower in "
+        f"{lower['random']}"])
+
+
+def spearman(table: list[dict], unit: int, full: int) -> float:
+    """Rank correlation of the eval losses at `unit` and at `full` units (rows that
+    completed both): how well a rung predicts the final order, which is what Hyperband's
+    promotions bet on."""
+    pairs = [(r["loss"][unit], r["loss"][full]) for r in table if r["loss"][full] != FAILED]
+    low, high = (_ranks([p[i] for p in pairs]) for i in (0, 1))
+    n = len(pairs)
+    return 1 - 6 * sum((a - b) ** 2 for a, b in zip(low, high)) / (n * (n * n - 1))
+
+
+def _ranks(values: list[float]) -> list[int]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0] * len(values)
+    for rank, index in enumerate(order):
+        ranks[index] = rank
+    return ranks
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def _ratio(result: dict, uncapped: bool = False) -> float:
+    (hyperband, _), (random_search, _) = (tuning_budget.reach(result["hyperband"]),
+                                          tuning_budget.reach(result["random"]))
+    if uncapped:
+        random_search = result["random"]["tokens_to_target_uncapped"]
+    return hyperband / random_search
+
+
+def _uncapped_ratio(seeds: list[dict]) -> str:
+    hyperband = [tuning_budget.reach(r["hyperband"]) for r in seeds]
+    random_search = sum(r["random"]["tokens_to_target_uncapped"] for r in seeds)
+    return tuning_budget.show_ratio(sum(t for t, _ in hyperband), any(c for _, c in hyperband),
+                                    random_search, False)
+
+
+def _median(values) -> float:
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "table":
+        part = build_table(args)
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(part, f, indent=1)
+        print(f"{len(part['table'])} rows -> {args.output}")
+        return 0
+    settings, table = load_tables(args.tables)
+    seeds = [replay_seed(settings, table, 1 + 1000 * n) for n in range(args.seeds)]
+    print(summary(settings, table, seeds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

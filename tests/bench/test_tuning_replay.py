@@ -1,0 +1,80 @@
+"""The tuning replay's bookkeeping on a made-up table (no training): the tokens our
+Hyperband oracle spends over its brackets, continuations paying only their extra steps,
+failed configurations paying what they trained, and the report's ratio."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import tuning_replay
+from tuning.budget import TokenBudget
+
+TOKENS, UNITS, PER_STEP = 200_000, 9, 16 * 128
+
+
+def _table(rows: int, failing: dict[int, int]) -> tuple[dict, list[dict]]:
+    """Row r scores 6 + r/100 at full budget (2 more at one unit, 1 more at three), so every
+    rung ranks the rows alike; `failing` maps a row to the unit it diverges at."""
+    budget = TokenBudget(TOKENS, UNITS)
+    steps = {u: budget.steps(u, PER_STEP) for u in (1, 3, 9)}
+    table = []
+    for r in range(rows):
+        loss = {1: 8 + r / 100, 3: 7 + r / 100, 9: 6 + r / 100}
+        row = {"values": {"row": r}, "tokens_per_step": PER_STEP, "steps": steps,
+               "loss": loss, "failed_tokens": None}
+        if r in failing:
+            at = failing[r]
+            row["loss"] = {u: (tuning_replay.FAILED if u >= at else v) for u, v in loss.items()}
+            row["failed_tokens"] = (steps[at] - 1) * PER_STEP  # diverged at its rung's last step
+        table.append(row)
+    settings = {"rows": rows, "tokens_per_trial": TOKENS, "max_units": UNITS, "factor": 3}
+    return settings, table
+
+
+def test_hyperband_spends_its_brackets_tokens_and_random_search_as_many_full_trials():
+    settings, table = _table(40, {})
+    result = tuning_replay.replay_seed(settings, table, seed=1)
+    # Steps to 1, 3 and 9 units at 2,048 tokens a step: 11, 33, 98. KerasTuner's brackets:
+    # 9 at 1 unit, 3 continued to 3, 1 to 9; 5 at 3, 2 continued to 9; 3 at 9.
+    steps = 9 * 11 + 3 * (33 - 11) + (98 - 33) + 5 * 33 + 2 * (98 - 33) + 3 * 98
+    assert result["hyperband"]["trials"] == 23
+    assert result["hyperband"]["tokens"] == steps * PER_STEP == 1_677_312
+    assert result["random"]["trials"] == 8  # 1,677,312 tokens / 200,000 per full trial
+    assert result["random"]["tokens"] == 8 * 98 * PER_STEP
+    # Rank-preserving rungs: the first bracket's full-budget trial is the best it screened.
+    assert result["best_either"] == min(result["hyperband"]["best"], result["random"]["best"])
+    assert result["hyperband"]["tokens_to_target"] <= (9 * 11 + 3 * 22 + 65) * PER_STEP
+
+
+def test_failed_configurations_pay_what_they_trained_and_their_continuations_nothing(tmp_path):
+    failing = {r: 1 for r in range(40) if r % 10}  # nine in ten diverge in their first unit
+    settings, table = _table(40, failing)
+    hyperband = tuning_replay.run_oracle(tuning_replay.make_oracle(settings, "hyperband", 1, 10**6),
+                                         table, UNITS, str(tmp_path))
+    failed = [r for r in hyperband if r["status"] == "failed"]
+    # A fresh run of a failing row pays the 10 steps before it diverged, at any rung.
+    assert failed and {r["tokens"] for r in failed} == {0, 10 * PER_STEP}
+    assert any(r["tokens"] == 0 for r in failed)  # a failed trial promoted: nothing trained
+    assert any(r["status"] == "completed" and r["eval_loss"] < 7 for r in hyperband)
+
+
+@pytest.mark.parametrize("hyperband, random_search, shown", [
+    ((100, False), (300, False), "0.33"),
+    ((100, False), (300, True), "<= 0.33"),
+    ((300, True), (100, False), ">= 3.00")])
+def test_a_sweep_that_never_got_there_makes_the_ratio_a_bound(hyperband, random_search, shown):
+    from bench.tuning_budget import show_ratio
+
+    assert show_ratio(*hyperband, *random_search) == shown
+
+
+@pytest.mark.parametrize("table", ["lr_batch-200k", "full-500k"])
+def test_the_measured_tables_replay(table):
+    from pathlib import Path
+
+    parts = sorted(Path(__file__).parents[2].glob(f"bench/measurements/tuning/table-{table}-*.json"))
+    settings, rows = tuning_replay.load_tables([str(p) for p in parts])
+    assert len(rows) == settings["rows"] == 48
+    result = tuning_replay.replay_seed(settings, rows, seed=1)
+    assert result["hyperband"]["trials"] == 23 and result["random"]["trials"] == 8
+    assert result["hyperband"]["best"] >= min(r["loss"][9] for r in rows)
