@@ -26,6 +26,9 @@ from pipeline.artifacts import write_json_atomic
 
 MODEL_CARD = "model_card.json"
 SAVED_MODEL_FILE = "saved_model.pb"
+# TensorFlow's SavedModel fingerprint: hashes of the other files plus a random UUID per save,
+# so the same model saved twice would otherwise get two digests.
+FINGERPRINT_FILE = "fingerprint.pb"
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class Version:
 
 
 def saved_model_digest(path: str) -> str:
-    """SHA-256 over a SavedModel directory's files (names and bytes), card excluded.
+    """SHA-256 over a SavedModel directory's files (names and bytes), card and TensorFlow's
+    per-save fingerprint excluded: the same model saved twice has one digest.
 
     Args:
         path: a SavedModel directory (on any Beam filesystem).
@@ -64,7 +68,7 @@ def saved_model_digest(path: str) -> str:
     """
     digest = hashlib.sha256()
     for name, read in _files(path):
-        if name == MODEL_CARD:
+        if name in (MODEL_CARD, FINGERPRINT_FILE):
             continue
         digest.update(name.encode() + b"\0")
         digest.update(hashlib.sha256(read()).digest())

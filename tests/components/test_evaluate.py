@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -322,6 +323,33 @@ def test_saved_model_digest_covers_every_file_but_the_card(tmp_path):
     assert serving_dir.saved_model_digest(str(model)) == before
     (model / "variables" / "v.data").write_bytes(b"weightz")
     assert serving_dir.saved_model_digest(str(model)) != before
+
+
+SAVE_MODULE = """
+import sys
+import tensorflow as tf
+module = tf.Module()
+module.weights = tf.Variable([1.0, float(sys.argv[2])])
+module.scale = tf.function(lambda x: x * module.weights,
+                           input_signature=[tf.TensorSpec([2], tf.float32)])
+tf.saved_model.save(module, sys.argv[1])
+"""
+
+
+def test_the_same_model_saved_twice_has_one_digest(tmp_path):
+    import subprocess
+    import sys
+
+    # Separate processes, as two trainings are: TensorFlow's fingerprint.pb still differs
+    # (a random UUID per save), everything else is byte-identical.
+    for name, weight in (("a", "2"), ("b", "2"), ("c", "3")):
+        subprocess.run([sys.executable, "-c", SAVE_MODULE, str(tmp_path / name), weight],
+                       check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                       capture_output=True)
+    fingerprints = {(tmp_path / n / "fingerprint.pb").read_bytes() for n in "ab"}
+    assert len(fingerprints) == 2
+    a, b, c = (serving_dir.saved_model_digest(str(tmp_path / n)) for n in "abc")
+    assert a == b and c != a
 
 
 def test_model_without_saved_model_is_a_usage_error(tmp_path):
