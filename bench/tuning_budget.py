@@ -214,9 +214,27 @@ def combine(paths: list[str]) -> str:
     """The report over the seeds of several `--output` files (seeds run in parallel)."""
     seeds = []
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            seeds.extend(json.load(f)["seeds"])
+        seeds.extend(read_json(path, "seeds")["seeds"])
     return report(sorted(seeds, key=lambda result: result["seed"]))
+
+
+def read_json(path: str, *keys: str) -> dict:
+    """A measurements file with `keys`; a usage error (one line, exit 2) if it is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        fail(f"{path}: cannot read it ({getattr(err, 'strerror', None) or err})")
+    missing = [key for key in keys if not isinstance(data, dict) or key not in data]
+    if missing:
+        fail(f"{path}: not a file this benchmark wrote (no {', '.join(missing)})")
+    return data
+
+
+def fail(message: str):
+    """Stop with a one-line usage error, exit status 2."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     table.add_argument("--space", default="full",
                        help=f"a named space ({', '.join(SPACES)}) or tuning.space as YAML/JSON")
     table.add_argument("--rows", type=int, default=48, help="configurations in the whole table")
-    table.add_argument("--part", default="1/1", help="i/k: train the i-th of k slices of rows")
+    table.add_argument("--part", default=(1, 1), type=_part,
+                       help="i/k: train the i-th of k slices of rows")
     table.add_argument("--table-seed", type=int, default=1, help="seeds the configurations")
     table.add_argument("--tokens-per-trial", type=int, default=200_000)
     table.add_argument("--max-units", type=int, default=9)
@@ -70,6 +71,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     replay.add_argument("tables", nargs="+", help="the parts `table` wrote")
     replay.add_argument("--seeds", type=int, default=200, help="seeds 1, 1001, 2001, ...")
     return parser.parse_args(argv)
+
+
+def _part(text: str) -> tuple[int, int]:
+    index, _, parts = text.partition("/")
+    if not (index.isdigit() and parts.isdigit() and 1 <= int(index) <= int(parts)):
+        raise argparse.ArgumentTypeError(f"expected i/k with 1 <= i <= k, got {text!r}")
+    return int(index), int(parts)
 
 
 # ---------------------------------------------------------------------------- table
@@ -147,7 +155,7 @@ def build_table(args) -> dict:
     else:
         from tuning.command import cached_inputs
         inputs = cached_inputs(config, "tune", timeout=0)
-    index, parts = (int(n) for n in args.part.split("/"))
+    index, parts = args.part
     configurations = draw_configurations(config.tuning.space, args.rows, args.table_seed)
     mine = list(range(args.rows))[index - 1::parts]
     context = make_context(inputs["examples"], inputs["tokenizer"], config.task, config.train)
@@ -177,16 +185,16 @@ def load_tables(paths: list[str]) -> tuple[dict, list[dict]]:
     """The parts' common settings and all their rows, in row order (JSON keys are text)."""
     settings, rows = None, {}
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            part = json.load(f)
+        part = tuning_budget.read_json(path, "table", "rows", "tokens_per_trial", "max_units",
+                                       "factor")
         table = part.pop("table")
         if settings not in (None, part):
-            raise SystemExit(f"{path}: another space, budget or table seed than the first part")
+            tuning_budget.fail(f"{path}: another space, budget or table seed than the first part")
         settings = part
         rows.update(table)
     if sorted(map(int, rows)) != list(range(settings["rows"])):
-        raise SystemExit(f"the parts hold rows {sorted(map(int, rows))}, expected "
-                         f"0..{settings['rows'] - 1}")
+        tuning_budget.fail(f"the parts hold rows {sorted(map(int, rows))}, expected "
+                           f"0..{settings['rows'] - 1}")
     return settings, [_row(rows[str(n)]) for n in range(settings["rows"])]
 
 

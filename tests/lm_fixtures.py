@@ -42,6 +42,8 @@ def _target_mask(segment_ids):
 def _build_module(table: np.ndarray, sequence_length: int):
     import tensorflow as tf
 
+    from models.export import GENERATE_SIGNATURE  # what `lmpipe generate` calls
+
     class BigramLM(tf.Module):
         def __init__(self):
             super().__init__()
@@ -79,14 +81,7 @@ def _build_module(table: np.ndarray, sequence_length: int):
             return {"nll": nll, "num_tokens": count,
                     "num_bytes": tf.cast(tf.strings.length(text), tf.int64)}
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([None], tf.string, name="prompt"),
-            tf.TensorSpec([], tf.int32, name="max_new_tokens"),
-            tf.TensorSpec([], tf.float32, name="temperature"),
-            tf.TensorSpec([], tf.int32, name="top_k"),
-            tf.TensorSpec([], tf.float32, name="top_p"),
-            tf.TensorSpec([], tf.int32, name="seed"),
-        ])
+        @tf.function(input_signature=GENERATE_SIGNATURE)
         def generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
             ids = tf.cast(tf.strings.unicode_decode(prompt, "UTF-8") % VOCAB, tf.int64)
             # A leading 0 gives an empty prompt a last token; then take each row's last id.

@@ -41,9 +41,9 @@ def test_hyperband_spends_its_brackets_tokens_and_random_search_as_many_full_tri
     assert result["hyperband"]["tokens"] == steps * PER_STEP == 1_677_312
     assert result["random"]["trials"] == 8  # 1,677,312 tokens / 200,000 per full trial
     assert result["random"]["tokens"] == 8 * 98 * PER_STEP
-    # Rank-preserving rungs: the first bracket's full-budget trial is the best it screened.
-    assert result["best_either"] == min(result["hyperband"]["best"], result["random"]["best"])
-    assert result["hyperband"]["tokens_to_target"] <= (9 * 11 + 3 * 22 + 65) * PER_STEP
+    # Rank-preserving rungs: the first bracket's full-budget trial is the best of the nine it
+    # screened, which here is within 2% of the best anyone found, at the bracket's end.
+    assert result["hyperband"]["tokens_to_target"] == (9 * 11 + 3 * 22 + 65) * PER_STEP
 
 
 def test_failed_configurations_pay_what_they_trained_and_their_continuations_nothing(tmp_path):
@@ -68,8 +68,14 @@ def test_a_sweep_that_never_got_there_makes_the_ratio_a_bound(hyperband, random_
     assert show_ratio(*hyperband, *random_search) == shown
 
 
-@pytest.mark.parametrize("table", ["lr_batch-200k", "full-500k"])
-def test_the_measured_tables_replay(table):
+@pytest.mark.parametrize("table, hyperband, random_search", [
+    # tokens spent, tokens to within 2% (None: never, within the common budget), best loss
+    ("lr_batch-200k", (1_687_552, 954_368, 6.144663653071176), (None, 2_609_152, 6.400868771161489)),
+    ("full-500k", (4_194_304, 2_352_128, 5.56188048971981), (None, 6_026_240, 5.961054904098582)),
+])
+def test_the_measured_tables_replay_as_documented(table, hyperband, random_search):
+    # Seed 1 of the replays docs/tuning.md reports: the committed measurements, read by the
+    # code as it is now, still give the same sweeps.
     from pathlib import Path
 
     parts = sorted(Path(__file__).parents[2].glob(f"bench/measurements/tuning/table-{table}-*.json"))
@@ -77,4 +83,26 @@ def test_the_measured_tables_replay(table):
     assert len(rows) == settings["rows"] == 48
     result = tuning_replay.replay_seed(settings, rows, seed=1)
     assert result["hyperband"]["trials"] == 23 and result["random"]["trials"] == 8
-    assert result["hyperband"]["best"] >= min(r["loss"][9] for r in rows)
+    got = result["hyperband"]
+    assert (got["tokens"], got["tokens_to_target"]) == hyperband[:2]
+    assert got["best"] == pytest.approx(hyperband[2], rel=1e-12)
+    got = result["random"]
+    assert (got["tokens_to_target"], got["tokens_to_target_uncapped"]) == random_search[:2]
+    assert got["best"] == pytest.approx(random_search[2], rel=1e-12)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["replay", "/no/such.json"], "/no/such.json: cannot read it (No such file or directory)"),
+    (["replay", "{readme}"], "README.md: cannot read it"),
+    (["table", "--config", "x", "--output", "y", "--part", "3/2"],
+     "argument --part: expected i/k with 1 <= i <= k, got '3/2'"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    from pathlib import Path
+
+    readme = str(Path(__file__).parents[2] / "README.md")
+    with pytest.raises(SystemExit) as stop:
+        tuning_replay.main([a.format(readme=readme) for a in args])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "".join(err)

@@ -57,6 +57,11 @@ def read_documents(documents: Path) -> dict[str, list[dict]]:
     return result
 
 
+def document_texts(documents: Path) -> dict[str, set[str]]:
+    """split -> the texts in an ingest documents artifact."""
+    return {split: {d["text"] for d in docs} for split, docs in read_documents(documents).items()}
+
+
 def run_tokenizer(tmp_path: Path, documents: Path, out: Path, **fields) -> dict:
     from components import tokenizer
 

@@ -15,13 +15,13 @@ The runs, in order (each test reads what the earlier ones left behind):
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.components.data_fixtures import document_texts
 from tests.conftest import run_lmpipe, tiny_documents, tiny_raw_config, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -86,13 +86,7 @@ def history(tmp_path_factory):
 
 def _documents(record: dict) -> dict[str, set[str]]:
     """split -> texts of the run's ingested documents."""
-    directory = Path(record["components"]["ingest"]["outputs"]["documents"])
-    texts: dict[str, set[str]] = {}
-    for path in sorted(directory.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            texts.setdefault(path.name.split("-")[0], set()).update(
-                json.loads(line)["text"] for line in f)
-    return texts
+    return document_texts(Path(record["components"]["ingest"]["outputs"]["documents"]))
 
 
 def _train_summary(record: dict) -> dict:

@@ -8,7 +8,6 @@ would get and calls `pipeline.entrypoint.run_component`. The fake DAG of tests/p
 from __future__ import annotations
 
 import glob
-import gzip
 import json
 import math
 import os
@@ -19,6 +18,7 @@ import yaml
 from kfp import compiler
 
 from pipeline.vertex_runner import compile_pipeline, create_kfp_pipeline, run_kfp_local
+from tests.components.data_fixtures import document_texts
 from tests.conftest import build_config, tiny_documents, tiny_raw_config
 from tests.vertex.conftest import FAKE_DAG, read_spec, split_args, step_command
 
@@ -83,16 +83,6 @@ def test_local_tasks_get_the_arguments_of_the_vertex_containers(tmp_path):
         assert constants["argv"]["runtimeValue"]["constant"] == split_args(args)[0]
 
 
-def _documents(directory: Path) -> dict[str, set[str]]:
-    """split -> the texts in an ingest documents artifact."""
-    texts: dict[str, set[str]] = {}
-    for path in sorted(directory.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            texts.setdefault(path.name.split("-")[0], set()).update(
-                json.loads(line)["text"] for line in f)
-    return texts
-
-
 @pytest.mark.slow
 def test_kfp_local_runs_the_real_dag_to_a_pushed_model(tmp_path):
     from components.data.cleaning import document_id, split_of
@@ -105,7 +95,7 @@ def test_kfp_local_runs_the_real_dag_to_a_pushed_model(tmp_path):
     out = Path(_outputs(run_kfp_local(config), "ingest", "documents")).parent.parent
 
     # ingest: every document once, in the split its text hashes to.
-    texts = _documents(out / "ingest" / "documents")
+    texts = document_texts(out / "ingest" / "documents")
     assert texts["train"] | texts["eval"] == {d["text"] for d in tiny_documents()}
     for split, members in texts.items():
         assert {split_of(document_id(t), config.data.split_salt, 0.2) for t in members} == {split}
