@@ -246,5 +246,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pipeline.terminal import quiet_script
+
+    quiet_script()
     raise SystemExit(main())

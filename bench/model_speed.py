@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -125,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new", type=int, default=64, help="generated tokens per row")
     parser.add_argument("--jit-compile", action="store_true")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     import keras
     import numpy as np
@@ -155,4 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from pipeline.terminal import quiet_script
+
+    quiet_script()
     sys.exit(main())

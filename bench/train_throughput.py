@@ -335,7 +335,6 @@ def main(argv: list[str] | None = None) -> int:
                         "at this shape (default: train one for 30 steps)")
     parser.add_argument("--peer-python", default=str(_PEER_PYTHON))
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     Path(args.work).mkdir(parents=True, exist_ok=True)
     prepare(Path(args.work), args.vocab, args.sequence)
     if args.role == "ours":
@@ -354,4 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from pipeline.terminal import quiet_script
+
+    quiet_script()
     sys.exit(main())

@@ -148,7 +148,6 @@ def main(argv=None) -> int:
     if args.combine:
         print(combine(args.combine))
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipeline.configio import load_config
     from tuning.command import cached_inputs
 
@@ -238,4 +237,7 @@ def fail(message: str):
 
 
 if __name__ == "__main__":
+    from pipeline.terminal import quiet_script
+
+    quiet_script()
     sys.exit(main())

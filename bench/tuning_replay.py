@@ -7,17 +7,19 @@ HPO benchmarks (HPOBench, LCBench) do:
 
 1. `table`: draws configurations from the search space (KerasTuner's own sampling,
    seeded) and trains each through the tuner's own trial code along Hyperband's longest
-   chain: 1 unit, continued to 3, continued to 9 (for `max_units` 9, `factor` 3), with the
-   eval loss at every rung. A promoted Hyperband trial is exactly its parent's run
-   continued (`tests/tuning/test_sweep.py` checks it to the last digit), so these are the
-   numbers any Hyperband rung of these configurations measures, and the last one is what a
-   random-search trial of it measures.
+   chain: 1 unit, continued to 3, continued to 9 (for `max_units` 9, `factor` 3; on to
+   27 for `max_units` 27), with the eval loss at every rung. A promoted Hyperband trial is
+   exactly its parent's run continued (`tests/tuning/test_sweep.py` checks it to the last
+   digit), so these are the numbers any Hyperband rung of these configurations measures,
+   and the last one is what a random-search trial of it measures.
 2. `replay`: drives our own oracles (`tuning.tuner.make_oracle`: KerasTuner's Hyperband
    and random search with their real brackets, promotions and duplicate avoidance) over
    the table, with one `Choice` hyperparameter, the table's row, and scores looked up
    instead of trained. Per seed: Hyperband to its end, random search with as many full
    trials as Hyperband spent tokens, and the tokens each spent when its best-so-far first
-   came within 2% of the best either reached (as `bench/tuning_budget.py` counts them).
+   came within 2% of the best either reached (as `bench/tuning_budget.py` counts them);
+   then both going on past that budget, so that a sweep that missed the band within it is
+   measured rather than bounded.
 
 The replay samples from the table's configurations, not from the continuous space: with
 a few dozen rows it measures the algorithms on a space as varied as the real one, and
@@ -162,16 +164,25 @@ def build_table(args) -> dict:
     hypermodel = LmHyperModel(context, config.train, config.model,
                               TokenBudget(args.tokens_per_trial, args.max_units))
     units = rung_units(args.max_units, args.factor)
-    rows = {}
+    part = {"space": space, "rows": args.rows, "table_seed": args.table_seed,
+            "tokens_per_trial": args.tokens_per_trial, "max_units": args.max_units,
+            "factor": args.factor, "table": {}}
     for number in mine:
         started = time.time()
         with tempfile.TemporaryDirectory(prefix="tunereplay-") as scratch:
-            rows[number] = train_chain(hypermodel, configurations[number], units, scratch)
-        losses = ", ".join(f"{u}: {_show(v)}" for u, v in rows[number]["loss"].items())
+            row = train_chain(hypermodel, configurations[number], units, scratch)
+        part["table"][number] = row
+        # Written after every row: a long build that stops keeps what it trained.
+        _write_json(part, args.output)
+        losses = ", ".join(f"{u}: {_show(v)}" for u, v in row["loss"].items())
         print(f"row {number}: {losses} ({time.time() - started:.0f}s)", file=sys.stderr)
-    return {"space": space, "rows": args.rows, "table_seed": args.table_seed,
-            "tokens_per_trial": args.tokens_per_trial, "max_units": args.max_units,
-            "factor": args.factor, "table": rows}
+    return part
+
+
+def _write_json(document: dict, path: str) -> None:
+    with open(path + ".partial", "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=1)
+    os.replace(path + ".partial", path)
 
 
 def _show(loss) -> str:
@@ -203,8 +214,10 @@ def _row(row: dict) -> dict:
             "loss": {int(u): v for u, v in row["loss"].items()}}
 
 
-def make_oracle(settings: dict, algorithm: str, seed: int, max_trials: int):
-    """Our oracle for `algorithm`, searching over the table's rows."""
+def make_oracle(settings: dict, algorithm: str, seed: int, max_trials: int,
+                iterations: int = 1):
+    """Our oracle for `algorithm` (Hyperband with `iterations` rounds of its brackets),
+    searching over the table's rows."""
     import keras_tuner
 
     from pipeline.config import TuningConfig
@@ -214,7 +227,8 @@ def make_oracle(settings: dict, algorithm: str, seed: int, max_trials: int):
     tuning = build(TuningConfig, {
         "enabled": True, "algorithm": algorithm, "seed": seed, "max_trials": max_trials,
         "max_consecutive_failed_trials": 10**6, "tokens_per_trial": settings["tokens_per_trial"],
-        "hyperband": {"max_units": settings["max_units"], "factor": settings["factor"]}},
+        "hyperband": {"max_units": settings["max_units"], "factor": settings["factor"],
+                      "iterations": iterations}},
         "tuning")
     oracle = tuner.make_oracle(tuning, "eval_loss")
     rows = keras_tuner.HyperParameters()
@@ -265,29 +279,36 @@ def _drive(oracle, table: list[dict], full_units: int) -> list[dict]:
 def replay_seed(settings: dict, table: list[dict], seed: int) -> dict:
     """Hyperband, then random search at the same budget, as `tuning_budget.run_seed`.
 
-    Random search then goes on over the rest of the table (free here), so that the
-    tokens it needs to come within 2% are known even when the common budget ran out first
-    (`random.tokens_to_target_uncapped`).
+    Both then go on past the common budget (free here), so that the tokens each needs to
+    come within 2% are known even when the budget ran out first
+    (`tokens_to_target_uncapped`, None if still not there): random search over the rest of
+    the table, Hyperband through a second iteration of its brackets (the first iteration of
+    a two-iteration sweep is the one-iteration sweep, trial for trial).
     """
-    full = settings["max_units"]
+    from tuning.tuner import hyperband_trials
+
+    full, factor = settings["max_units"], settings["factor"]
     results = {}
     with tempfile.TemporaryDirectory(prefix="tunereplay-") as directory:
-        hyperband = run_oracle(make_oracle(settings, "hyperband", seed, 10**6), table, full,
-                               os.path.join(directory, "hyperband"))
+        hyperband_on = run_oracle(make_oracle(settings, "hyperband", seed, 10**6, iterations=2),
+                                  table, full, os.path.join(directory, "hyperband"))
+        hyperband = hyperband_on[:hyperband_trials(full, factor, 1)]
         spent = sum(r["tokens"] for r in hyperband)
         trials = max(1, round(spent / settings["tokens_per_trial"]))
-        random_search = run_oracle(make_oracle(settings, "random", seed, settings["rows"]),
-                                   table, full, os.path.join(directory, "random"))
-    for name, rows in (("hyperband", hyperband), ("random", random_search[:trials])):
+        random_on = run_oracle(make_oracle(settings, "random", seed, settings["rows"]),
+                               table, full, os.path.join(directory, "random"))
+    going_on = {"hyperband": hyperband_on, "random": random_on}
+    for name, rows in (("hyperband", hyperband), ("random", random_on[:trials])):
         points = tuning_budget.curve(rows)
         results[name] = {"trials": len(points), "tokens": points[-1][0], "best": points[-1][1],
                          "points": points, "seconds": 0.0}
     best = min(results["hyperband"]["best"], results["random"]["best"])
     target = best * (1 + tuning_budget.WITHIN)
-    for result in results.values():
+    for name, result in results.items():
         result["tokens_to_target"] = tuning_budget.tokens_to_reach(result["points"], target)
-    results["random"]["tokens_to_target_uncapped"] = tuning_budget.tokens_to_reach(
-        tuning_budget.curve(random_search), target)
+        points_on = tuning_budget.curve(going_on[name])
+        result["tokens_to_target_uncapped"] = tuning_budget.tokens_to_reach(points_on, target)
+        result["tokens_going_on"] = points_on[-1][0]
     return {"seed": seed, "best_either": best, "target": target, **results}
 
 
@@ -296,7 +317,6 @@ def summary(settings: dict, table: list[dict], seeds: list[dict]) -> str:
     full = settings["max_units"]
     finals = sorted(r["loss"][full] for r in table if r["loss"][full] != FAILED)
     within = sum(loss <= finals[0] * (1 + tuning_budget.WITHIN) for loss in finals)
-    capped = sorted(_ratio(result) for result in seeds)
     never = {name: sum(tuning_budget.reach(r[name])[1] for r in seeds)
              for name in ("hyperband", "random")}
     lower = {name: sum(r[name]["best"] < r[other]["best"] for r in seeds)
@@ -314,15 +334,15 @@ def summary(settings: dict, table: list[dict], seeds: list[dict]) -> str:
         f"search {_mean(r['random']['trials'] for r in seeds):.1f} full trials",
         f"hyperband / random tokens to within 2%, summed over seeds: "
         f"{tuning_budget.summed_ratio(seeds)}",
-        f"per seed: median {_median(capped):.2f}, quartiles {capped[len(capped) // 4]:.2f}-"
-        f"{capped[3 * len(capped) // 4]:.2f}; ratio <= 1/3 in "
-        f"{sum(r <= 1 / 3 for r in capped) / len(capped):.0%} of seeds, hyperband first in "
-        f"{sum(r < 1 for r in capped) / len(capped):.0%}",
+        f"per seed: {_spread(_ratio(r) for r in seeds)}",
         f"random search never came within 2% in {never['random']} seeds, hyperband in "
         f"{never['hyperband']} (counted with their whole budget)",
-        f"random search going on past the budget until it gets there: summed "
-        f"{_uncapped_ratio(seeds)}, per seed median "
-        f"{_median(_ratio(r, uncapped=True) for r in seeds):.2f}",
+        f"both going on past the budget until they get there (random search over the "
+        f"table, hyperband a second iteration, still short in "
+        f"{sum(r['hyperband']['tokens_to_target_uncapped'] is None for r in seeds)} seeds): "
+        f"summed "
+        f"{_uncapped_ratio(seeds)}; per seed: "
+        f"{_spread(_ratio(r, uncapped=True) for r in seeds)}",
         f"best loss: hyperband lower in {lower['hyperband']} seeds, random lower in "
         f"{lower['random']}"])
 
@@ -351,18 +371,33 @@ def _mean(values) -> float:
 
 
 def _ratio(result: dict, uncapped: bool = False) -> float:
-    (hyperband, _), (random_search, _) = (tuning_budget.reach(result["hyperband"]),
-                                          tuning_budget.reach(result["random"]))
-    if uncapped:
-        random_search = result["random"]["tokens_to_target_uncapped"]
-    return hyperband / random_search
+    reach = _reach_uncapped if uncapped else tuning_budget.reach
+    return reach(result["hyperband"])[0] / reach(result["random"])[0]
+
+
+def _reach_uncapped(sweep: dict) -> tuple[int, bool]:
+    """As `tuning_budget.reach`, for the sweep going on past the common budget."""
+    if sweep["tokens_to_target_uncapped"] is None:
+        return sweep["tokens_going_on"], True
+    return sweep["tokens_to_target_uncapped"], False
+
+
+def _spread(ratios) -> str:
+    """Median, quartiles and shares of per-seed ratios."""
+    ratios = sorted(ratios)
+    third = sum(r <= 1 / 3 for r in ratios) / len(ratios)
+    first = sum(r < 1 for r in ratios) / len(ratios)
+    return (f"median {_median(ratios):.2f}, quartiles {ratios[len(ratios) // 4]:.2f}-"
+            f"{ratios[3 * len(ratios) // 4]:.2f}; ratio <= 1/3 in {third:.0%} of seeds, "
+            f"hyperband first in {first:.0%}")
 
 
 def _uncapped_ratio(seeds: list[dict]) -> str:
-    hyperband = [tuning_budget.reach(r["hyperband"]) for r in seeds]
-    random_search = sum(r["random"]["tokens_to_target_uncapped"] for r in seeds)
-    return tuning_budget.show_ratio(sum(t for t, _ in hyperband), any(c for _, c in hyperband),
-                                    random_search, False)
+    hyperband, random_search = ([_reach_uncapped(r[name]) for r in seeds]
+                                for name in ("hyperband", "random"))
+    return tuning_budget.show_ratio(
+        sum(t for t, _ in hyperband), any(c for _, c in hyperband),
+        sum(t for t, _ in random_search), any(c for _, c in random_search))
 
 
 def _median(values) -> float:
@@ -372,11 +407,8 @@ def _median(values) -> float:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "table":
         part = build_table(args)
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(part, f, indent=1)
         print(f"{len(part['table'])} rows -> {args.output}")
         return 0
     settings, table = load_tables(args.tables)
@@ -386,4 +418,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from pipeline.terminal import quiet_script
+
+    quiet_script()
     sys.exit(main())

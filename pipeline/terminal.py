@@ -50,6 +50,13 @@ def quiet_environment() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def quiet_script() -> None:
+    """`quiet_environment` and `filter_native_stderr`, for a script run by hand (`python -m
+    bench...`): not for code inside another process, such as tests, whose fd 2 it takes."""
+    quiet_environment()
+    filter_native_stderr()
+
+
 def filter_native_stderr() -> None:
     """Drop absl INFO/WARNING lines written to fd 2 by native code, for this process."""
     try:

@@ -46,6 +46,16 @@ def test_hyperband_spends_its_brackets_tokens_and_random_search_as_many_full_tri
     assert result["hyperband"]["tokens_to_target"] == (9 * 11 + 3 * 22 + 65) * PER_STEP
 
 
+def test_hyperband_going_on_repeats_the_sweep_then_runs_its_brackets_again(tmp_path):
+    # The replay's Hyperband past the common budget is a two-iteration sweep; its first
+    # iteration must be the one-iteration sweep, trial for trial, for the counts to agree.
+    settings, table = _table(60, {})
+    once, twice = (tuning_replay.run_oracle(
+        tuning_replay.make_oracle(settings, "hyperband", 7, 10**6, iterations=n), table, UNITS,
+        str(tmp_path / str(n))) for n in (1, 2))
+    assert len(once) == 23 and len(twice) == 46 and twice[:23] == once
+
+
 def test_failed_configurations_pay_what_they_trained_and_their_continuations_nothing(tmp_path):
     failing = {r: 1 for r in range(40) if r % 10}  # nine in ten diverge in their first unit
     settings, table = _table(40, failing)
@@ -68,27 +78,32 @@ def test_a_sweep_that_never_got_there_makes_the_ratio_a_bound(hyperband, random_
     assert show_ratio(*hyperband, *random_search) == shown
 
 
-@pytest.mark.parametrize("table, hyperband, random_search", [
-    # tokens spent, tokens to within 2% (None: never, within the common budget), best loss
-    ("lr_batch-200k", (1_687_552, 954_368, 6.144663653071176), (None, 2_609_152, 6.400868771161489)),
-    ("full-500k", (4_194_304, 2_352_128, 5.56188048971981), (None, 6_026_240, 5.961054904098582)),
+@pytest.mark.parametrize("table, rows, trials, hyperband, random_search", [
+    # tokens spent, to within 2% (None: never, within the common budget), to within 2%
+    # going on past the budget, best loss
+    ("lr_batch-200k", 48, (23, 8), (1_687_552, 954_368, 954_368, 6.144663653071176),
+     (1_605_632, None, 2_609_152, 6.400868771161489)),
+    ("full-500k", 48, (23, 8), (4_194_304, 2_352_128, 2_352_128, 5.56188048971981),
+     (4_016_128, None, 6_026_240, 5.961054904098582)),
+    ("lr_batch-600k-27u", 96, (70, 14), (8_386_560, 1_830_912, 1_830_912, 5.506446012132588),
+     (8_415_232, 5_410_816, 5_410_816, 5.506446012132588)),
 ])
-def test_the_measured_tables_replay_as_documented(table, hyperband, random_search):
+def test_the_measured_tables_replay_as_documented(table, rows, trials, hyperband, random_search):
     # Seed 1 of the replays docs/tuning.md reports: the committed measurements, read by the
     # code as it is now, still give the same sweeps.
     from pathlib import Path
 
     parts = sorted(Path(__file__).parents[2].glob(f"bench/measurements/tuning/table-{table}-*.json"))
-    settings, rows = tuning_replay.load_tables([str(p) for p in parts])
-    assert len(rows) == settings["rows"] == 48
-    result = tuning_replay.replay_seed(settings, rows, seed=1)
-    assert result["hyperband"]["trials"] == 23 and result["random"]["trials"] == 8
-    got = result["hyperband"]
-    assert (got["tokens"], got["tokens_to_target"]) == hyperband[:2]
-    assert got["best"] == pytest.approx(hyperband[2], rel=1e-12)
-    got = result["random"]
-    assert (got["tokens_to_target"], got["tokens_to_target_uncapped"]) == random_search[:2]
-    assert got["best"] == pytest.approx(random_search[2], rel=1e-12)
+    settings, table_rows = tuning_replay.load_tables([str(p) for p in parts])
+    assert len(table_rows) == settings["rows"] == rows
+    result = tuning_replay.replay_seed(settings, table_rows, seed=1)
+    for name, expected, count in (("hyperband", hyperband, trials[0]),
+                                  ("random", random_search, trials[1])):
+        got = result[name]
+        assert got["trials"] == count
+        assert (got["tokens"], got["tokens_to_target"], got["tokens_to_target_uncapped"]) == \
+            expected[:3]
+        assert got["best"] == pytest.approx(expected[3], rel=1e-12)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -106,3 +121,48 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and "Traceback" not in "".join(err)
+
+
+@pytest.mark.slow
+def test_a_table_trains_each_row_along_the_rungs_and_keeps_finished_rows(tiny_config_file,
+                                                                          tmp_path, monkeypatch):
+    """`table` in two parts on the tiny inputs: every row trained to each rung with the
+    steps its batch size needs for the rung's tokens, the parts replay together, and a build
+    that stops keeps the rows it finished."""
+    import json
+    import math
+
+    from tests.tuning import helpers
+
+    examples, tokenizer = helpers.write_inputs(tmp_path / "inputs")
+    table = ["table", "--config", str(tiny_config_file), "--examples", str(examples),
+             "--tokenizer", str(tokenizer), "--space", "lr_batch", "--rows", "6",
+             "--tokens-per-trial", "6000", "--max-units", "3"]
+    parts = [str(tmp_path / f"part{i}.json") for i in (1, 2)]
+    for i, part in enumerate(parts, 1):
+        assert tuning_replay.main([*table, "--part", f"{i}/2", "--output", part]) == 0
+    settings, rows = tuning_replay.load_tables(parts)
+    assert json.loads(open(parts[1]).read())["table"].keys() == {"1", "3", "5"}
+    for row in rows:
+        per_step = row["values"]["train.batch_size"] * helpers.SEQUENCE_LENGTH
+        assert row["tokens_per_step"] == per_step
+        assert row["steps"] == {1: math.ceil(2000 / per_step), 3: math.ceil(6000 / per_step)}
+        assert set(row["loss"]) == {1, 3} and row["failed_tokens"] is None
+    # Brackets of max_units 3: three configurations at 1 unit, one continued to 3, two at 3.
+    assert tuning_replay.replay_seed(settings, rows, seed=1)["hyperband"]["trials"] == 6
+
+    trained = tuning_replay.train_chain
+
+    def stop_at_the_second_row(*args):
+        if trained_rows:
+            raise KeyboardInterrupt
+        trained_rows.append(trained(*args))
+        return trained_rows[-1]
+
+    trained_rows = []
+    monkeypatch.setattr(tuning_replay, "train_chain", stop_at_the_second_row)
+    stopped = tmp_path / "stopped.json"
+    with pytest.raises(KeyboardInterrupt):
+        tuning_replay.main([*table, "--output", str(stopped)])
+    assert list(json.loads(stopped.read_text())["table"]) == ["0"]
+    assert [p.name for p in tmp_path.glob("stopped*")] == ["stopped.json"]
