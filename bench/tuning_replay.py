@@ -285,7 +285,7 @@ def replay_seed(settings: dict, table: list[dict], seed: int) -> dict:
     the table, Hyperband through a second iteration of its brackets (the first iteration of
     a two-iteration sweep is the one-iteration sweep, trial for trial).
     """
-    from tuning.tuner import hyperband_trials
+    from tuning.budget import bracket_trials, hyperband_trials
 
     full, factor = settings["max_units"], settings["factor"]
     results = {}
@@ -309,6 +309,10 @@ def replay_seed(settings: dict, table: list[dict], seed: int) -> dict:
         points_on = tuning_budget.curve(going_on[name])
         result["tokens_to_target_uncapped"] = tuning_budget.tokens_to_reach(points_on, target)
         result["tokens_going_on"] = points_on[-1][0]
+    # Hyperband's earliest arrival: the end of its first (most aggressive) bracket.
+    first_bracket = bracket_trials(full, factor)[0]
+    hyperband_points = results["hyperband"]["points"]
+    results["hyperband"]["first_bracket_tokens"] = hyperband_points[first_bracket - 1][0]
     return {"seed": seed, "best_either": best, "target": target, **results}
 
 
@@ -343,8 +347,23 @@ def summary(settings: dict, table: list[dict], seeds: list[dict]) -> str:
         f"summed "
         f"{_uncapped_ratio(seeds)}; per seed: "
         f"{_spread(_ratio(r, uncapped=True) for r in seeds)}",
+        _arrivals(settings, seeds),
         f"best loss: hyperband lower in {lower['hyperband']} seeds, random lower in "
         f"{lower['random']}"])
+
+
+def _arrivals(settings: dict, seeds: list[dict]) -> str:
+    """Why the ratio is what it is: how many full trials random search needs to get there,
+    and how often Hyperband gets there at its earliest."""
+    needs = [r["random"]["tokens_to_target_uncapped"] / settings["tokens_per_trial"]
+             for r in seeds if r["random"]["tokens_to_target_uncapped"] is not None]
+    first = [r["hyperband"] for r in seeds]
+    early = sum(h["tokens_to_target"] is not None
+                and h["tokens_to_target"] <= h["first_bracket_tokens"] for h in first)
+    return (f"random search, going on, needs {_median(needs):.1f} full trials to get there "
+            f"at the median ({_mean(needs):.1f} on average); hyperband got there by the end "
+            f"of its first bracket ({_mean(h['first_bracket_tokens'] for h in first):,.0f} "
+            f"tokens on average) in {early / len(seeds):.0%} of seeds")
 
 
 def spearman(table: list[dict], unit: int, full: int) -> float:

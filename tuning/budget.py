@@ -113,13 +113,19 @@ def hyperband_trials(max_units: int, factor: int, iterations: int) -> int:
     Returns:
         The number of trials of all brackets of all iterations.
     """
+    return sum(bracket_trials(max_units, factor)) * iterations
+
+
+def bracket_trials(max_units: int, factor: int) -> list[int]:
+    """The trials of each bracket of one Hyperband iteration, in the order KerasTuner runs
+    them: the most aggressive bracket (most configurations at one unit) first."""
     brackets, epochs = 0, max_units
     while epochs >= 1:
         epochs /= factor
         brackets += 1
     last_size = math.ceil(1 + math.log(max_units, factor))
-    total = 0
-    for bracket in range(brackets):
+    sizes = []
+    for bracket in reversed(range(brackets)):
         end = last_size / (bracket + 1)
-        total += sum(math.ceil(end * factor ** (bracket - r)) for r in range(bracket + 1))
-    return total * iterations
+        sizes.append(sum(math.ceil(end * factor ** (bracket - r)) for r in range(bracket + 1)))
+    return sizes

@@ -43,7 +43,9 @@ def test_hyperband_spends_its_brackets_tokens_and_random_search_as_many_full_tri
     assert result["random"]["tokens"] == 8 * 98 * PER_STEP
     # Rank-preserving rungs: the first bracket's full-budget trial is the best of the nine it
     # screened, which here is within 2% of the best anyone found, at the bracket's end.
-    assert result["hyperband"]["tokens_to_target"] == (9 * 11 + 3 * 22 + 65) * PER_STEP
+    first_bracket = (9 * 11 + 3 * 22 + 65) * PER_STEP
+    assert result["hyperband"]["tokens_to_target"] == first_bracket
+    assert result["hyperband"]["first_bracket_tokens"] == first_bracket
 
 
 def test_hyperband_going_on_repeats_the_sweep_then_runs_its_brackets_again(tmp_path):
@@ -124,13 +126,14 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
 
 
 @pytest.mark.slow
-def test_a_table_trains_each_row_along_the_rungs_and_keeps_finished_rows(tiny_config_file,
-                                                                          tmp_path, monkeypatch):
+def test_a_table_trains_each_row_along_the_rungs_and_keeps_finished_rows(
+        tiny_config_file, tmp_path, monkeypatch, capsys):
     """`table` in two parts on the tiny inputs: every row trained to each rung with the
     steps its batch size needs for the rung's tokens, the parts replay together, and a build
     that stops keeps the rows it finished."""
     import json
     import math
+    from pathlib import Path
 
     from tests.tuning import helpers
 
@@ -142,27 +145,35 @@ def test_a_table_trains_each_row_along_the_rungs_and_keeps_finished_rows(tiny_co
     for i, part in enumerate(parts, 1):
         assert tuning_replay.main([*table, "--part", f"{i}/2", "--output", part]) == 0
     settings, rows = tuning_replay.load_tables(parts)
-    assert json.loads(open(parts[1]).read())["table"].keys() == {"1", "3", "5"}
+    assert json.loads(Path(parts[1]).read_text())["table"].keys() == {"1", "3", "5"}
     for row in rows:
         per_step = row["values"]["train.batch_size"] * helpers.SEQUENCE_LENGTH
         assert row["tokens_per_step"] == per_step
         assert row["steps"] == {1: math.ceil(2000 / per_step), 3: math.ceil(6000 / per_step)}
-        assert set(row["loss"]) == {1, 3} and row["failed_tokens"] is None
+        assert row["failed_tokens"] is None and set(row["loss"]) == {1, 3}
+        assert all(math.isfinite(loss) and loss > 0 for loss in row["loss"].values())
+        assert row["loss"][3] != row["loss"][1]  # the second rung trained on
     # Brackets of max_units 3: three configurations at 1 unit, one continued to 3, two at 3.
     assert tuning_replay.replay_seed(settings, rows, seed=1)["hyperband"]["trials"] == 6
 
-    trained = tuning_replay.train_chain
+    # A build stopped at its second row keeps the first, and its part does not pass for a
+    # whole table.
+    train_chain = tuning_replay.train_chain
+    trained = []
 
     def stop_at_the_second_row(*args):
-        if trained_rows:
+        if trained:
             raise KeyboardInterrupt
-        trained_rows.append(trained(*args))
-        return trained_rows[-1]
+        trained.append(train_chain(*args))
+        return trained[-1]
 
-    trained_rows = []
     monkeypatch.setattr(tuning_replay, "train_chain", stop_at_the_second_row)
     stopped = tmp_path / "stopped.json"
     with pytest.raises(KeyboardInterrupt):
         tuning_replay.main([*table, "--output", str(stopped)])
     assert list(json.loads(stopped.read_text())["table"]) == ["0"]
     assert [p.name for p in tmp_path.glob("stopped*")] == ["stopped.json"]
+    with pytest.raises(SystemExit) as refused:
+        tuning_replay.load_tables([str(stopped)])
+    assert refused.value.code == 2
+    assert "the parts hold rows [0], expected 0..5" in capsys.readouterr().err

@@ -122,7 +122,7 @@ def test_plans_spend_the_same_tokens_within_one_batch(batch_size):
 
 
 def test_hyperband_units_are_token_budgets():
-    from tuning.budget import TokenBudget, hyperband_trials
+    from tuning.budget import TokenBudget, bracket_trials, hyperband_trials
 
     budget = TokenBudget(tokens_per_trial=9_000, max_units=9)
     first = budget.plan({"tuner/epochs": 1, "tuner/initial_epoch": 0}, 4, 32)
@@ -136,6 +136,7 @@ def test_hyperband_units_are_token_budgets():
     # KerasTuner's bracket sizes for max_epochs 9, factor 3: 9, 3, 1; 5, 2 (ceil 4.5, 1.5); 3.
     assert hyperband_trials(9, 3, 1) == (9 + 3 + 1) + (5 + 2) + 3
     assert hyperband_trials(3, 3, 2) == 2 * (3 + 1 + 2)
+    assert bracket_trials(27, 3) == [27 + 9 + 3 + 1, 12 + 4 + 2, 6 + 2, 4]
 
 
 def _tf_config(kind: str, index: int) -> str:
