@@ -19,7 +19,8 @@ HPO benchmarks (HPOBench, LCBench) do:
    trials as Hyperband spent tokens, and the tokens each spent when its best-so-far first
    came within 2% of the best either reached (as `bench/tuning_budget.py` counts them);
    then both going on past that budget, so that a sweep that missed the band within it is
-   measured rather than bounded.
+   measured rather than bounded. `--max-units` replays a smaller Hyperband on a larger
+   one's table (its rungs are among the table's), `--iterations` more of its brackets.
 
 The replay samples from the table's configurations, not from the continuous space: with
 a few dozen rows it measures the algorithms on a space as varied as the real one, and
@@ -72,7 +73,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     replay = commands.add_parser("replay", help="replay both algorithms over a table")
     replay.add_argument("tables", nargs="+", help="the parts `table` wrote")
     replay.add_argument("--seeds", type=int, default=200, help="seeds 1, 1001, 2001, ...")
+    replay.add_argument("--max-units", type=_positive,
+                        help="replay a smaller Hyperband on the table (9 on a 27-unit table: "
+                             "its rungs at 3, 9 and 27 units); default: the table's")
+    replay.add_argument("--iterations", type=_positive, default=1,
+                        help="Hyperband's iterations (random search gets as many tokens)")
     return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _part(text: str) -> tuple[int, int]:
@@ -214,6 +226,24 @@ def _row(row: dict) -> dict:
             "loss": {int(u): v for u, v in row["loss"].items()}}
 
 
+def coarsen(settings: dict, table: list[dict], max_units: int) -> tuple[dict, list[dict]]:
+    """The table as a Hyperband with `max_units` units of the same full budget sees it.
+
+    A table trained along the rungs of `max_units` 27 (1, 3, 9, 27 units of 22,222 tokens)
+    holds those of `max_units` 9 too (3, 9, 27 of them are 1, 3, 9 units of 66,666), to the
+    step: `TokenBudget.steps` rounds `units * tokens_per_trial / max_units` the same way.
+    """
+    scale, rest = divmod(settings["max_units"], max_units)
+    kept = {u for u in rung_units(max_units, settings["factor"])}
+    if rest or any(u * scale not in table[0]["steps"] for u in kept):
+        tuning_budget.fail(f"--max-units {max_units}: the table's rungs "
+                           f"{sorted(table[0]['steps'])} of {settings['max_units']} units "
+                           "do not hold its rungs")
+    rows = [{**row, "steps": {u: row["steps"][u * scale] for u in kept},
+             "loss": {u: row["loss"][u * scale] for u in kept}} for row in table]
+    return {**settings, "max_units": max_units}, rows
+
+
 def make_oracle(settings: dict, algorithm: str, seed: int, max_trials: int,
                 iterations: int = 1):
     """Our oracle for `algorithm` (Hyperband with `iterations` rounds of its brackets),
@@ -276,23 +306,25 @@ def _drive(oracle, table: list[dict], full_units: int) -> list[dict]:
     return done
 
 
-def replay_seed(settings: dict, table: list[dict], seed: int) -> dict:
-    """Hyperband, then random search at the same budget, as `tuning_budget.run_seed`.
+def replay_seed(settings: dict, table: list[dict], seed: int, iterations: int = 1) -> dict:
+    """Hyperband (`iterations` rounds of its brackets), then random search at the same
+    budget, as `tuning_budget.run_seed`.
 
     Both then go on past the common budget (free here), so that the tokens each needs to
     come within 2% are known even when the budget ran out first
     (`tokens_to_target_uncapped`, None if still not there): random search over the rest of
-    the table, Hyperband through a second iteration of its brackets (the first iteration of
-    a two-iteration sweep is the one-iteration sweep, trial for trial).
+    the table, Hyperband through one more iteration of its brackets (the first n iterations
+    of an n + 1 iteration sweep are the n-iteration sweep, trial for trial).
     """
     from tuning.budget import bracket_trials, hyperband_trials
 
     full, factor = settings["max_units"], settings["factor"]
     results = {}
     with tempfile.TemporaryDirectory(prefix="tunereplay-") as directory:
-        hyperband_on = run_oracle(make_oracle(settings, "hyperband", seed, 10**6, iterations=2),
+        hyperband_on = run_oracle(make_oracle(settings, "hyperband", seed, 10**6,
+                                              iterations=iterations + 1),
                                   table, full, os.path.join(directory, "hyperband"))
-        hyperband = hyperband_on[:hyperband_trials(full, factor, 1)]
+        hyperband = hyperband_on[:hyperband_trials(full, factor, iterations)]
         spent = sum(r["tokens"] for r in hyperband)
         trials = max(1, round(spent / settings["tokens_per_trial"]))
         random_on = run_oracle(make_oracle(settings, "random", seed, settings["rows"]),
@@ -342,7 +374,7 @@ def summary(settings: dict, table: list[dict], seeds: list[dict]) -> str:
         f"random search never came within 2% in {never['random']} seeds, hyperband in "
         f"{never['hyperband']} (counted with their whole budget)",
         f"both going on past the budget until they get there (random search over the "
-        f"table, hyperband a second iteration, still short in "
+        f"table, hyperband one more iteration, still short in "
         f"{sum(r['hyperband']['tokens_to_target_uncapped'] is None for r in seeds)} seeds): "
         f"summed "
         f"{_uncapped_ratio(seeds)}; per seed: "
@@ -431,7 +463,10 @@ def main(argv=None) -> int:
         print(f"{len(part['table'])} rows -> {args.output}")
         return 0
     settings, table = load_tables(args.tables)
-    seeds = [replay_seed(settings, table, 1 + 1000 * n) for n in range(args.seeds)]
+    if args.max_units is not None:
+        settings, table = coarsen(settings, table, args.max_units)
+    seeds = [replay_seed(settings, table, 1 + 1000 * n, args.iterations)
+             for n in range(args.seeds)]
     print(summary(settings, table, seeds))
     return 0
 

@@ -58,6 +58,40 @@ def test_hyperband_going_on_repeats_the_sweep_then_runs_its_brackets_again(tmp_p
     assert len(once) == 23 and len(twice) == 46 and twice[:23] == once
 
 
+def test_a_27_unit_table_coarsened_to_9_units_is_the_9_unit_table():
+    # Rungs 3, 9 and 27 of 27 units are rungs 1, 3 and 9 of 9, to the step, so a smaller
+    # Hyperband replays on a larger one's table exactly as on a table of its own.
+    settings, table = _table(40, {5: 3})
+    fine = TokenBudget(TOKENS, 27)
+    wide = {**settings, "max_units": 27}
+    rows = [{**row, "steps": {u: fine.steps(u, PER_STEP) for u in (1, 3, 9, 27)},
+             "loss": {1: 9.0, **{3 * u: loss for u, loss in row["loss"].items()}}}
+            for row in table]
+    assert tuning_replay.coarsen(wide, rows, 9) == (settings, table)
+    assert tuning_replay.replay_seed(*tuning_replay.coarsen(wide, rows, 9), seed=1) == \
+        tuning_replay.replay_seed(settings, table, seed=1)
+
+
+@pytest.mark.parametrize("max_units", [2, 4])
+def test_a_hyperband_whose_rungs_the_table_lacks_is_refused(max_units, capsys):
+    settings, table = _table(4, {})
+    with pytest.raises(SystemExit) as stop:
+        tuning_replay.coarsen(settings, table, max_units)
+    assert stop.value.code == 2
+    assert f"--max-units {max_units}: the table's rungs [1, 3, 9] of 9 units do not hold" in \
+        capsys.readouterr().err
+
+
+def test_more_iterations_give_random_search_as_many_more_full_trials():
+    settings, table = _table(80, {})
+    once, twice = (tuning_replay.replay_seed(settings, table, seed=1, iterations=n)
+                   for n in (1, 2))
+    assert (once["hyperband"]["trials"], twice["hyperband"]["trials"]) == (23, 46)
+    assert twice["hyperband"]["tokens"] == 2 * once["hyperband"]["tokens"]
+    # 1,677,312 and 3,354,624 tokens: 8.4 and 16.8 full trials of 200,000, rounded.
+    assert (once["random"]["trials"], twice["random"]["trials"]) == (8, 17)
+
+
 def test_failed_configurations_pay_what_they_trained_and_their_continuations_nothing(tmp_path):
     failing = {r: 1 for r in range(40) if r % 10}  # nine in ten diverge in their first unit
     settings, table = _table(40, failing)
@@ -113,6 +147,8 @@ def test_the_measured_tables_replay_as_documented(table, rows, trials, hyperband
     (["replay", "{readme}"], "README.md: cannot read it"),
     (["table", "--config", "x", "--output", "y", "--part", "3/2"],
      "argument --part: expected i/k with 1 <= i <= k, got '3/2'"),
+    (["replay", "x.json", "--iterations", "0"],
+     "argument --iterations: expected a whole number >= 1, got '0'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
     from pathlib import Path
