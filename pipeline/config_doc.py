@@ -34,7 +34,9 @@ def attribute_docs(cls: type) -> dict[str, str]:
     docs: dict[str, str] = {}
     current: list[str] = []
     for line in match.group(1).splitlines():
-        entry = re.match(r"^    ([\w, ]+):\s*(.*)$", line)
+        # An entry starts at the block's indent; deeper lines continue the last one, even
+        # when they read like an entry ("None: 0.95 ...").
+        entry = re.match(r"^    (\w[\w, ]*):\s*(.*)$", line)
         if entry:
             current = [name.strip() for name in entry.group(1).split(",")]
             for name in current:
@@ -61,7 +63,15 @@ def _show(value) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def _is_value(cls: type) -> bool:
+    """A dataclass with required fields (`FloatRange`) is one value, not a sub-section."""
+    return any(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               for f in dataclasses.fields(cls))
 
 
 def section_rows(cls: type, prefix: str) -> list[tuple[str, str, str]]:
@@ -71,10 +81,11 @@ def section_rows(cls: type, prefix: str) -> list[tuple[str, str, str]]:
     for field in dataclasses.fields(cls):
         key = f"{prefix}.{field.name}"
         default = field.default_factory() if field.default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default):
+        if dataclasses.is_dataclass(default) and not _is_value(type(default)):
             rows.extend(section_rows(type(default), key))
             continue
-        rows.append((key, _show(_default(field)), docs.get(field.name, "")))
+        shown = to_dict(default) if dataclasses.is_dataclass(default) else _default(field)
+        rows.append((key, _show(shown), docs.get(field.name, "")))
     return rows
 
 

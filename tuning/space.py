@@ -1,7 +1,7 @@
 """The search space as data: `tuning.space` -> KerasTuner hyperparameters -> config overrides.
 
 A tuned hyperparameter is named by the config key it overrides (`train.learning_rate`,
-`model.num_layers`, or a nested one such as `train.distill.alpha`), which is also its key
+`model.num_layers`), which is also its key
 in the artifact's `best.json`, the format `components/training/hparams.py` reads. The
 model builder never declares a hyperparameter: it reads the trial's values through
 `trial_configs`.

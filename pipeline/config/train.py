@@ -102,7 +102,9 @@ class TrainConfig:
         precision: `float32`, `mixed_bfloat16`, or `mixed_float16` (with dynamic loss
             scaling); variables stay float32 and the exported model is float32.
         jit_compile: compile each micro-batch's forward and backward pass with XLA.
-        steps_per_execution: optimizer steps per compiled call (fewer host round trips).
+        steps_per_execution: optimizer steps per compiled call (fewer host round trips); a
+            call also ends at every `log_every`, `eval_every` and `checkpoint_every` step,
+            so raise `log_every` with it.
         strategy: `auto` (TPU if a resolver finds one, mirrored over more than one GPU,
             else default), `default`, `one_device`, `mirrored`, `multi_worker` (TF_CONFIG,
             as Vertex AI sets it) or `tpu`.

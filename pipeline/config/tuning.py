@@ -35,8 +35,10 @@ def _default_learning_rates() -> FloatRange:
 
 @config_dataclass
 class SearchSpaceConfig:
-    """What `tune` searches over (`tuning.space`); a key left out (or null) is not tuned and
-    keeps its `train.*` / `model.*` value. Choices are lists; ranges are {min, max, sampling}.
+    """What `tune` searches over (`tuning.space`); a key set to null is not tuned and keeps
+    its `train.*` / `model.*` value, and so is one left out, except `learning_rate` and
+    `batch_size`, which are tuned over their defaults unless set to null. Choices are
+    lists; ranges are {min, max, sampling}.
 
     Attributes:
         learning_rate: `train.learning_rate`, a range (log-uniform by default).

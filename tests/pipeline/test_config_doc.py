@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pipeline import config_doc
 from pipeline.config import config_dataclass
 from tests.conftest import REPO
+
+
+@config_dataclass
+class _Span:
+    """A value with a required field, like `FloatRange`.
+
+    Attributes:
+        low, high: the bounds.
+    """
+
+    low: int
+    high: int = 2
 
 
 @config_dataclass
@@ -14,23 +28,28 @@ class _Example:
     Attributes:
         alpha, beta: two keys that share a text
             which goes on here.
-        gamma: the third.
+        gamma: the third;
+            None: a continuation that reads like an entry.
+        span: a value of its own type, shown whole.
     """
 
     alpha: int = 1
     beta: str = "b"
     gamma: tuple[str, ...] = ("x",)
     delta: bool = False
+    span: _Span = dataclasses.field(default_factory=lambda: _Span(low=1))
 
 
 def test_attribute_blocks_give_each_key_its_text_continuations_included():
     docs = config_doc.attribute_docs(_Example)
     assert docs == {"alpha": "two keys that share a text which goes on here.",
                     "beta": "two keys that share a text which goes on here.",
-                    "gamma": "the third."}
+                    "gamma": "the third; None: a continuation that reads like an entry.",
+                    "span": "a value of its own type, shown whole."}
     rows = config_doc.section_rows(_Example, "example")
     assert rows == [("example.alpha", "1", docs["alpha"]), ("example.beta", "b", docs["beta"]),
-                    ("example.gamma", "[x]", "the third."), ("example.delta", "false", "")]
+                    ("example.gamma", "[x]", docs["gamma"]), ("example.delta", "false", ""),
+                    ("example.span", "{low: 1, high: 2}", docs["span"])]
 
 
 def test_every_config_key_is_documented():
