@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from pipeline.terminal import filter_native_stderr, quiet_environment
@@ -23,11 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    from pipeline.errors import LockedError, UsageError
+    from pipeline.errors import LockedError, Terminated, UsageError
     from pipeline.local_runner import ComponentFailed
 
     if args.filter_stderr:
         filter_native_stderr()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.handler(args) or 0
     except UsageError as err:
@@ -40,8 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         where = getattr(err.cause, "log_path", None)
         detail = f" (traceback in {where})" if where else ""
         return _fail(f"{err.component} failed: {err.cause.__class__.__name__}: {err.cause}{detail}", 1)
+    except BrokenPipeError:
+        # The reader went away (`lmpipe runs | head`): stop quietly, as `cat` would. Python
+        # would otherwise fail again flushing stdout at exit (its documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except Terminated:
+        return _fail("terminated", 128 + signal.SIGTERM)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+
+
+def _terminate(signum, frame):
+    from pipeline.errors import Terminated
+
+    raise Terminated()
 
 
 def _fail(message: str, status: int) -> int:

@@ -8,6 +8,7 @@ expected, so the CLI can print one line and exit with status 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -160,13 +161,15 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             return value
         raise ConfigError(key, f"expected true or false, got {_show(value)}")
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        # TensorFlow counts steps and seeds in int64: a larger value cannot be meant.
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
             return value
-        raise ConfigError(key, f"expected an integer, got {_show(value)}")
+        raise ConfigError(key, f"expected an integer (int64), got {_show(value)}")
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value):
             return float(value)
-        raise ConfigError(key, f"expected a number, got {_show(value)}")
+        raise ConfigError(key, f"expected a finite number, got {_show(value)}")
     if hint is str:
         if isinstance(value, str):
             return value

@@ -62,6 +62,8 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
         uri = input_uris.get(input_name)
         if uri is None and input_name not in spec.optional_inputs:
             raise UsageError(f"component {name}: --input {input_name}=URI is required")
+        if uri and "://" not in uri and not os.path.isdir(uri):
+            raise UsageError(f"component {name}: --input {input_name}={uri}: no such directory")
         inputs[input_name] = _external(kind, uri) if uri else None
     for input_name, resolver in spec.resolvers.items():
         inputs[input_name] = resolver(config, inputs)

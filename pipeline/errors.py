@@ -20,6 +20,11 @@ class ConfigError(UsageError):
         return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.expected)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `timeout`, `kill`, systemd or a scheduler stopping the run): handled as an
+    interrupt, so a step in progress discards its staging and the run is recorded failed."""
+
+
 class LockedError(Exception):
     """Another run holds the pipeline root."""
 

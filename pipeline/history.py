@@ -111,34 +111,110 @@ def _bytes(count: float) -> str:
 
 
 def format_lineage(path: str) -> str:
-    """What produced the artifact at (or containing) `path`, and from which inputs."""
+    """What produced the artifact at (or containing) `path`, and from which inputs.
+
+    A pushed serving version (or a file in one; a serving directory means its latest
+    version) is traced through the execution that pushed it, found by the serving path its
+    output recorded, in the store of the pipeline root its model card's model lives in (the
+    serving directory may be anywhere).
+
+    Args:
+        path: an artifact directory, a serving directory or version, or a file inside one.
+
+    Returns:
+        The lineage tree, one artifact and its producer per few lines, inputs indented.
+    """
     path = os.path.abspath(path)
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file or directory")
-    db = _find_store(path)
+    version = _served_version(path)
+    db = _find_store(path, _card_model_uri(version))
     store = _open(db, path)
     try:
+        if version is not None:
+            return "\n".join(_version_lines(store, version, db))
         artifact = store.artifact_containing(path)
         if artifact is None:
             raise UsageError(f"{path}: not inside an artifact recorded in {db}")
-        lines = []
-        for entry in store.lineage(artifact["id"]):
-            indent = "  " * entry["depth"]
-            lines.append(f"{indent}{entry['type']} {entry['uri']}")
-            producer = entry["producer"]
-            if producer is None:
-                lines.append(f"{indent}  (external input, fingerprint {entry['fingerprint'][:16]})")
-                continue
-            lines.append(f"{indent}  made by {producer['component']} in run {producer['run_id']}"
-                         f" at {_when(producer['started'])}, cache key {producer['cache_key'][:16]}")
-            for section, values in (producer["config"] or {}).items():
-                lines.append(f"{indent}  config {section}: {json.dumps(values, sort_keys=True)}")
-        return "\n".join(lines)
+        return "\n".join(_tree(store.lineage(artifact["id"])))
     finally:
         store.close()
 
 
-def _find_store(path: str) -> str:
+def _served_version(path: str):
+    """The serving version (a `serving_dir.Version`) that is or holds `path`, the latest
+    one when `path` is a serving directory, or None."""
+    from components.evaluation import serving_dir
+
+    directory = path if os.path.isdir(path) else os.path.dirname(path)
+    while True:
+        name = os.path.basename(directory)
+        if name.isdigit() and os.path.isfile(os.path.join(directory, serving_dir.SAVED_MODEL_FILE)):
+            return serving_dir.Version(number=int(name), path=directory,
+                                       card=serving_dir.read_card(directory))
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return serving_dir.latest(path) if os.path.isdir(path) else None
+
+
+def _card_model_uri(version) -> str | None:
+    model = version.card.get("model") if version is not None else None
+    uri = model.get("uri") if isinstance(model, dict) else None
+    return uri if isinstance(uri, str) and os.path.isabs(uri) else None
+
+
+def _version_lines(store: MetadataStore, version, db: str) -> list[str]:
+    """The serving version, the push that wrote it, and that push's lineage below."""
+    writer = store.writer_of(version.path, version.card.get("run_id"))
+    if writer is None:
+        raise UsageError(f"{version.path}: serving version {version.number}, but {db} records "
+                         f"no push of it")
+    return [f"Model {version.path}",
+            f"  serving version {version.number}, {_written(writer)}",
+            *_tree(store.lineage(writer["id"], depth=1))]
+
+
+def _tree(entries: list[dict]) -> list[str]:
+    lines = []
+    for entry in entries:
+        indent = "  " * entry["depth"]
+        lines.append(f"{indent}{entry['type']} {entry['uri']}")
+        producer, written_by = entry["producer"], entry["written_by"]
+        if producer is not None and entry["repeated"]:
+            lines.append(f"{indent}  (made by {producer['component']} in run "
+                         f"{producer['run_id']}, shown above)")
+        elif producer is not None:
+            lines.extend(indent + "  " + line for line in _producer_lines(producer))
+        elif written_by is not None:
+            lines.append(f"{indent}  ({_written(written_by)}; "
+                         f"lmpipe lineage {entry['uri']} traces it)")
+        else:
+            lines.append(f"{indent}  (external input, fingerprint {entry['fingerprint'][:16]}"
+                         f"{', shown above' if entry['repeated'] else ''})")
+    return lines
+
+
+def _producer_lines(producer: dict) -> list[str]:
+    return [f"made by {producer['component']} in run {producer['run_id']} at "
+            f"{_when(producer['started'])}, cache key {producer['cache_key'][:16]}",
+            *(f"config {section}: {json.dumps(values, sort_keys=True)}"
+              for section, values in (producer["config"] or {}).items())]
+
+
+def _written(writer: dict) -> str:
+    return (f"written by {writer['component']} in run {writer['run_id']}, recorded as "
+            f"{writer['type']} {writer['uri']}")
+
+
+def _find_store(path: str, model_uri: str | None = None) -> str:
+    """The metadata store above the model a serving version's card names, else above `path`."""
+    if model_uri is not None:
+        try:
+            return _find_store(model_uri)
+        except UsageError:
+            pass  # the model's root is gone or elsewhere: look above the path itself
     directory = path if os.path.isdir(path) else os.path.dirname(path)
     while True:
         candidate = os.path.join(directory, STORE)

@@ -95,6 +95,7 @@ def run_pipeline(config, *, until: str | None = None, no_cache: bool = False,
     with RootLock(root):
         artifacts.remove_stale_staging(root)
         store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+        store.fail_abandoned_runs()
         runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args)
         store.start_run(runtime.run_id, to_dict(config))
         record = {"run_id": runtime.run_id, "status": "running", "components": {},
@@ -102,7 +103,8 @@ def run_pipeline(config, *, until: str | None = None, no_cache: bool = False,
         try:
             _run_nodes(nodes, config, runtime, store, record, until, no_cache)
             record["status"] = "succeeded"
-        except ComponentFailed:
+        except BaseException:
+            # An interrupt or a kill too: no run may stay "running" in the record.
             record["status"] = "failed"
             raise
         finally:

@@ -78,6 +78,17 @@ class MetadataStore:
                 (run_id, time.time(), json.dumps(config, sort_keys=True)),
             )
 
+    def fail_abandoned_runs(self) -> int:
+        """Record runs still `running` as failed; call it holding the root's lock, which
+        proves their processes are gone (killed with SIGKILL, or the machine stopped).
+
+        Returns:
+            How many runs it marked.
+        """
+        with self.db:
+            return self.db.execute(
+                "UPDATE runs SET status = 'failed' WHERE status = 'running'").rowcount
+
     def finish_run(self, run_id: str, status: str, summary: dict) -> None:
         with self.db:
             self.db.execute(
@@ -169,29 +180,72 @@ class MetadataStore:
     def lineage(self, artifact_id: int, depth: int = 0, seen: set | None = None) -> list[dict]:
         """The chain of executions and inputs that produced an artifact, depth first.
 
+        An artifact reached a second time (two inputs sharing an upstream, as transform's
+        documents and tokenizer do) is listed again with `repeated` set and without its
+        inputs, which the first listing, earlier in the list, already holds.
+
+        Args:
+            artifact_id: the artifact to trace.
+            depth: the depth of its entry (the entries below it are deeper).
+            seen: ids of artifacts already listed (shared by the whole walk).
+
         Returns:
-            One dict per artifact: depth, type, uri, fingerprint, and its producer's
-            component, cache key, config and time (None for external inputs).
+            One dict per artifact: depth, type, uri, fingerprint; `producer`, the execution
+            that made it (component, run id, cache key, config, time), None for an input
+            from outside the pipeline; `repeated`; and `written_by` (see `writer_of`) for
+            an outside input that a recorded execution wrote, else None.
         """
         seen = set() if seen is None else seen
         row = self.db.execute("SELECT * FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+        producer = self._execution(row["producer"])
         entry = {"depth": depth, "type": row["type"], "uri": row["uri"],
-                 "fingerprint": row["fingerprint"], "producer": None}
+                 "fingerprint": row["fingerprint"], "producer": producer,
+                 "repeated": artifact_id in seen, "written_by": None}
+        if producer is None:
+            run_id = json.loads(row["properties"]).get("run_id")
+            entry["written_by"] = self.writer_of(row["uri"], run_id)
         result = [entry]
-        if row["producer"] is None or artifact_id in seen:
+        if producer is None or entry["repeated"]:
             return result
         seen.add(artifact_id)
-        producer = self.db.execute(
-            "SELECT * FROM executions WHERE id = ?", (row["producer"],)
-        ).fetchone()
-        entry["producer"] = {
-            "component": producer["component"], "run_id": producer["run_id"],
-            "cache_key": producer["cache_key"], "started": producer["started"],
-            "config": json.loads(producer["config"]) if producer["config"] else None,
-        }
         for event in self.db.execute(
             "SELECT artifact_id FROM events WHERE execution_id = ? AND kind = 'input' ORDER BY name",
-            (producer["id"],),
+            (row["producer"],),
         ).fetchall():
             result.extend(self.lineage(event["artifact_id"], depth + 1, seen))
         return result
+
+    def writer_of(self, uri: str, run_id: str | None = None) -> dict | None:
+        """The artifact standing for a directory an execution wrote outside the artifact
+        store: one whose `uri` property names `uri` (push's `pushed` output names the
+        serving version it copied the model to).
+
+        Later executions may name the same directory (a push that found the model already
+        in service), so the first recorded one wins, among those of run `run_id` (the run
+        the directory says wrote it, e.g. a model card's) when there are any.
+
+        Args:
+            uri: the directory (absolute).
+            run_id: the run that wrote it, if known.
+
+        Returns:
+            {id, type, uri} of that artifact and {component, run_id} of its producer, or None.
+        """
+        rows = self.db.execute(
+            "SELECT a.*, x.run_id AS run_id, x.component AS component FROM artifacts a"
+            " JOIN executions x ON x.id = a.producer"
+            " WHERE json_extract(a.properties, '$.uri') = ? ORDER BY x.started, a.id",
+            (uri,),
+        ).fetchall()
+        matching = [row for row in rows if row["run_id"] == run_id] or rows
+        if not matching:
+            return None
+        return {key: matching[0][key] for key in ("id", "type", "uri", "component", "run_id")}
+
+    def _execution(self, execution_id: int | None) -> dict | None:
+        if execution_id is None:
+            return None
+        row = self.db.execute("SELECT * FROM executions WHERE id = ?", (execution_id,)).fetchone()
+        return {"component": row["component"], "run_id": row["run_id"],
+                "cache_key": row["cache_key"], "started": row["started"],
+                "config": json.loads(row["config"]) if row["config"] else None}

@@ -53,6 +53,10 @@ def resolve_model_dir(path: str) -> str:
 def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
     """The prompts: `--prompt`, or the non-empty lines of `--prompts-file`."""
     if prompt is not None:
+        try:
+            prompt.encode("utf-8")  # argv bytes that are not UTF-8 arrive as lone surrogates
+        except UnicodeEncodeError as err:
+            raise UsageError(f"--prompt: not valid UTF-8 (at character {err.start + 1})") from None
         return [prompt]
     try:
         with open(prompts_file, encoding="utf-8") as f:
@@ -71,7 +75,7 @@ def check_sampling(max_tokens: int, temperature: float, top_k: int, top_p: float
         raise UsageError(f"--stream-chunk must be >= 0 (0 = one call, no streaming), got {stream_chunk}")
     if max_tokens < 1:
         raise UsageError(f"--max-tokens must be >= 1, got {max_tokens}")
-    if temperature < 0:
+    if not temperature >= 0 or temperature == float("inf"):
         raise UsageError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
     if top_k < 0:
         raise UsageError(f"--top-k must be >= 0 (0 keeps all tokens), got {top_k}")

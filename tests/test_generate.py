@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pytest
 
@@ -119,6 +120,8 @@ def test_bad_model_dir_exits_2_with_one_line(tmp_path, make_model, message):
 @pytest.mark.parametrize("flag, value, message", [
     ("--top-p", "0", "--top-p must be in (0, 1], got 0.0"),
     ("--stream-chunk", "-1", "--stream-chunk must be >= 0 (0 = one call, no streaming), got -1"),
+    ("--temperature", "nan", "--temperature must be >= 0 (0 = greedy), got nan"),
+    ("--prompt", os.fsdecode(b"ok \xff\xfe bad"), "--prompt: not valid UTF-8 (at character 4)"),
 ])
 def test_bad_sampling_setting_exits_2(serving, flag, value, message):
     result = run_lmpipe("generate", "--model", serving["dir"], "--prompt", "hi", flag, value)

@@ -108,3 +108,41 @@ def test_runs_and_lineage_describe_the_run(first_run):
     for component in ("train", "transform", "tokenizer", "ingest"):
         assert f"made by {component}" in lineage.stdout
     assert "RawFiles" in lineage.stdout
+
+
+def test_lineage_labels_only_the_raw_files_external(first_run):
+    """Documents (under the tokenizer) and the tokenizer (under the model) are reached twice;
+    the second time they are shown above, not passed off as inputs from outside."""
+    tmp, _, _ = first_run
+    outputs = {name: c["outputs"] for name, c in _latest(tmp)["components"].items()}
+    lineage = run_lmpipe("lineage", outputs["train"]["model"])
+    assert lineage.returncode == 0, lineage.stderr
+    lines = [line.strip() for line in lineage.stdout.splitlines()]
+    external = [lines[i - 1] for i, line in enumerate(lines) if "external input" in line]
+    assert external == [f"RawFiles {tmp / 'corpus' / '*.jsonl'}"]
+    for kind, component, uri in (("Documents", "ingest", outputs["ingest"]["documents"]),
+                                 ("Tokenizer", "tokenizer", outputs["tokenizer"]["tokenizer"])):
+        below = [lines[i + 1] for i, line in enumerate(lines) if line == f"{kind} {uri}"]
+        assert len(below) == 2 and below[0].startswith(f"made by {component} in run ")
+        assert below[1].startswith(f"(made by {component} in run ") and below[1].endswith(
+            ", shown above)")
+
+
+def test_lineage_of_the_pushed_version_reaches_ingest(first_run):
+    tmp, _, _ = first_run
+    record = _latest(tmp)
+    pushed = record["pushed_model"]
+    push = record["components"]["push"]["outputs"]["pushed"]
+    lineage = run_lmpipe("lineage", pushed)
+    assert lineage.returncode == 0, lineage.stderr
+    lines = lineage.stdout.splitlines()
+    assert lines[0] == f"Model {pushed}"
+    assert lines[1].startswith("  serving version 1, written by push in run ")
+    assert lines[1].endswith(f", recorded as PushedModel {push}")
+    for component in ("push", "evaluate", "train", "transform", "tokenizer", "ingest"):
+        assert f"made by {component} in run " in lineage.stdout, component
+    assert f"Model {record['components']['train']['outputs']['model']}" in lineage.stdout
+    external = [lines[i - 1].strip() for i, line in enumerate(lines) if "external input" in line]
+    assert external == [f"RawFiles {tmp / 'corpus' / '*.jsonl'}"]
+    in_file = run_lmpipe("lineage", os.path.join(pushed, "saved_model.pb"))
+    assert in_file.returncode == 0 and in_file.stdout == lineage.stdout

@@ -1,7 +1,8 @@
 """Three cheap components wired like the real ones, for testing the runner itself.
 
 Each execution appends its name to `<root>/calls.log`, so tests can see exactly what ran.
-`gamma` fails half-way through writing its output when `train.seed` is 13.
+`gamma` fails half-way through writing its output when `train.seed` is 13, and is
+interrupted there (Ctrl-C, or SIGTERM through the CLI) when it is 15.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def run(inputs, outputs, runtime, **sections):
         f.write(upstream + name)
     if name == "gamma" and sections["train"].seed == 13:
         raise RuntimeError("gamma failed half-way")
+    if name == "gamma" and sections["train"].seed == 15:
+        raise KeyboardInterrupt
     if "extra" in outputs:
         with open(os.path.join(outputs["extra"], "sections.json"), "w", encoding="utf-8") as f:
             json.dump({k: v.seed for k, v in sections.items()}, f)

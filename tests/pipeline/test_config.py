@@ -15,7 +15,8 @@ MINIMAL = {"data": {"inputs": ["corpus/*.jsonl"]}}
 
 
 def _repo_yaml_files() -> list[Path]:
-    skip = {".venv", "runs", "demo", ".git", "node_modules"}
+    """The repository's own YAML files (virtualenvs, run outputs and the like left out)."""
+    skip = {".venv", ".venv-peer", "runs", "demo", ".git", "node_modules"}
     return sorted(p for p in REPO.rglob("*.y*ml")
                   if p.suffix in (".yaml", ".yml") and not skip & set(p.relative_to(REPO).parts))
 
@@ -68,7 +69,10 @@ def test_set_values_are_yaml():
     ("train.steps=2.5", "train.steps", "expected an integer"),
     ("train.steps=true", "train.steps", "expected an integer"),
     ("train.steps=0", "train.steps", "must be > 0"),
-    ("train.learning_rate=fast", "train.learning_rate", "expected a number"),
+    ("train.learning_rate=fast", "train.learning_rate", "expected a finite number"),
+    ("train.learning_rate=.inf", "train.learning_rate", "expected a finite number, got inf"),
+    ("train.learning_rate=1e400", "train.learning_rate", "expected a finite number, got inf"),
+    ("train.steps=99999999999999999999999", "train.steps", "expected an integer (int64)"),
     ("train.optimizer=adamx", "train.optimizer", "expected one of"),
     ("model.hidden_dim=130", "model.hidden_dim", "multiple of model.num_heads"),
     ("data.eval_fraction=1.5", "data.eval_fraction", "between 0 and 1"),

@@ -50,6 +50,7 @@ def test_a_failing_component_is_one_line_with_its_traceback_kept(tmp_path):
     ({}, {"out": "x"}, "--input thing=URI is required"),
     ({"thing": "a"}, {}, "--output needed for out"),
     ({"thing": "a", "other": "b"}, {"out": "x"}, "unknown input/output other"),
+    ({"thing": "/no/such/dir"}, {"out": "x"}, "--input thing=/no/such/dir: no such directory"),
 ])
 def test_wrong_inputs_and_outputs_are_usage_errors(tmp_path, inputs, outputs, fragment):
     with pytest.raises(UsageError, match=fragment):

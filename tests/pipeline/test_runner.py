@@ -106,6 +106,31 @@ def test_failed_step_publishes_nothing_and_the_next_run_redoes_it(tmp_path):
     assert record["metrics"]["train_tokens_per_second"] == 1.0
 
 
+def test_an_interrupted_run_is_recorded_failed_and_publishes_nothing(tmp_path):
+    from pipeline.metadata import MetadataStore
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(_config(tmp_path, train={"seed": 15}))
+    record = json.loads((tmp_path / "root" / "latest_run.json").read_text())
+    assert record["status"] == "failed" and record["components"]["gamma"]["status"] == "failed"
+    assert list((tmp_path / "root" / "gamma" / ".staging").iterdir()) == []
+    store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
+    assert [run["status"] for run in store.runs(10)] == ["failed"]
+
+
+def test_a_run_whose_process_died_is_recorded_failed_by_the_next_run(tmp_path):
+    # SIGKILL leaves no chance to write anything: the next run, holding the root's lock,
+    # knows that no other process is running and closes the dead run's record.
+    from pipeline.metadata import MetadataStore
+
+    config = _config(tmp_path)
+    store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
+    store.start_run("killed", {})
+    record = _run(config)
+    statuses = {run["id"]: run["status"] for run in store.runs(10)}
+    assert statuses == {"killed": "failed", record["run_id"]: "succeeded"}
+
+
 def test_latest_run_json_has_the_contract_shape(tmp_path):
     config = _config(tmp_path)
     _run(config)
