@@ -4,13 +4,27 @@ Input `raw` is resolved from `data.inputs` (files, directories, globs on any Bea
 filesystem; .txt and .jsonl, optionally .gz or .bz2). Output `documents/` holds
 `train-*.jsonl.gz` and `eval-*.jsonl.gz` shards of `{"text", "domain", "meta"}` records,
 cleaned, deduplicated and sorted by content hash, and `stats.json` with every drop counted
-by reason (see `components/data/layout.py`, `cleaning.py`). The split of a document
+by reason and every skipped file (binary, not UTF-8, corrupt) named (see
+`components/data/layout.py`, `cleaning.py`). The split of a document
 depends only on its text and `data.split_salt`.
 """
 
 from __future__ import annotations
 
 from pipeline.component import ComponentSpec
+
+# When nothing is left: the setting behind a drop reason, named when that reason dropped
+# the most records, and what to say (formatted with the count `n`, `read` and the config).
+_CULPRITS = {
+    "missing_text_field": ("text_field", "{n} of {read} records have no field "
+                                         "{data.text_field!r}"),
+    "text_not_string": ("text_field", "{n} of {read} records have a {data.text_field!r} "
+                                      "that is not a string"),
+    "too_short": ("min_chars", "{n} of {read} documents are shorter than {data.min_chars} "
+                               "characters"),
+    "invalid_utf8": ("invalid_utf8", "{n} of {read} records are not UTF-8 "
+                                     "(data.invalid_utf8=replace keeps them, bad bytes replaced)"),
+}
 
 
 def resolve_raw(config, inputs):
@@ -67,6 +81,10 @@ def _log_drops(stats: dict, runtime) -> None:
     dropped = ", ".join(f"{k}={v}" for k, v in stats["dropped"].items() if v) or "none"
     runtime.log(f"[ingest] {stats['documents_read']} read, {stats['documents_kept']} kept; "
                 f"dropped: {dropped}")
+    for skipped in stats["files"]["skipped"]:
+        why = "binary" if skipped["reason"] == "binary" else "not UTF-8"
+        runtime.log(f"[ingest] skipped {why} file {skipped['path']} (judged by its first "
+                    f"bytes)")
     for corrupt in stats["files"]["corrupt"]:
         runtime.log(f"[ingest] skipped the rest of corrupt file {corrupt['path']} "
                     f"({corrupt['error']})")
@@ -75,15 +93,32 @@ def _log_drops(stats: dict, runtime) -> None:
 def _check_nonempty(stats: dict, data) -> None:
     from pipeline.errors import UsageError
 
-    dropped = ", ".join(f"{k}={v}" for k, v in stats["dropped"].items() if v) or "none"
     if stats["documents_kept"] == 0:
-        raise UsageError(f"data.inputs: no documents left after cleaning "
-                         f"({stats['documents_read']} read; dropped: {dropped})")
+        raise UsageError(_nothing_left(stats, data))
     for split in ("train", "eval"):
         if stats["splits"][split]["documents"] == 0:
             raise UsageError(f"data.eval_fraction={data.eval_fraction} leaves the {split} split "
                              f"empty ({stats['documents_kept']} documents kept); "
                              f"change data.eval_fraction or add documents")
+
+
+def _nothing_left(stats: dict, data) -> str:
+    """The error for a corpus that cleaning emptied, naming the setting most likely at
+    fault: the one behind the commonest drop reason, else `data.inputs`."""
+    from components.data.cleaning import FILE_SKIP_REASONS
+
+    dropped = {reason: n for reason, n in stats["dropped"].items() if n}
+    listed = ", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"
+    message = f"no documents left after cleaning ({stats['documents_read']} read; dropped: {listed}"
+    skipped = ", ".join(f"{reason}={stats['files'][reason]}" for reason in FILE_SKIP_REASONS
+                        if stats["files"][reason])
+    message += f"; files skipped: {skipped})" if skipped else ")"
+    commonest = max(dropped, key=dropped.get, default=None)
+    if commonest not in _CULPRITS:
+        return f"data.inputs: {message}"
+    key, why = _CULPRITS[commonest]
+    why = why.format(n=dropped[commonest], read=stats["documents_read"], data=data)
+    return f"data.{key}: {message}: {why}"
 
 
 if __name__ == "__main__":

@@ -3,11 +3,18 @@
 Pure functions, so each rule is tested without a runner. A raw record is the bytes of one
 line (or one whole file, `data.txt_mode: file`) and the format of the file it came from.
 Every record yields either a document or the name of the reason it was dropped, plus the
-names of the cleaning steps that changed it. Steps, in order (each set in `data.*`):
+names of the cleaning steps that changed it. Before any record, a whole file is skipped
+when its first block is not text (`file_skip_reason`: `binary` or `not_utf8`). Steps, in
+order (each set in `data.*`):
 
     decode         UTF-8; a record with a NUL byte, or mostly undecodable, is `binary`;
                    other invalid UTF-8 is dropped or replaced (`invalid_utf8`)
-    parse          JSONL: an object with a string `text_field`; other scalar fields kept
+    parse          JSONL: an object with a string `text_field` (unparsable, too deeply
+                   nested: `malformed_json`); lone surrogate escapes (`\\ud800`) are
+                   invalid UTF-8, dropped or replaced as above; a domain that is not a
+                   finite scalar is missing (`domain_invalid`); other scalar fields
+                   kept in `meta`, non-finite numbers (NaN, Infinity) left out
+                   (`non_finite_removed`)
     control_chars  C0/C1 control characters other than tab and line breaks removed
     normalization  Unicode NFC or NFKC
     whitespace     `normalize`: CRLF/CR -> LF, trailing spaces/tabs of each line and blank
@@ -20,8 +27,10 @@ duplicates removed, when the documents are written (see `ingest_beam.WriteDocume
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import math
 import re
 import unicodedata
 
@@ -30,10 +39,26 @@ DROP_REASONS = ("empty", "binary", "invalid_utf8", "malformed_json", "not_an_obj
                 "missing_text_field", "text_not_string", "too_short", "duplicate")
 # Cleaning steps that changed a kept document (counted, not dropped).
 CHANGES = ("invalid_utf8_replaced", "control_chars_removed", "unicode_normalized",
-           "whitespace_normalized")
+           "whitespace_normalized", "non_finite_removed", "domain_invalid")
+# Why a whole input file is skipped unread (see `file_skip_reason`).
+FILE_SKIP_REASONS = ("binary", "not_utf8")
 _SCALARS = (str, int, float, bool)
 # More than this share of U+FFFD after a lenient decode: the record is not text at all.
 BINARY_REPLACEMENT_SHARE = 0.1
+# A file is judged by the first SNIFF_BYTES of its decompressed content (git's binary test
+# reads 8000). Measured on that block: every binary tried (ELF programs and libraries, .pyc,
+# gzip, PNG, random bytes) holds a NUL byte; UTF-8 text of any script, CJK and emoji
+# included, has no undecodable byte; Latin-script text in legacy 8-bit code pages has at
+# most 9.5% (Czech cp1250), Cyrillic, Greek and CJK code pages 34% to 62%. The threshold
+# sits between, so the first are read line by line (`data.invalid_utf8`) and the second
+# are skipped whole.
+SNIFF_BYTES = 8192
+NOT_UTF8_SHARE = 0.2
+_WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
+# Only a JSON escape makes a lone surrogate (a UTF-8 decode never does): this gates the
+# search of a parsed record for one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _HORIZONTAL = " \t\f\v"
 _TRAILING_MARKS = tuple(c + "\n" for c in _HORIZONTAL)
@@ -78,7 +103,9 @@ class Cleaner:
             return self._document(line, "", {}, changes)
         if not line.strip():
             return None, "empty", changes
-        record, reason = parse_json_record(line, self.text_field, self.domain_field)
+        record, reason = parse_json_record(line, self.text_field, self.domain_field, changes)
+        if record is not None and "\\u" in line and _SURROGATE_ESCAPE.search(line):
+            record, reason = repair_surrogates(record, self.data.invalid_utf8, changes)
         if record is None:
             return None, reason, changes
         return self._document(*record, changes)
@@ -142,14 +169,51 @@ def decode(raw: bytes, invalid_utf8: str) -> tuple[str | None, str | None]:
     return text, "invalid_utf8_replaced"
 
 
-def parse_json_record(line: str, text_field: str, domain_field: str | None):
+def file_skip_reason(head: bytes) -> str | None:
+    """Whether a file is not text at all, judged by the start of its content.
+
+    Args:
+        head: the first `SNIFF_BYTES` of the file, decompressed (fewer for a short file).
+
+    Returns:
+        `binary` (a NUL byte, as git and grep decide), `not_utf8` (a UTF-16/UTF-32
+        byte order mark, or more than `NOT_UTF8_SHARE` of the bytes not UTF-8), or
+        None for text.
+    """
+    if head.startswith(_WIDE_BOMS):
+        return "not_utf8"
+    if b"\x00" in head:
+        return "binary"
+    if head.isascii():
+        return None
+    # A character cut by the end of the block is held back, not counted as damage.
+    decoder = codecs.getincrementaldecoder("utf-8")("ignore")
+    decoded = decoder.decode(head, final=len(head) < SNIFF_BYTES)
+    judged = len(head) - len(decoder.getstate()[0])
+    undecodable = judged - len(decoded.encode("utf-8"))
+    return "not_utf8" if undecodable > NOT_UTF8_SHARE * judged else None
+
+
+def parse_json_record(line: str, text_field: str, domain_field: str | None,
+                      changes: list[str]):
     """One JSONL line -> `((text, domain, meta), None)` or `(None, reason)`.
 
-    `meta` keeps the other scalar fields (for slicing); `domain` is "" when absent.
+    Args:
+        line: the decoded line.
+        text_field: `data.text_field`.
+        domain_field: `data.domain_field`.
+        changes: `non_finite_removed` and `domain_invalid` are appended here.
+
+    Returns:
+        `domain` is the field's string, or another scalar's JSON text; "" when absent,
+        null, an object, a list or not finite (the last three counted as
+        `domain_invalid`). `meta` keeps the
+        other scalar fields (for slicing) except non-finite numbers, which strict JSON
+        cannot hold.
     """
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, "malformed_json"
     if not isinstance(record, dict):
         return None, "not_an_object"
@@ -158,10 +222,65 @@ def parse_json_record(line: str, text_field: str, domain_field: str | None):
     text = record[text_field]
     if not isinstance(text, str):
         return None, "text_not_string"
-    domain = record.get(domain_field) if domain_field else None
-    meta = {k: v for k, v in record.items()
-            if k not in (text_field, domain_field) and isinstance(v, _SCALARS)}
-    return (text, "" if domain is None else str(domain), meta), None
+    domain = _domain(record.get(domain_field) if domain_field else None, changes)
+    meta = {}
+    for key, value in record.items():
+        if key in (text_field, domain_field) or not isinstance(value, _SCALARS):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            _note(changes, "non_finite_removed")
+        else:
+            meta[key] = value
+    return (text, domain, meta), None
+
+
+def _domain(value, changes: list[str]) -> str:
+    """A domain field's value as a slice name ("" for none): a string as it is, another
+    scalar as its JSON text (`7`, `true`, `1.5`, as `labels.label_of` names labels)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, bool)) or (isinstance(value, float) and math.isfinite(value)):
+        return json.dumps(value)
+    _note(changes, "domain_invalid")
+    return ""
+
+
+def repair_surrogates(record: tuple[str, str, dict], invalid_utf8: str, changes: list[str]):
+    """Apply the invalid-UTF-8 policy to lone surrogates of a parsed record.
+
+    JSON can escape a lone UTF-16 surrogate (`"\\ud800"`), which no UTF-8 text holds:
+    such a record is invalid UTF-8 like one with undecodable bytes.
+
+    Args:
+        record: `(text, domain, meta)` from `parse_json_record`.
+        invalid_utf8: `drop` or `replace` (`data.invalid_utf8`).
+        changes: `invalid_utf8_replaced` is appended here when something was replaced.
+
+    Returns:
+        `(record, None)` with every lone surrogate (in text, domain, meta keys and
+        values) replaced by U+FFFD, or `(None, "invalid_utf8")`.
+    """
+    text, domain, meta = record
+    strings = [text, domain, *meta, *(v for v in meta.values() if isinstance(v, str))]
+    if not any(_SURROGATE.search(s) for s in strings):
+        return record, None
+    if invalid_utf8 == "drop":
+        return None, "invalid_utf8"
+    _note(changes, "invalid_utf8_replaced")
+    return (_replace_surrogates(text), _replace_surrogates(domain),
+            {_replace_surrogates(k): _replace_surrogates(v) for k, v in meta.items()}), None
+
+
+def _replace_surrogates(value):
+    return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
+def _note(changes: list[str], change: str) -> None:
+    """Record a change once per record."""
+    if change not in changes:
+        changes.append(change)
 
 
 def remove_control_chars(text: str) -> str:
@@ -271,5 +390,9 @@ def assign_split(text: str, salt: str, eval_fraction: float) -> str:
 
 
 def encode_document(document: dict) -> str:
-    """The document's line in a documents shard (stable key order, UTF-8 kept)."""
-    return json.dumps(document, ensure_ascii=False, sort_keys=True)
+    """The document's line in a documents shard (stable key order, UTF-8 kept).
+
+    Raises:
+        ValueError: a non-finite number (cleaning leaves none: strict JSON has no NaN).
+    """
+    return json.dumps(document, ensure_ascii=False, sort_keys=True, allow_nan=False)

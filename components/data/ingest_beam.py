@@ -62,11 +62,7 @@ class ReadAndClean(beam.DoFn):
                 yield key, batches.pop(key)
                 sizes[key] = 0
         yield from batches.items()
-        counts.add_counts(total, {("read",): records})
-        if file_range.start == 0:
-            counts.add_counts(total, {("files", "read"): 1, ("files", "empty"): int(records == 0)})
-        if reader.error is not None:
-            counts.add_counts(total, {("corrupt_file", file_range.path, reader.error): 1})
+        counts.add_counts(total, _range_counts(file_range, reader, records))
         yield beam.pvalue.TaggedOutput("counts", total)
 
     def _keyed(self, document: dict) -> tuple[tuple[str, int], tuple]:
@@ -78,6 +74,20 @@ class ReadAndClean(beam.DoFn):
         key = (split, int(doc_id[:16], 16) % self.shard_counts[split])
         return key, (doc_id, cleaning.encode_document(document), document["domain"],
                      len(encoded), len(document["text"]))
+
+
+def _range_counts(file_range: FileRange, reader: RecordReader, records: int) -> dict:
+    """Records read from a range, and what became of its file: counted by the file's
+    first range only, as every range of a file reads or skips it alike."""
+    total = {("read",): records}
+    if file_range.start == 0:
+        empty = records == 0 and reader.skipped is None
+        total.update({("files", "read"): 1, ("files", "empty"): int(empty)})
+        if reader.skipped is not None:
+            total[("skipped_file", file_range.path, reader.skipped)] = 1
+    if reader.error is not None:
+        total[("corrupt_file", file_range.path, reader.error)] = 1
+    return total
 
 
 class WriteShard(beam.DoFn):
@@ -159,6 +169,8 @@ def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int)
         }
     corrupt = [{"path": path, "error": error}
                for _, path, error in sorted(key for key in total if key[0] == "corrupt_file")]
+    skipped = [{"path": path, "reason": reason}
+               for _, path, reason in sorted(key for key in total if key[0] == "skipped_file")]
     return {
         "format": "jsonl.gz",
         "fields": ["text", "domain", "meta"],
@@ -170,7 +182,10 @@ def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int)
         "eval_fraction": data.eval_fraction,
         "input_files": num_files,
         "files": {"read": total.get(("files", "read"), 0),
-                  "empty": total.get(("files", "empty"), 0), "corrupt": corrupt},
+                  "empty": total.get(("files", "empty"), 0),
+                  **{reason: sum(s["reason"] == reason for s in skipped)
+                     for reason in cleaning.FILE_SKIP_REASONS},
+                  "skipped": skipped, "corrupt": corrupt},
         "documents_read": total.get(("read",), 0),
         "documents_kept": total.get(("kept",), 0),
         "dropped": {reason: total.get(("dropped", reason), 0) for reason in cleaning.DROP_REASONS},

@@ -5,6 +5,10 @@ files in `data.txt_mode: file`, of the whole file. Uncompressed files in line mo
 read in byte ranges so that one large file is read in parallel; a range owns the lines
 that start inside it. `.gz` and `.bz2` files are read whole; a corrupt or truncated one
 keeps the records decoded before the damage and is reported by name, never raised.
+
+Every range first reads the start of its file's (decompressed) content and skips the file
+when that is not text (`cleaning.file_skip_reason`): all ranges of a file judge the same
+bytes, so the file is skipped whole or read whole, whatever the runner's parallelism.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import gzip
 import zlib
 from dataclasses import dataclass
 
+from components.data.cleaning import SNIFF_BYTES, file_skip_reason
 from components.data.sources import file_format
 
 RANGE_BYTES = 64 * 2**20
@@ -63,7 +68,8 @@ def plan_ranges(files: list[tuple[str, int]], txt_mode: str,
 
 
 class RecordReader:
-    """Iterates over the records of one range; afterwards `error` says what went wrong.
+    """Iterates over the records of one range; afterwards `error` says what went wrong,
+    and `skipped` why the file was not read (`binary`, `not_utf8`) if it was not.
 
     Args:
         file_range: what to read.
@@ -74,6 +80,7 @@ class RecordReader:
         self.range = file_range
         self.whole_file = txt_mode == "file" and file_format(file_range.path) == "txt"
         self.error: str | None = None
+        self.skipped: str | None = None
 
     def __iter__(self):
         from components.data.shards import open_read
@@ -90,12 +97,21 @@ class RecordReader:
             stream = (gzip.GzipFile(fileobj=raw, mode="rb") if compression == "gz"
                       else bz2.BZ2File(raw, mode="rb"))
             with stream:
-                yield from self._split(stream)
+                if self._is_text(stream):
+                    yield from self._split(stream)
+            return
+        if not self._is_text(raw):
             return
         if self.range.start:
             raw.seek(self.range.start - 1)
             raw.readline()  # the line that started before the range belongs to the previous
         yield from self._split(raw, self.range.end)
+
+    def _is_text(self, stream) -> bool:
+        """Judge the file by its first block, then rewind `stream` to its start."""
+        self.skipped = file_skip_reason(stream.read(SNIFF_BYTES))
+        stream.seek(0)
+        return self.skipped is None
 
     def _split(self, stream, end: int | None = None):
         if self.whole_file:

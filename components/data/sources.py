@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 
 from pipeline.artifacts import Artifact
@@ -48,7 +49,7 @@ def match_pattern(pattern: str) -> list:
     if not _GLOB.search(pattern):
         below = _match(pattern.rstrip("/") + "/**", pattern)
         found = [m for m in below if file_format(m.path)]
-        if below and not found:
+        if not found and (below or _is_local_directory(pattern)):
             raise UsageError(f"data.inputs: directory {pattern} holds no "
                              f"{_supported_names()} files")
     if not found:
@@ -60,6 +61,15 @@ def match_pattern(pattern: str) -> list:
     if not found:
         raise UsageError(f"data.inputs: {pattern} matches no files")
     return found
+
+
+def _is_local_directory(path: str) -> bool:
+    """Whether `path` is a directory on local disk (object stores such as gs:// have no
+    empty directories: there a prefix with nothing below it matches no files)."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    return isinstance(FileSystems.get_filesystem(path), LocalFileSystem) and os.path.isdir(path)
 
 
 def _match(glob: str, pattern: str) -> list:

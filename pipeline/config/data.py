@@ -17,16 +17,21 @@ class DataConfig:
             or `.bz2`. A pattern that matches nothing stops the run (exit status 2).
         text_field: the JSONL field holding the document's text (must be a string; other
             records are dropped as `missing_text_field` or `text_not_string`).
-        domain_field: the JSONL field holding the document's domain (any scalar, kept as a
-            string; "" when absent or None). Packing and evaluation slice by it.
+        domain_field: the JSONL field holding the document's domain (a string, or another
+            scalar as its JSON text; "" when absent, null, an array, an object or not
+            finite, the last three counted as `domain_invalid`). Packing and evaluation
+            slice by it.
         label_field: classification tasks: the JSONL field holding the label (kept in the
             document's `meta` like every other scalar field; may be `domain_field`).
         target_field: text-to-text tasks: the JSONL field holding the target text (the
             input is `text_field`).
         txt_mode: `.txt` files: a document per line (`line`) or per file (`file`).
-        invalid_utf8: a record that is not valid UTF-8 is dropped (`drop`, reason
-            `invalid_utf8`) or has its bad bytes replaced by U+FFFD (`replace`). A record
-            with a NUL byte or mostly undecodable is `binary` and always dropped.
+        invalid_utf8: a record that is not valid UTF-8 (bad bytes, or a JSON-escaped lone
+            surrogate) is dropped (`drop`, reason `invalid_utf8`) or has them replaced by
+            U+FFFD (`replace`). A record with a NUL byte or mostly undecodable is `binary`
+            and always dropped; a file whose first 8 KiB hold a NUL byte, start with a
+            UTF-16/32 byte order mark or are over 20% undecodable is skipped whole
+            (`files.binary`, `files.not_utf8`).
         control_chars: `remove` C0/C1 control characters other than tab and line breaks,
             or `keep` them.
         normalization: Unicode normalization, `NFC`, `NFKC` or `none`; the tokenizer

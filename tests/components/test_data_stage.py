@@ -58,7 +58,8 @@ def _hostile_corpus(directory):
     (directory / "one_line.txt").write_text(_long_line()[:TEN_MB] + "\n")
     (directory / "malformed.jsonl").write_text("\n".join([
         '{"text": "a good line among bad ones", "domain": 5}', '{bad json', '{"body": "x"}',
-        '{"text": 42}', '{"text": null}', '{"text": ["a"]}', '[1, 2]']) + "\n")
+        '{"text": 42}', '{"text": null}', '{"text": ["a"]}', '[1, 2]', "[" * 10**5 + "]" * 10**5,
+        r'{"text": "a lone \ud800 surrogate"}']) + "\n")
     (directory / "crlf.txt").write_bytes(b"first line\r\nsecond line  \r\n\r\nthird line\r\n")
     (directory / "latin1.txt").write_bytes(b"caf\xe9 in latin-1\n")
     payload = gzip.compress(b"".join(b'{"text": "zipped line %d"}\n' % i for i in range(5000)))
@@ -80,14 +81,16 @@ def test_hostile_input_is_counted_by_reason_and_never_crashes(tiny_config_file, 
     ingest = stats["ingest"]
     assert ingest["files"]["read"] == 8 and ingest["files"]["empty"] == 1
     assert [c["path"] for c in ingest["files"]["corrupt"]] == [str(corpus / "corrupt.jsonl.gz")]
+    # The binary file is skipped whole, none of its lines read.
+    assert ingest["files"]["skipped"] == [{"path": str(corpus / "binary.txt"), "reason": "binary"}]
+    assert f"skipped binary file {corpus / 'binary.txt'}" in done.stderr
     dropped = ingest["dropped"]
-    assert dropped["binary"] == 65  # every line of the binary file (64 line breaks)
-    assert (dropped["malformed_json"], dropped["missing_text_field"], dropped["text_not_string"],
-            dropped["not_an_object"], dropped["invalid_utf8"], dropped["empty"]) == (
-        1, 1, 3, 1, 1, 1)
+    assert (dropped["binary"], dropped["malformed_json"], dropped["missing_text_field"],
+            dropped["text_not_string"], dropped["not_an_object"], dropped["invalid_utf8"],
+            dropped["empty"]) == (0, 2, 1, 3, 1, 2, 1)
     assert ingest["long_documents_split"] == 1
     # What the corrupt file gave before the damage: the rest of the records read.
-    zipped = ingest["documents_read"] - (240 + 65 + 1 + 7 + 4 + 1)
+    zipped = ingest["documents_read"] - (240 + 1 + 9 + 4 + 1)
     assert 0 < zipped < 5000
     long_text = _long_line()[:TEN_MB].rstrip()
     kept = ([d["text"] for d in tiny_documents()] + ["a good line among bad ones", "first line",
@@ -107,8 +110,8 @@ def test_nothing_left_after_cleaning_is_one_line_and_nothing_is_published(tiny_c
                         "--set", f"data.inputs=['{binary}']")
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines()[-1].startswith(
-        "lmpipe: error: ingest: data.inputs: no documents left after cleaning (9 read; "
-        "dropped: binary=9)")
+        "lmpipe: error: ingest: data.inputs: no documents left after cleaning (0 read; "
+        "dropped: none; files skipped: binary=1)")
     assert "Traceback" not in failed.stderr
     assert _published(tmp_path) == []
 

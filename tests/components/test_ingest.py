@@ -208,7 +208,8 @@ def test_ingest_counts_drops_deduplicates_and_writes_split_documents(tmp_path):
                        domain_field="domain", eval_fraction=0.3)
 
     assert stats["input_files"] == 5
-    assert stats["files"] == {"read": 5, "empty": 1, "corrupt": []}
+    assert stats["files"] == {"read": 5, "empty": 1, "binary": 0, "not_utf8": 0, "skipped": [],
+                              "corrupt": []}
     assert stats["documents_read"] == 36 + 3 + 2 + 2
     assert stats["documents_kept"] == 30 + 2 + 1
     assert stats["dropped"] == {
