@@ -87,10 +87,12 @@ def build_config(raw: dict):
     return build(LmpipeConfig, raw)
 
 
-def run_lmpipe(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run the `lmpipe` CLI in a fresh process, as a user would."""
+def run_lmpipe(*args: str, cwd: Path | None = None, timeout: float = 900,
+               env_update: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the `lmpipe` CLI in a fresh process, as a user would (`env_update`: variables
+    to set in its environment)."""
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *map(str, args)],
         cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env_update or {})},
     )

@@ -73,6 +73,10 @@ def _work(config) -> str:
     from pipeline.entrypoint import run_component
 
     inputs = cached_inputs(config, "tune", WAIT_SECONDS)
+    # KerasTuner's client then waits up to an hour for the chief without a word.
+    print(f"worker {os.environ[distributed.TUNER_ID]}: asking the chief at "
+          f"{os.environ[distributed.ORACLE_IP]}:{os.environ[distributed.ORACLE_PORT]} for "
+          "trials", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="lmpipe-tune-worker-") as scratch:
         run_component("tune", config, inputs, {"hyperparameters": scratch})
     return f"worker {os.environ[distributed.TUNER_ID]}: no more trials"

@@ -58,7 +58,31 @@ def _cluster(environ: Mapping[str, str]) -> tuple[dict, str | None, int]:
 
 
 def role(environ: Mapping[str, str]) -> str:
-    """`chief`, `worker` or `single` (no parallel tuning), as KerasTuner will see it."""
+    """`chief`, `worker` or `single` (no parallel tuning), as KerasTuner will see it.
+
+    Raises:
+        UsageError: the variables cannot make a parallel sweep (KerasTuner would fail
+            inside the chief, listen on another port, or have a worker wait an hour).
+    """
+    check_variables(environ)
     if ORACLE_IP not in environ:
         return "single"
     return "chief" if "chief" in environ.get(TUNER_ID, "") else "worker"
+
+
+def check_variables(environ: Mapping[str, str]) -> None:
+    """Refuse KerasTuner variables that are missing, empty or out of range, by name."""
+    from pipeline.errors import UsageError
+
+    if ORACLE_IP not in environ:
+        if ORACLE_PORT in environ:
+            raise UsageError(f"{ORACLE_PORT} is set but {ORACLE_IP} is not: a parallel sweep "
+                             f"needs {ORACLE_IP}, {ORACLE_PORT} and {TUNER_ID}")
+        return
+    for name in (ORACLE_IP, ORACLE_PORT, TUNER_ID):
+        if not environ.get(name, "").strip():
+            raise UsageError(f"{name} is not set: a parallel sweep needs {ORACLE_IP}, "
+                             f"{ORACLE_PORT} and {TUNER_ID} (chief, or a worker's name)")
+    port = environ[ORACLE_PORT]
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise UsageError(f"{ORACLE_PORT}={port}: expected a port number, 1 to 65535")

@@ -132,6 +132,10 @@ class TokenBudgetTuner(keras_tuner.Tuner):
     def __init__(self, oracle, hypermodel: LmHyperModel, objective: str, total: int,
                  log: Callable[[str], None], **kwargs):
         super().__init__(oracle, hypermodel, overwrite=False, **kwargs)
+        # KerasTuner prints every failed trial's traceback to stderr when DEBUG is on (its
+        # default); the log has our one-line reason, and the traceback stays in the
+        # trial's `trial.json` (`message`).
+        keras_tuner.src.config.DEBUG = False
         self.objective_name = objective
         self.total = total
         self.log = log

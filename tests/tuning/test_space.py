@@ -172,6 +172,40 @@ def test_keras_tuner_variables_from_vertex_cluster_spec_and_edge_cases():
     assert keras_tuner_env({"TF_CONFIG": "not json"}) == {}
 
 
+@pytest.mark.parametrize("environ, message", [
+    ({"KERASTUNER_ORACLE_PORT": "8470"}, "KERASTUNER_ORACLE_PORT is set but "
+                                         "KERASTUNER_ORACLE_IP is not"),
+    ({"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_TUNER_ID": "chief"},
+     "KERASTUNER_ORACLE_PORT is not set"),
+    ({"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "8470"},
+     "KERASTUNER_TUNER_ID is not set"),
+    ({"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "8470",
+      "KERASTUNER_TUNER_ID": " "}, "KERASTUNER_TUNER_ID is not set"),
+    ({"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "99999",
+      "KERASTUNER_TUNER_ID": "chief"}, "KERASTUNER_ORACLE_PORT=99999: expected a port number"),
+    ({"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "abc",
+      "KERASTUNER_TUNER_ID": "worker0"}, "KERASTUNER_ORACLE_PORT=abc: expected a port number"),
+])
+def test_keras_tuner_variables_that_cannot_make_a_sweep_are_refused(environ, message):
+    from pipeline.errors import UsageError
+    from tuning.distributed import role
+
+    with pytest.raises(UsageError, match=message):
+        role(environ)
+
+
+def test_a_bad_keras_tuner_variable_stops_lmpipe_tune_before_any_step(tiny_config_file):
+    from tests.conftest import run_lmpipe
+
+    result = run_lmpipe("tune", "--config", tiny_config_file,
+                        "--set", "tuning.space={batch_size: [8]}", env_update={"KERASTUNER_ORACLE_PORT": "8470"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "lmpipe: error: KERASTUNER_ORACLE_PORT is set but KERASTUNER_ORACLE_IP is not: a "
+        "parallel sweep needs KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT and "
+        "KERASTUNER_TUNER_ID"]
+
+
 def test_tuning_is_for_language_models(tmp_path):
     raw = helpers.raw_config(tmp_path)
     raw["task"] = {"type": "classification"}
