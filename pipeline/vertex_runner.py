@@ -8,10 +8,15 @@ passing that Vertex uses are exercised by the tests. TFX analogue: `kubeflow_v2_
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Literal
 
+from pipeline.errors import UsageError
 from pipeline.vertex.steps import DEFAULT_DAG, plan_steps, resolve_dag
+
+# What kfp's compiler writes a spec to (.json is deprecated there and refuses some specs).
+SPEC_SUFFIXES = (".yaml", ".yml")
 
 Target = Literal["vertex", "local"]
 
@@ -78,15 +83,66 @@ def _local_pythonpath() -> str:
 def compile_pipeline(config, output: str, *, dag: str = DEFAULT_DAG) -> str:
     """Write the Vertex AI pipeline spec (kfp v2 IR YAML) to `output`.
 
+    Args:
+        config: the resolved `LmpipeConfig`.
+        output: a .yaml or .yml file to write (missing parent directories are made).
+        dag: `module:function` returning the DAG.
+
     Returns:
         The path written.
+
+    Raises:
+        UsageError: `output` cannot be a spec file, or kfp refused a value of the config.
     """
     from kfp import compiler
 
-    pipeline = create_kfp_pipeline(config, target="vertex", dag=dag)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    compiler.Compiler().compile(pipeline, package_path=output)
+    check_output(output)
+    with kfp_errors_as_usage("kfp cannot compile the pipeline"):
+        pipeline = create_kfp_pipeline(config, target="vertex", dag=dag)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with kfp_errors_as_usage("kfp cannot compile the pipeline"):
+            compiler.Compiler().compile(pipeline, package_path=output)
+    except OSError as err:
+        raise UsageError(f"--output {output}: cannot write it ({err.strerror or err})") from None
     return output
+
+
+def check_output(output: str) -> None:
+    """Raise a `UsageError` naming `--output` unless a spec file can be written at `output`.
+
+    Args:
+        output: the path given to `lmpipe compile --output`.
+    """
+    if os.path.isdir(output):
+        raise UsageError(f"--output {output}: is a directory; give a file such as "
+                         f"{os.path.join(output, 'pipeline.yaml')}")
+    if not output.endswith(SPEC_SUFFIXES):
+        raise UsageError(f"--output {output}: must end with .yaml or .yml (kfp writes the spec "
+                         f"as YAML)")
+    parent = os.path.dirname(os.path.abspath(output))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"--output {output}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--output {output}: cannot write in {parent}")
+
+
+@contextlib.contextmanager
+def kfp_errors_as_usage(what: str):
+    """Turn a ValueError of kfp or aiplatform (a value they refuse) into one `UsageError` line.
+
+    The config checks mirror their rules; this catches whatever a newer version adds.
+
+    Args:
+        what: what was being done, for the message.
+    """
+    try:
+        yield
+    except ValueError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise UsageError(f"{what}: {first}") from None
 
 
 def run_kfp_local(config, *, dag: str = DEFAULT_DAG, pipeline_root: str | None = None) -> str:
@@ -156,4 +212,6 @@ def _with_spec(config, action):
 
     require_submit_fields(config)
     with tempfile.TemporaryDirectory() as tmp:
-        return action(compile_pipeline(config, os.path.join(tmp, "pipeline.yaml")))
+        spec = compile_pipeline(config, os.path.join(tmp, "pipeline.yaml"))
+        with kfp_errors_as_usage("Vertex AI refuses the request"):
+            return action(spec)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from typing import Callable
 
 import keras_tuner
-from keras_tuner.engine.trial import TrialStatus
+from keras_tuner.engine.trial import Trial, TrialStatus
 
 from tuning import results, space
 from tuning.budget import TokenBudget, hyperband_trials
@@ -76,6 +77,74 @@ class RankFailedLast:
                 trial.status, trial.score = FAILED, score
 
 
+class ReclaimLostTrials:
+    """Mixed into an oracle: a trial whose tuner has not been heard from for
+    `reclaim_after` seconds goes to the next tuner that asks, and runs from its start.
+
+    KerasTuner keeps one ongoing trial per tuner name and its chief ends only when none is
+    ongoing, so a worker that dies mid-trial holds its trial, and the chief waits, for
+    ever (unless a worker of the same name comes back). Tuners report while they train
+    (`TokenBudgetTuner` calls `update_trial` at every progress line). A tuner that asks
+    when no new trial is left but others are still ongoing is told to wait (IDLE) rather
+    than to stop, so that someone is there to take a lost trial over. If the first tuner
+    was only slow and reports the end after all, the first report of a trial's end counts
+    and a later one is ignored.
+    """
+
+    reclaim_after = math.inf
+    idle_seconds = 1.0  # between a waiting tuner's requests (the chief serves one at a time)
+    clock = staticmethod(time.monotonic)
+
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        self._heard(tuner_id)
+        self._reclaim(tuner_id)
+        trial = super().create_trial(tuner_id)
+        if trial.status == TrialStatus.STOPPED and self.ongoing_trials:
+            self.tuner_ids.add(tuner_id)  # still a tuner of the sweep: the chief waits for it
+            time.sleep(self.idle_seconds)
+            return Trial(self.hyperparameters.copy(), status=TrialStatus.IDLE)
+        return trial
+
+    @keras_tuner.synchronized
+    def update_trial(self, trial_id, metrics, step=0):
+        for tuner_id, trial in self.ongoing_trials.items():
+            if trial.trial_id == trial_id:
+                self._heard(tuner_id)
+        # A sign of life only (KerasTuner wants the objective in a report), or the late
+        # report of a reclaimed trial that the tuner it went to has ended.
+        if not metrics or self._ended(trial_id):
+            return self.trials[trial_id]
+        return super().update_trial(trial_id, metrics, step=step)
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        if self._ended(trial.trial_id):
+            return None
+        return super().end_trial(trial)
+
+    def _ended(self, trial_id: str) -> bool:
+        ongoing = {t.trial_id for t in self.ongoing_trials.values()}
+        return trial_id in self.end_order and trial_id not in ongoing
+
+    def _heard(self, tuner_id: str) -> None:
+        self.__dict__.setdefault("_last_heard", {})[tuner_id] = self.clock()
+
+    def _reclaim(self, asking: str) -> None:
+        heard = self.__dict__.setdefault("_last_heard", {})
+        now = self.clock()
+        for tuner_id, trial in list(self.ongoing_trials.items()):
+            # A tuner from before a restart of the chief gets the full time to report.
+            silent = now - heard.setdefault(tuner_id, now)
+            if tuner_id == asking or silent <= self.reclaim_after:
+                continue
+            del self.ongoing_trials[tuner_id]
+            self.tuner_ids.discard(tuner_id)
+            self._retry_queue.append(trial.trial_id)
+            print(f"trial {int(trial.trial_id) + 1} of {tuner_id} lost ({silent:.0f} s without "
+                  f"a report): handed out again", file=sys.stderr, flush=True)
+
+
 def make_oracle(tuning, objective: str):
     """The oracle of `tuning.algorithm`, with the space as data and the sweep's seed.
 
@@ -94,19 +163,22 @@ def make_oracle(tuning, objective: str):
                   max_consecutive_failed_trials=tuning.max_consecutive_failed_trials)
     if tuning.algorithm == "hyperband":
         band = tuning.hyperband
-        cls = _stopping(type("RankFailedLastHyperbandOracle",
-                             (RankFailedLast, oracles.HyperbandOracle), {}))
+        cls = _ours(type("RankFailedLastHyperbandOracle",
+                         (RankFailedLast, oracles.HyperbandOracle), {}))
         oracle = cls(max_epochs=band.max_units, factor=band.factor,
                      hyperband_iterations=band.iterations, **common)
         oracle.max_trials = tuning.max_trials
-        return oracle
-    base = {"random": oracles.RandomSearchOracle,
-            "bayesian": oracles.BayesianOptimizationOracle}[tuning.algorithm]
-    return _stopping(base)(max_trials=tuning.max_trials, **common)
+    else:
+        base = {"random": oracles.RandomSearchOracle,
+                "bayesian": oracles.BayesianOptimizationOracle}[tuning.algorithm]
+        oracle = _ours(base)(max_trials=tuning.max_trials, **common)
+    oracle.reclaim_after = tuning.reclaim_after_seconds
+    return oracle
 
 
-def _stopping(oracle_class):
-    return type(f"Stopping{oracle_class.__name__}", (StopAfterFailures, oracle_class), {})
+def _ours(oracle_class):
+    return type(f"Stopping{oracle_class.__name__}",
+                (ReclaimLostTrials, StopAfterFailures, oracle_class), {})
 
 
 def planned_trials(tuning) -> int:
@@ -191,7 +263,12 @@ class TokenBudgetTuner(keras_tuner.Tuner):
                           if promotable else None)
         return self.hypermodel.fit(trial.hyperparameters, model, checkpoint_in=checkpoint_in,
                                    checkpoint_out=checkpoint_out,
-                                   log=lambda line: self.log(f"{label} {line}"))
+                                   log=lambda line: self._progress(trial, f"{label} {line}"))
+
+    def _progress(self, trial, line: str) -> None:
+        """A progress line, and a sign of life to the oracle (`ReclaimLostTrials`)."""
+        self.log(line)
+        self.oracle.update_trial(trial.trial_id, {})
 
 
 def _since(started: float) -> float:

@@ -7,13 +7,33 @@ from dataclasses import field
 from typing import Literal
 
 from pipeline.config.checks import config_dataclass, require, require_positive
+from pipeline.config.cron import cron_problem
 
 
 # Vertex AI names: a region, a label key or value (lowercase, digits, '_' and '-').
 _VERTEX_LOCATION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _LABEL_PART = re.compile(r"^[a-z0-9_-]{0,63}$")
 _ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_CRON_FIELD = re.compile(r"^[A-Za-z0-9*/,?#LW-]+$")
+# google-cloud-aiplatform's SUPPORTED_REGIONS (constants/base.py) without `global` and the
+# multi-region `us`: a pipeline and its Dataflow jobs need one region. Copied because
+# importing aiplatform takes seconds; a test keeps the two equal.
+VERTEX_REGIONS = frozenset({
+    "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2",
+    "asia-northeast3", "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2",
+    "australia-southeast1", "australia-southeast2", "europe-central2", "europe-north1",
+    "europe-north2", "europe-southwest1", "europe-west1", "europe-west2", "europe-west3",
+    "europe-west4", "europe-west6", "europe-west8", "europe-west9", "europe-west12",
+    "me-central1", "me-central2", "me-west1", "northamerica-northeast1",
+    "northamerica-northeast2", "southamerica-east1", "southamerica-west1", "us-central1",
+    "us-east1", "us-east4", "us-east5", "us-east7", "us-south1", "us-west1", "us-west2",
+    "us-west3", "us-west4", "us-west8",
+})
+# The Beam components, the only steps that can run on Dataflow.
+BEAM_STEPS = ("ingest", "labels", "transform", "evaluate")
+# kfp's checks of a task's limits (PipelineTask._validate_cpu_request_limit and
+# _validate_memory_request_limit).
+_KFP_CPU = re.compile(r"([0-9]*[.])?[0-9]+m?$")
+_KFP_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki){0,1}$")
 
 
 def _require_gcs(section: object, *names: str) -> None:
@@ -37,7 +57,8 @@ class DataflowConfig:
     Attributes:
         runner: `DataflowRunner` sends the Beam steps to Dataflow; `DirectRunner` keeps
             them inside their Vertex task, with `pipeline.beam_args` alone.
-        steps: the Beam components that go to Dataflow (ingest, transform, evaluate).
+        steps: the Beam components that go to Dataflow: ingest, transform, evaluate
+            (and labels, in a classification task's DAG).
         project, region: Dataflow's project and region (None: `vertex.project` and
             `vertex.location`).
         temp_location, staging_location: gs:// locations for Dataflow's temporary files
@@ -65,6 +86,9 @@ class DataflowConfig:
     extra_args: tuple[str, ...] = ()
 
     def __post_init__(self):
+        for i, step in enumerate(self.steps):
+            require(step in BEAM_STEPS, f"steps[{i}]",
+                    f"expected one of the Beam steps {', '.join(BEAM_STEPS)}, got {step!r}")
         _require_gcs(self, "temp_location", "staging_location")
         _require_no_space(self, "project", "setup_file", "sdk_container_image", "machine_type",
                           "service_account_email")
@@ -127,6 +151,8 @@ class VertexConfig:
             config reads outside the DAG (such as `latest_pushed`) is never cached.
         cpu_limit, memory_limit: resource limits of the tasks that run in a plain
             container (such as "4" and "16G"); tune and train use their machines instead.
+            CPU: a number, or an integer followed by m (millicores); memory: an integer,
+            optionally followed by K, M, G, T, P, E or Ki, Mi, Gi, Ti, Pi, Ei.
         dataflow: how the Beam steps run (see the `vertex.dataflow.*` keys).
         train, tune: the Vertex training clusters of those two steps.
     """
@@ -147,8 +173,17 @@ class VertexConfig:
     def __post_init__(self):
         require(bool(_VERTEX_LOCATION.match(self.location)), "location",
                 f"must be a region such as us-central1, got {self.location!r}")
+        require(self.location in VERTEX_REGIONS, "location",
+                f"must be a region where Vertex AI runs (such as us-central1 or europe-west4), "
+                f"got {self.location!r}")
         _require_gcs(self, "pipeline_root")
         _require_no_space(self, "project", "image", "cpu_limit", "memory_limit")
+        require(self.cpu_limit is None or bool(_KFP_CPU.match(self.cpu_limit)), "cpu_limit",
+                f"must be a number of CPUs such as 4 or 0.5, or millicores such as 500m, "
+                f"got {self.cpu_limit!r}")
+        require(self.memory_limit is None or bool(_KFP_MEMORY.match(self.memory_limit)),
+                "memory_limit", f"must be an integer with an optional unit K, M, G, T, P, E "
+                f"or Ki, Mi, Gi, Ti, Pi, Ei, such as 16G, got {self.memory_limit!r}")
         require(self.service_account is None or self.service_account.count("@") == 1,
                 "service_account", f"must be a service account email, got {self.service_account!r}")
         for label in self.labels:
@@ -167,7 +202,11 @@ class ScheduleConfig:
     """When Vertex AI starts the pipeline (`lmpipe schedule --target vertex`).
 
     Attributes:
-        cron: when to start a run, as five cron fields such as "0 3 * * *".
+        cron: when to start a run, as five unix-cron fields such as "0 3 * * 1-5":
+            minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, day of
+            week 0-6 or SUN-SAT (7 is Sunday too); each `*`, values and ranges a-b
+            separated by commas, `*` or a range with a step /n. No TZ= prefix: the
+            zone is `time_zone`.
         time_zone: the IANA time zone the cron expression is read in.
         start_time, end_time: RFC 3339 times bounding the schedule (None: now, never).
         max_concurrent_runs: runs of this schedule that may overlap.
@@ -185,9 +224,9 @@ class ScheduleConfig:
     allow_queueing: bool = False
 
     def __post_init__(self):
-        fields = (self.cron or "").split()
-        require(self.cron is None or (len(fields) == 5 and all(map(_CRON_FIELD.match, fields))),
-                "cron", f"must be a cron expression of five fields such as '0 3 * * *', got {self.cron!r}")
+        problem = None if self.cron is None else cron_problem(self.cron)
+        require(problem is None, "cron", f"must be a cron expression of five fields such as "
+                f"'0 3 * * *' ({problem}), got {self.cron!r}")
         require(_is_time_zone(self.time_zone), "time_zone",
                 f"must be an IANA time zone such as Europe/Berlin, got {self.time_zone!r}")
         start, end = _timestamp(self, "start_time"), _timestamp(self, "end_time")

@@ -114,6 +114,10 @@ class TuningConfig:
             length x steps, to within one batch), whatever its batch size; None: the
             training run's own budget.
         max_consecutive_failed_trials: stop the sweep after this many failures in a row.
+        reclaim_after_seconds: parallel tuning: a trial whose worker has not reported for
+            this long (it reports every `train.log_every` steps) is handed to the next
+            worker that asks, from its start; a worker that died would hold it, and the
+            chief wait for it, for ever.
         seed: the search's seed (KerasTuner reads 0 as "no seed", so >= 1; it seeds draw i
             with seed + i, so use seeds far apart for independent sweeps).
         space: the search space (`SearchSpaceConfig`).
@@ -126,12 +130,14 @@ class TuningConfig:
     objective: Literal["eval_loss", "eval_perplexity"] = "eval_loss"
     tokens_per_trial: int | None = None
     max_consecutive_failed_trials: int = 3
+    reclaim_after_seconds: float = 600.0
     seed: int = 1
     space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     hyperband: HyperbandConfig = field(default_factory=HyperbandConfig)
 
     def __post_init__(self):
-        require_positive(self, "max_trials", "tokens_per_trial", "max_consecutive_failed_trials")
+        require_positive(self, "max_trials", "tokens_per_trial", "max_consecutive_failed_trials",
+                         "reclaim_after_seconds")
         require(self.seed >= 1, "seed", f"must be >= 1 (KerasTuner takes 0 as no seed), "
                 f"got {self.seed}")
         names = [f.name for f in fields(self.space)]

@@ -6,6 +6,8 @@ from pipeline.errors import ConfigError
 
 # The steps that run as Vertex training jobs, and the `vertex` section of their machines.
 TRAINING_STEPS = {"tune": "tune", "train": "train"}
+# The longest pipeline job ID Vertex AI takes.
+JOB_ID_LENGTH = 128
 
 
 def check_vertex(config, nodes: list) -> None:
@@ -19,6 +21,7 @@ def check_vertex(config, nodes: list) -> None:
     if vertex.image is None:
         raise ConfigError("vertex.image", "is required for --target vertex (the image built "
                           "from the Dockerfile, e.g. REGION-docker.pkg.dev/PROJECT/REPO/lmpipe:TAG)")
+    _check_name(config.pipeline.name)
     names = [node.name for node in nodes]
     for i, step in enumerate(vertex.dataflow.steps):
         if step not in names:
@@ -26,6 +29,22 @@ def check_vertex(config, nodes: list) -> None:
                               f"expected one of {', '.join(names)}, got {step!r}")
     _check_machine(config, "train", config.train.strategy)
     _check_machine(config, "tune", None)
+
+
+def _check_name(name: str) -> None:
+    """Vertex names a run `<vertex_name(name)>-<14-digit timestamp>` and wants a job ID of at
+    most 128 characters starting with a letter (aiplatform's `_VALID_NAME_PATTERN`), which
+    also keeps the display names `name` and `name-schedule` within their 128 (kfp's own
+    pipeline-name rule, 128 characters starting with a letter or digit, is looser)."""
+    from pipeline.vertex.jobs import vertex_name
+
+    pipeline_name = vertex_name(name)
+    if not pipeline_name[0].isalpha():
+        raise ConfigError("pipeline.name", f"must start with a letter for Vertex AI "
+                          f"(its pipeline name is {pipeline_name!r}), got {name!r}")
+    if max(len(name), len(pipeline_name)) > JOB_ID_LENGTH - 15:
+        raise ConfigError("pipeline.name", f"must be at most {JOB_ID_LENGTH - 15} characters for "
+                          f"Vertex AI (run IDs add a 15-character timestamp), got {len(name)} chars")
 
 
 def _check_machine(config, section: str, strategy: str | None) -> None:

@@ -1,5 +1,6 @@
 """The oracles without training: every algorithm proposes values from the space, the
-Bayesian one fits its Gaussian process, and a failure streak stops the search."""
+Bayesian one fits its Gaussian process, a failure streak stops the search, and a chief
+hands a silent worker's trial to another."""
 
 from __future__ import annotations
 
@@ -101,3 +102,70 @@ def test_hyperband_brackets_reach_the_full_budget_despite_failed_trials(tmp_path
     promoted = [t["train.learning_rate"] for t in first[9:12]]
     assert promoted == [lr for lr, _ in survivors]  # the best three, never a failed one
     assert first[12]["train.learning_rate"] == survivors[0][0]
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _parallel_oracle(tmp_path, max_trials: int):
+    """An oracle as a chief holds it, with a clock the test moves and no pause for IDLE."""
+    from tuning.tuner import make_oracle
+
+    cfg = helpers.config(tmp_path, max_trials=max_trials, reclaim_after_seconds=60)
+    oracle = make_oracle(cfg.tuning, "eval_loss")
+    oracle._set_project_dir(str(tmp_path), "project")
+    oracle.clock, oracle.idle_seconds = _Clock(), 0.0
+    return oracle
+
+
+def test_a_trial_whose_worker_went_silent_goes_to_the_next_worker_and_the_chief_can_end(
+        tmp_path):
+    from keras_tuner.src.distribute.oracle_chief import exit_chief
+
+    oracle = _parallel_oracle(tmp_path, max_trials=3)
+    lost = oracle.create_trial("worker0")  # worker0 dies while training it
+    first = oracle.create_trial("worker1")
+    oracle.clock.now = 30.0
+    oracle.update_trial(first.trial_id, {})  # worker1 reports while it trains
+    _finish(oracle, first, 1.0)
+    second = oracle.create_trial("worker1")
+    _finish(oracle, second, 2.0)
+    # No trial left, but worker0's is ongoing and not yet lost: worker1 waits, it does not
+    # leave the sweep (else nobody would be there to take the trial over).
+    assert oracle.create_trial("worker1").status == "IDLE"
+    assert not exit_chief(oracle)
+    oracle.clock.now = 61.0  # worker0 silent for more than 60 s
+    retried = oracle.create_trial("worker1")
+    assert (retried.status, retried.trial_id) == ("RUNNING", lost.trial_id)
+    assert retried.hyperparameters.values == lost.hyperparameters.values
+    _finish(oracle, retried, 0.5)
+    assert oracle.create_trial("worker1").status == "STOPPED"
+    assert exit_chief(oracle)
+    assert sorted(oracle.end_order) == sorted([lost.trial_id, first.trial_id, second.trial_id])
+    assert oracle.get_best_trials(1)[0].trial_id == lost.trial_id
+
+
+def test_a_worker_that_reports_is_not_reclaimed_and_a_late_end_counts_once(tmp_path):
+    oracle = _parallel_oracle(tmp_path, max_trials=2)
+    slow = oracle.create_trial("worker0")
+    other = oracle.create_trial("worker1")
+    _finish(oracle, other, 1.0)
+    for now in (50.0, 100.0, 150.0):  # worker0 reports every 50 s
+        oracle.clock.now = now
+        oracle.update_trial(slow.trial_id, {})
+        assert oracle.create_trial("worker1").status == "IDLE"
+    # Silent for too long: taken over by worker1, which ends it first; worker0's late end
+    # of the same trial is ignored.
+    oracle.clock.now = 250.0
+    taken = oracle.create_trial("worker1")
+    assert taken.trial_id == slow.trial_id
+    _finish(oracle, taken, 0.7)
+    _finish(oracle, slow, 0.9)
+    assert oracle.end_order.count(slow.trial_id) == 1
+    assert oracle.trials[slow.trial_id].score == 0.7
+    assert oracle.trials[slow.trial_id].metrics.get_history("eval_loss")[-1].value == [0.7]

@@ -1,5 +1,6 @@
 """`lmpipe tune`, the tuned values reaching `train` through the local runner, a killed
-sweep resuming, and a chief with two workers sharing a sweep on loopback."""
+sweep resuming, and a chief with two workers sharing a sweep on loopback (and going on
+when one of them dies)."""
 
 from __future__ import annotations
 
@@ -148,3 +149,37 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
         assert sorted(r["trial"] for r in rows if r["tuner"] == name) == sorted(started[name])
         assert not any((tmp_path / f"out-{name}").iterdir())  # workers write no artifact
     assert (tmp_path / "out-chief0" / "best.json").exists()
+
+
+@pytest.mark.slow
+def test_a_trial_of_a_worker_that_died_is_run_by_another_and_the_chief_ends(tmp_path):
+    import time
+
+    examples, tokenizer = helpers.write_inputs(tmp_path)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(helpers.raw_config(
+        tmp_path, max_trials=3, tokens_per_trial=30000, reclaim_after_seconds=10)))
+    port = _free_port()
+    processes, logs = {}, {}
+    for name in ("chief", "worker0", "worker1"):
+        logs[name] = tmp_path / f"{name}.log"
+        env = _env(KERASTUNER_TUNER_ID=name, KERASTUNER_ORACLE_IP="127.0.0.1",
+                   KERASTUNER_ORACLE_PORT=str(port))
+        with open(logs[name], "w") as log:
+            processes[name] = subprocess.Popen(
+                _component_command(path, examples, tokenizer, tmp_path / f"out-{name}"),
+                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.time() + 300
+    while not (lost := re.findall(r"trial (\d)/3 \[worker0\]", logs["worker0"].read_text())):
+        assert time.time() < deadline and processes["worker0"].poll() is None, \
+            logs["worker0"].read_text()[-2000:]
+        time.sleep(0.2)
+    processes["worker0"].kill()  # dies in the middle of its first trial
+    for name in ("chief", "worker1"):
+        assert processes[name].wait(timeout=600) == 0, logs[name].read_text()[-3000:]
+    chief = logs["chief"].read_text()
+    assert f"trial {lost[0]} of worker0 lost" in chief
+    rows = helpers.read_table(tmp_path / "out-chief" / "trials.csv")
+    assert len(rows) == 3 and all(r["status"] == "completed" for r in rows)
+    assert {r["tuner"] for r in rows} == {"worker1"}  # the lost trial too, from its start
+    assert re.findall(r"trial (\d)/3 \[worker1\]", logs["worker1"].read_text()).count(lost[0]) == 1

@@ -29,7 +29,8 @@ def _config(tmp_path, seed: int = 7):
         "data": {"inputs": ["unused"]},
         "train": {"seed": seed},
         "vertex": {"image": "lmpipe:test", "project": "p", "pipeline_root": "gs://b/r",
-                   "dataflow": {"runner": "DirectRunner", "steps": ["alpha"]}},
+                   # The fake DAG has no Beam step.
+                   "dataflow": {"runner": "DirectRunner", "steps": []}},
     })
 
 

@@ -28,7 +28,8 @@ CASES = [
      "enable_caching, image, labels, location, memory_limit, pipeline_root, project, service_account, "
      "train, tune)"),
     ("schedule.cron='every monday'",
-     "config key 'schedule.cron': must be a cron expression of five fields such as '0 3 * * *', got 'every monday'"),
+     "config key 'schedule.cron': must be a cron expression of five fields such as '0 3 * * *' "
+     "(has 2 fields, not 5), got 'every monday'"),
     ("schedule.time_zone=Mars/Olympus",
      "config key 'schedule.time_zone': must be an IANA time zone such as Europe/Berlin, got 'Mars/Olympus'"),
     ("schedule.start_time='next week'",
@@ -36,6 +37,34 @@ CASES = [
     ("schedule.start_time='2027-01-01T03:00:00'",
      "config key 'schedule.start_time': must be an RFC 3339 time with a zone such as 2027-01-01T03:00:00Z, got '2027-01-01T03:00:00'"),
     ("schedule.max_concurrent_runs=0", "config key 'schedule.max_concurrent_runs': must be > 0, got 0"),
+    ("vertex.location=mars-central1", "config key 'vertex.location': must be a region where Vertex AI "
+     "runs (such as us-central1 or europe-west4), got 'mars-central1'"),
+    ("vertex.memory_limit=lots", "config key 'vertex.memory_limit': must be an integer with an optional "
+     "unit K, M, G, T, P, E or Ki, Mi, Gi, Ti, Pi, Ei, such as 16G, got 'lots'"),
+    ("vertex.memory_limit=16GB", "config key 'vertex.memory_limit': must be an integer with an optional "
+     "unit K, M, G, T, P, E or Ki, Mi, Gi, Ti, Pi, Ei, such as 16G, got '16GB'"),
+    ("vertex.cpu_limit='abc'", "config key 'vertex.cpu_limit': must be a number of CPUs such as 4 or "
+     "0.5, or millicores such as 500m, got 'abc'"),
+    ("vertex.cpu_limit='-1'", "config key 'vertex.cpu_limit': must be a number of CPUs such as 4 or "
+     "0.5, or millicores such as 500m, got '-1'"),
+    ("vertex.dataflow.steps=[train, push]", "config key 'vertex.dataflow.steps[0]': expected one of "
+     "the Beam steps ingest, labels, transform, evaluate, got 'train'"),
+    ("vertex.dataflow.steps=[ingest, tokeniser]", "config key 'vertex.dataflow.steps[1]': expected one "
+     "of the Beam steps ingest, labels, transform, evaluate, got 'tokeniser'"),
+    *[(f"schedule.cron='{cron}'", f"config key 'schedule.cron': must be a cron expression of five "
+       f"fields such as '0 3 * * *' ({why}), got '{cron}'") for cron, why in [
+        ("a b c d e", "minute 'a' is not *, a value, a range a-b or one of those with /step"),
+        ("61 3 * * 1", "minute '61' is not in 0-59"),
+        ("0 25 * * 1", "hour '25' is not in 0-23"),
+        ("*/0 * * * *", "minute '*/0' has a step below 1"),
+        ("0 3 * * 8", "day of week '8' is not in 0-7 or SUN-SAT"),
+        ("0 3 0 * *", "day of month '0' is not in 1-31"),
+        ("0 3 * 13 *", "month '13' is not in 1-12 or JAN-DEC"),
+        ("0 3 * * 1,9", "day of week '1,9': '9' is not in 0-7 or SUN-SAT"),
+        ("0 3 * * FRI-MON", "day of week 'FRI-MON' is a range whose start is after its end"),
+        ("0 3 L * *", "day of month 'L' is not in 1-31"),
+        ("TZ=UTC 0 3 * * *", "the time zone goes in schedule.time_zone, not in a TZ= prefix"),
+    ]],
 ]
 # Checks that need the DAG or the rest of the config run when compiling.
 COMPILE_CASES = [
@@ -44,9 +73,16 @@ COMPILE_CASES = [
     ("vertex.train.replica_count=3",
      "config key 'vertex.train.replica_count': more than one replica needs train.strategy: "
      "multi_worker, got 3 replicas with 'auto'"),
-    ("vertex.dataflow.steps=[ingest, tokeniser]",
+    # labels is a Beam step, but only in a classification task's DAG.
+    ("vertex.dataflow.steps=[ingest, labels]",
      "config key 'vertex.dataflow.steps[1]': expected one of ingest, tokenizer, transform, tune, "
-     "train, evaluate, push, got 'tokeniser'"),
+     "train, evaluate, push, got 'labels'"),
+    ("pipeline.name=" + "a" * 114,
+     "config key 'pipeline.name': must be at most 113 characters for Vertex AI (run IDs add a "
+     "15-character timestamp), got 114 chars"),
+    ("pipeline.name=2024-model",
+     "config key 'pipeline.name': must start with a letter for Vertex AI (its pipeline name is "
+     "'2024-model'), got '2024-model'"),
     ("vertex.train.machine_type=ct5lp-hightpu-4t",
      "config key 'train.strategy': must be tpu or auto on a TPU machine (ct5lp-hightpu-4t), got 'mirrored'"),
 ]
