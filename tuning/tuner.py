@@ -121,7 +121,14 @@ class ReclaimLostTrials:
     def end_trial(self, trial):
         if self._ended(trial.trial_id):
             return None
-        return super().end_trial(trial)
+        super().end_trial(trial)
+        # KerasTuner saves before it drops the trial from the ongoing ones, so a chief
+        # restarted from that state would run the ended trial again.
+        self.save()
+
+    def reload(self):
+        super().reload()  # puts the trials ongoing at the save up for a retry
+        self._retry_queue = [t for t in self._retry_queue if t not in self.end_order]
 
     def _ended(self, trial_id: str) -> bool:
         ongoing = {t.trial_id for t in self.ongoing_trials.values()}

@@ -169,3 +169,20 @@ def test_a_worker_that_reports_is_not_reclaimed_and_a_late_end_counts_once(tmp_p
     assert oracle.end_order.count(slow.trial_id) == 1
     assert oracle.trials[slow.trial_id].score == 0.7
     assert oracle.trials[slow.trial_id].metrics.get_history("eval_loss")[-1].value == [0.7]
+
+
+def test_a_restarted_chief_retries_only_the_trials_that_had_not_ended(tmp_path):
+    from tuning.tuner import make_oracle
+
+    oracle = _parallel_oracle(tmp_path, max_trials=3)
+    lost = oracle.create_trial("worker0")  # the chief goes down while this one runs
+    ended = oracle.create_trial("worker1")
+    # As a chief ends a worker's trial: no save of its own after KerasTuner's.
+    oracle.update_trial(ended.trial_id, {"eval_loss": 1.0})
+    ended.status = "COMPLETED"
+    oracle.end_trial(ended)
+    restarted = make_oracle(helpers.config(tmp_path, max_trials=3).tuning, "eval_loss")
+    restarted._set_project_dir(str(tmp_path), "project")
+    restarted.reload()
+    assert restarted._retry_queue == [lost.trial_id]
+    assert restarted.create_trial("worker2").trial_id == lost.trial_id
