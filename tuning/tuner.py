@@ -7,7 +7,8 @@ travel to a chief), and reports the objective. Failures never stop the search by
 exception: the oracle stops handing out trials after
 `tuning.max_consecutive_failed_trials` failures in a row (`StopAfterFailures`), which a
 chief serving several workers needs (KerasTuner's own check raises inside the chief's
-gRPC handler and leaves it waiting for the failed trial forever).
+gRPC handler and leaves it waiting for the failed trial forever). A trial whose worker
+went silent is handed to another (`ReclaimLostTrials`).
 """
 
 from __future__ import annotations
@@ -134,11 +135,15 @@ class ReclaimLostTrials:
         ongoing = {t.trial_id for t in self.ongoing_trials.values()}
         return trial_id in self.end_order and trial_id not in ongoing
 
+    def _last_heard(self) -> dict[str, float]:
+        """Tuner -> when it last called (not state: a restarted chief starts afresh)."""
+        return self.__dict__.setdefault("_heard_at", {})
+
     def _heard(self, tuner_id: str) -> None:
-        self.__dict__.setdefault("_last_heard", {})[tuner_id] = self.clock()
+        self._last_heard()[tuner_id] = self.clock()
 
     def _reclaim(self, asking: str) -> None:
-        heard = self.__dict__.setdefault("_last_heard", {})
+        heard = self._last_heard()
         now = self.clock()
         for tuner_id, trial in list(self.ongoing_trials.items()):
             # A tuner from before a restart of the chief gets the full time to report.
@@ -184,7 +189,7 @@ def make_oracle(tuning, objective: str):
 
 
 def _ours(oracle_class):
-    return type(f"Stopping{oracle_class.__name__}",
+    return type(f"Lmpipe{oracle_class.__name__}",
                 (ReclaimLostTrials, StopAfterFailures, oracle_class), {})
 
 
