@@ -61,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     table.add_argument("--space", default="full",
                        help=f"a named space ({', '.join(SPACES)}) or tuning.space as YAML/JSON")
     table.add_argument("--rows", type=int, default=48, help="configurations in the whole table")
+    table.add_argument("--first-row", type=int, default=0,
+                       help="train rows from this one on: a table of fewer rows and the same "
+                            "seed holds the ones before (its configurations are a prefix)")
     table.add_argument("--part", default=(1, 1), type=_part,
                        help="i/k: train the i-th of k slices of rows")
     table.add_argument("--table-seed", type=int, default=1, help="seeds the configurations")
@@ -171,7 +174,7 @@ def build_table(args) -> dict:
         inputs = cached_inputs(config, "tune", timeout=0)
     index, parts = args.part
     configurations = draw_configurations(config.tuning.space, args.rows, args.table_seed)
-    mine = list(range(args.rows))[index - 1::parts]
+    mine = list(range(args.first_row, args.rows))[index - 1::parts]
     context = make_context(inputs["examples"], inputs["tokenizer"], config.task, config.train)
     hypermodel = LmHyperModel(context, config.train, config.model,
                               TokenBudget(args.tokens_per_trial, args.max_units))
@@ -205,20 +208,24 @@ def _show(loss) -> str:
 
 
 def load_tables(paths: list[str]) -> tuple[dict, list[dict]]:
-    """The parts' common settings and all their rows, in row order (JSON keys are text)."""
-    settings, rows = None, {}
+    """The parts' common settings and all their rows, in row order (JSON keys are text).
+
+    Parts of a table and of its extension (`--first-row`) differ in their `rows` only:
+    the table has the most rows any part names."""
+    settings, rows, count = None, {}, 0
     for path in paths:
         part = tuning_budget.read_json(path, "table", "rows", "tokens_per_trial", "max_units",
                                        "factor")
         table = part.pop("table")
+        count = max(count, part.pop("rows"))
         if settings not in (None, part):
             tuning_budget.fail(f"{path}: another space, budget or table seed than the first part")
         settings = part
         rows.update(table)
-    if sorted(map(int, rows)) != list(range(settings["rows"])):
+    if sorted(map(int, rows)) != list(range(count)):
         tuning_budget.fail(f"the parts hold rows {sorted(map(int, rows))}, expected "
-                           f"0..{settings['rows'] - 1}")
-    return settings, [_row(rows[str(n)]) for n in range(settings["rows"])]
+                           f"0..{count - 1}")
+    return {**settings, "rows": count}, [_row(rows[str(n)]) for n in range(count)]
 
 
 def _row(row: dict) -> dict:

@@ -99,12 +99,21 @@ def compile_pipeline(config, output: str, *, dag: str = DEFAULT_DAG) -> str:
     check_output(output)
     with kfp_errors_as_usage("kfp cannot compile the pipeline"):
         pipeline = create_kfp_pipeline(config, target="vertex", dag=dag)
+    # kfp writes as it goes: compile next to `output` and rename, so that a failed compile
+    # leaves the previous spec (or none), never a cut one. The suffix stays: kfp picks the
+    # format by it.
+    directory, name = os.path.split(os.path.abspath(output))
+    partial = os.path.join(directory, f".{name}.partial-{os.getpid()}{os.path.splitext(name)[1]}")
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        os.makedirs(directory, exist_ok=True)
         with kfp_errors_as_usage("kfp cannot compile the pipeline"):
-            compiler.Compiler().compile(pipeline, package_path=output)
+            compiler.Compiler().compile(pipeline, package_path=partial)
+        os.replace(partial, output)
     except OSError as err:
         raise UsageError(f"--output {output}: cannot write it ({err.strerror or err})") from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     return output
 
 

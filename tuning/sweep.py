@@ -104,7 +104,9 @@ def run_sweep(paths: Paths, model, task, train, tuning, log: Callable[[str], Non
     with contextlib.redirect_stdout(sys.stderr):
         search = tuner.TokenBudgetTuner(
             tuner.make_oracle(tuning, tuning.objective), hypermodel, tuning.objective,
-            tuner.planned_trials(tuning), log, directory=directory, project_name=key[:16],
+            tuner.planned_trials(tuning), log,
+            report_every=tuner.report_every(tuning.reclaim_after_seconds),
+            directory=directory, project_name=key[:16],
             distribution_strategy=context.strategy)
         search.search(verbose=0)
     if role == "worker":

@@ -8,14 +8,17 @@ exception: the oracle stops handing out trials after
 `tuning.max_consecutive_failed_trials` failures in a row (`StopAfterFailures`), which a
 chief serving several workers needs (KerasTuner's own check raises inside the chief's
 gRPC handler and leaves it waiting for the failed trial forever). A trial whose worker
-went silent is handed to another (`ReclaimLostTrials`).
+went silent is handed to another (`ReclaimLostTrials`); a worker says it is alive from a
+thread while its trial runs (`reporting_alive`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -84,8 +87,8 @@ class ReclaimLostTrials:
 
     KerasTuner keeps one ongoing trial per tuner name and its chief ends only when none is
     ongoing, so a worker that dies mid-trial holds its trial, and the chief waits, for
-    ever (unless a worker of the same name comes back). Tuners report while they train
-    (`TokenBudgetTuner` calls `update_trial` at every progress line). A tuner that asks
+    ever (unless a worker of the same name comes back). Tuners report while a trial runs
+    (`reporting_alive`: an `update_trial` without metrics). A tuner that asks
     when no new trial is left but others are still ongoing is told to wait (IDLE) rather
     than to stop, so that someone is there to take a lost trial over. If the first tuner
     was only slow and reports the end after all, the first report of a trial's end counts
@@ -193,6 +196,38 @@ def _ours(oracle_class):
                 (ReclaimLostTrials, StopAfterFailures, oracle_class), {})
 
 
+def report_every(reclaim_after: float) -> float:
+    """Seconds between a tuner's signs of life: four chances before it counts as lost, and
+    a chief that hears from each worker at least once a minute."""
+    return min(60.0, reclaim_after / 4)
+
+
+@contextlib.contextmanager
+def reporting_alive(oracle, trial_id: str, every: float):
+    """While the body runs, tell `oracle` every `every` seconds that the tuner of trial
+    `trial_id` is alive (`ReclaimLostTrials`).
+
+    From a thread, because the trial's own code can be silent for long: building the
+    model, a slow step on a big model, the final evaluation. The thread is not joined (a
+    call to a chief that went away can wait for KerasTuner's client timeout); a report that
+    arrives after the trial ended is ignored by the oracle.
+    """
+    stop = threading.Event()
+
+    def report():
+        while not stop.wait(every):
+            try:
+                oracle.update_trial(trial_id, {})
+            except Exception:  # noqa: BLE001 - the chief busy or gone: the trial finds out
+                pass
+
+    threading.Thread(target=report, name=f"alive-{trial_id}", daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
 def planned_trials(tuning) -> int:
     """How many trials the sweep will run at most (for `trial i/n`)."""
     if tuning.algorithm != "hyperband":
@@ -210,11 +245,12 @@ class TokenBudgetTuner(keras_tuner.Tuner):
         objective: the objective's name (`eval_loss` or `eval_perplexity`).
         total: the planned number of trials (progress only).
         log: progress lines (stderr).
+        report_every: seconds between signs of life to the oracle while a trial runs.
         **kwargs: `keras_tuner.Tuner` arguments (directory, project_name, ...).
     """
 
     def __init__(self, oracle, hypermodel: LmHyperModel, objective: str, total: int,
-                 log: Callable[[str], None], **kwargs):
+                 log: Callable[[str], None], report_every: float = 60.0, **kwargs):
         super().__init__(oracle, hypermodel, overwrite=False, **kwargs)
         # KerasTuner prints every failed trial's traceback to stderr when DEBUG is on (its
         # default); the log has our one-line reason, and the traceback stays in the
@@ -223,6 +259,7 @@ class TokenBudgetTuner(keras_tuner.Tuner):
         self.objective_name = objective
         self.total = total
         self.log = log
+        self.report_every = report_every
 
     def _populate_initial_space(self):
         # The space is data, fully declared up front: nothing to discover by building.
@@ -240,7 +277,8 @@ class TokenBudgetTuner(keras_tuner.Tuner):
                   "units": plan.units if hyperband else None,
                   "start_units": plan.start_units if hyperband else None, "parent": plan.parent}
         try:
-            outcome = self._fit(trial, plan, label)
+            with reporting_alive(self.oracle, trial.trial_id, self.report_every):
+                outcome = self._fit(trial, plan, label)
         except Exception as err:
             reason = failure_reason(err)
             record.update(status="failed", reason=reason, seconds=_since(started),
@@ -275,12 +313,7 @@ class TokenBudgetTuner(keras_tuner.Tuner):
                           if promotable else None)
         return self.hypermodel.fit(trial.hyperparameters, model, checkpoint_in=checkpoint_in,
                                    checkpoint_out=checkpoint_out,
-                                   log=lambda line: self._progress(trial, f"{label} {line}"))
-
-    def _progress(self, trial, line: str) -> None:
-        """A progress line, and a sign of life to the oracle (`ReclaimLostTrials`)."""
-        self.log(line)
-        self.oracle.update_trial(trial.trial_id, {})
+                                   log=lambda line: self.log(f"{label} {line}"))
 
 
 def _since(started: float) -> float:

@@ -3,7 +3,10 @@
 Five fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, day of
 week 0-6 or SUN-SAT (7 is Sunday too). Each field is `*` or a comma list of values and
 `a-b` ranges, and `*` or a range may take a step `/n` (n >= 1). Cloud Scheduler documents
-no `L`, `W`, `#` or `?`, so they are refused here rather than by the service.
+no `L`, `W`, `#` or `?`, so they are refused here rather than by the service. A day of
+month that no listed month has (`0 0 31 2 *`) is refused too: such a schedule would be
+accepted and never run. (With both day fields restricted, cron runs on either, so a day of
+week keeps such a date's schedule alive.)
 """
 
 from __future__ import annotations
@@ -42,7 +45,35 @@ def cron_problem(expression: str) -> str | None:
             problem = _item_problem(item, low, high, names)
             if problem:
                 return f"{name} {problem}" if item == text else f"{name} {text!r}: {problem}"
-    return None
+    return _date_problem(fields[2], fields[3], fields[4])
+
+
+# The most days each month has (February in leap years).
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _date_problem(days: str, months: str, weekdays: str) -> str | None:
+    # Vixie cron: if either day field starts with `*`, both must match; else either may.
+    if not weekdays.startswith("*"):
+        return None
+    day_values = _values(days, 1, 31, ())
+    month_values = _values(months, 1, 12, _MONTHS)
+    if any(day <= _MONTH_DAYS[month - 1] for day in day_values for month in month_values):
+        return None
+    return f"day of month {days!r} never falls in month {months!r}: the schedule would never run"
+
+
+def _values(text: str, low: int, high: int, names: tuple[str, ...]) -> set[int]:
+    """The values a valid field (checked by `_item_problem`) stands for."""
+    values = set()
+    for item in text.split(","):
+        match = _ITEM.match(item)
+        start, end = low, high
+        if match["range"] != "*":
+            start = _value(match["low"], low, names)
+            end = _value(match["high"], low, names) if match["high"] else start
+        values.update(range(start, end + 1, int(match["step"] or 1)))
+    return values
 
 
 def _item_problem(item: str, low: int, high: int, names: tuple[str, ...]) -> str | None:

@@ -115,9 +115,9 @@ class TuningConfig:
             training run's own budget.
         max_consecutive_failed_trials: stop the sweep after this many failures in a row.
         reclaim_after_seconds: parallel tuning: a trial whose worker has not reported for
-            this long (it reports every `train.log_every` steps) is handed to the next
-            worker that asks, from its start; a worker that died would hold it, and the
-            chief wait for it, for ever.
+            this long (a worker reports every quarter of it, at most every minute, while
+            it runs a trial) is handed to the next worker that asks, from its start; a
+            worker that died would hold it, and the chief wait for it, for ever.
         seed: the search's seed (KerasTuner reads 0 as "no seed", so >= 1; it seeds draw i
             with seed + i, so use seeds far apart for independent sweeps).
         space: the search space (`SearchSpaceConfig`).

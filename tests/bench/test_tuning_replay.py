@@ -142,6 +142,35 @@ def test_the_measured_tables_replay_as_documented(table, rows, trials, hyperband
         assert got["best"] == pytest.approx(expected[3], rel=1e-12)
 
 
+def test_a_table_extended_with_more_rows_of_its_seed_replays_as_one(tmp_path, capsys):
+    # `--first-row` trains only the new rows: a larger table's first configurations are
+    # the smaller one's, and parts of both load as one table.
+    import json
+
+    from pipeline.config import SearchSpaceConfig
+    from pipeline.configio import build
+
+    space = build(SearchSpaceConfig, {"learning_rate": {"min": 1e-4, "max": 3e-1},
+                                      "batch_size": [8, 16, 32]})
+    assert tuning_replay.draw_configurations(space, 7, seed=1)[:4] == \
+        tuning_replay.draw_configurations(space, 4, seed=1)
+    settings, table = _table(7, {})
+    common = {"space": "s", "table_seed": 1, "tokens_per_trial": TOKENS, "max_units": UNITS,
+              "factor": 3}
+    for name, rows, numbers in (("first", 4, range(4)), ("more", 7, range(4, 7))):
+        part = {**common, "rows": rows,
+                "table": {str(n): {**table[n], "loss": {str(u): v for u, v in table[n]["loss"].items()},
+                                   "steps": {str(u): v for u, v in table[n]["steps"].items()}}
+                          for n in numbers}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(part))
+    parts = [str(tmp_path / "first.json"), str(tmp_path / "more.json")]
+    assert tuning_replay.load_tables(parts) == ({**common, "rows": 7}, table)
+    # The extension alone lacks the first rows.
+    with pytest.raises(SystemExit):
+        tuning_replay.load_tables(parts[1:])
+    assert "the parts hold rows [4, 5, 6], expected 0..6" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["replay", "/no/such.json"], "/no/such.json: cannot read it (No such file or directory)"),
     (["replay", "{readme}"], "README.md: cannot read it"),

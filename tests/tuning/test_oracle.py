@@ -5,6 +5,7 @@ hands a silent worker's trial to another."""
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 
@@ -186,3 +187,44 @@ def test_a_restarted_chief_retries_only_the_trials_that_had_not_ended(tmp_path):
     restarted.reload()
     assert restarted._retry_queue == [lost.trial_id]
     assert restarted.create_trial("worker2").trial_id == lost.trial_id
+
+
+def test_a_worker_silent_inside_its_trial_still_reports_and_keeps_it(tmp_path, monkeypatch):
+    # A model build, a slow step or the final evaluation can outlast `reclaim_after`
+    # without a progress line: the tuner reports from a thread while the trial runs, so a
+    # live worker keeps its trial and the other worker waits. Real clock, real thread.
+    import time
+    from types import SimpleNamespace
+
+    import keras_tuner
+
+    from tuning import tuner
+    from tuning.budget import TokenBudget
+
+    oracle = _parallel_oracle(tmp_path, max_trials=2)
+    oracle.clock, oracle.reclaim_after = time.monotonic, 2.0
+    hypermodel = keras_tuner.HyperModel()
+    hypermodel.budget = TokenBudget(tokens_per_trial=1000, max_units=1)
+    hypermodel.plan = lambda values: SimpleNamespace(units=1, start_units=0, parent=None,
+                                                     tokens_per_step=10)
+    worker0 = tuner.TokenBudgetTuner(oracle, hypermodel, "eval_loss", 2, log=lambda line: None,
+                                     report_every=0.1, directory=str(tmp_path),
+                                     project_name="project")
+    other = oracle.create_trial("worker1")
+    _finish(oracle, other, 1.0)
+    asked = []
+
+    def silent_fit(trial, plan, label):
+        time.sleep(3.0)  # silent for longer than reclaim_after
+        asked.append(oracle.create_trial("worker1").status)
+        return SimpleNamespace(eval_loss=0.5, steps=100, start_step=0, final_train_loss=0.6,
+                               resumed=False)
+
+    monkeypatch.setattr(worker0, "_fit", silent_fit)
+    trial = oracle.create_trial("worker0")
+    assert worker0.run_trial(trial) == {"eval_loss": 0.5}
+    assert asked == ["IDLE"]  # not handed to worker1
+    (reporter,) = [t for t in threading.enumerate() if t.name == f"alive-{trial.trial_id}"] or [None]
+    if reporter is not None:  # it stops with the trial
+        reporter.join(5.0)
+        assert not reporter.is_alive()

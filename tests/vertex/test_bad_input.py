@@ -58,6 +58,26 @@ def test_good_output_is_written(capsys, tmp_path, name):
     assert read_spec(output)["pipelineInfo"]["name"] == "lmpipe-demo"
 
 
+def test_a_compile_that_fails_while_writing_leaves_the_previous_spec(capsys, tmp_path, monkeypatch):
+    from kfp import compiler
+
+    output = tmp_path / "spec.yaml"
+    assert _run(capsys, "compile", extra=("--output", str(output)))[0] == 0
+    previous = output.read_text()
+
+    def write_half_then_fail(self, pipeline_func, package_path, **kwargs):
+        with open(package_path, "w") as f:
+            f.write(previous[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(compiler.Compiler, "compile", write_half_then_fail)
+    status, out, err = _run(capsys, "compile", extra=("--output", str(output)))
+    assert (status, out) == (2, "")
+    assert err.splitlines() == [f"lmpipe: error: --output {output}: cannot write it (No space left on device)"]
+    assert output.read_text() == previous
+    assert os.listdir(tmp_path) == ["spec.yaml"]
+
+
 def test_output_directory_in_a_fresh_process_has_no_traceback(tmp_path):
     args = [a for s in VERTEX_SETS for a in ("--set", s)]
     result = run_lmpipe("compile", "--target", "vertex", "--config", "pipeline.yaml", *args,
@@ -80,6 +100,8 @@ def test_bad_cron_fails_schedule_dry_run_in_a_fresh_process(cron):
 @pytest.mark.parametrize("cron", [
     "0 3 * * *", "59 23 31 12 6", "0 0 1 1 0", "0 3 * * 7", "*/15 9-17 * * 1-5", "0 9-17/2 * * *",
     "0,30 3 1,15 JAN-MAR MON-FRI", "0 3 * DEC SUN", "5-10/5 * * * *", "0  3  *  *  *",
+    # February 29 comes in leap years; with both day fields set, cron runs on either.
+    "0 0 29 2 *", "0 0 31 2 MON", "0 0 31 1-2 *", "0 0 31 */2 *",
 ])
 def test_good_cron_is_accepted(cron):
     assert ScheduleConfig(cron=cron).cron == cron

@@ -64,6 +64,11 @@ CASES = [
         ("0 3 * * FRI-MON", "day of week 'FRI-MON' is a range whose start is after its end"),
         ("0 3 L * *", "day of month 'L' is not in 1-31"),
         ("TZ=UTC 0 3 * * *", "the time zone goes in schedule.time_zone, not in a TZ= prefix"),
+        ("0 0 31 2 *", "day of month '31' never falls in month '2': the schedule would never run"),
+        ("0 0 30,31 FEB *", "day of month '30,31' never falls in month 'FEB': the schedule would "
+         "never run"),
+        ("0 0 31 4-6/2,9 */2", "day of month '31' never falls in month '4-6/2,9': the schedule "
+         "would never run"),
     ]],
 ]
 # Checks that need the DAG or the rest of the config run when compiling.
