@@ -31,6 +31,10 @@ each seed sees a different draw of them.
         --set 'data.inputs=["/tmp/democorpus/*.jsonl"]' --set pipeline.root=/tmp/tunebench/root \\
         --space full --rows 48 --part 1/2 --output /tmp/tunebench/table-full-1.json
     .venv/bin/python -m bench.tuning_replay replay /tmp/tunebench/table-full-*.json --seeds 200
+
+A table grows with more rows of its seed: `table --rows 96 --first-row 48 ...` trains rows
+48-95 only (the first 48 of a 96-row draw are the 48-row table's), and `replay` takes the
+old parts and the new ones together.
 """
 
 from __future__ import annotations
@@ -81,7 +85,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "its rungs at 3, 9 and 27 units); default: the table's")
     replay.add_argument("--iterations", type=_positive, default=1,
                         help="Hyperband's iterations (random search gets as many tokens)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command == "table" and not 0 <= args.first_row < args.rows:
+        parser.error(f"argument --first-row: expected 0..{args.rows - 1} (--rows {args.rows}), "
+                     f"got {args.first_row}")
+    return args
 
 
 def _positive(text: str) -> int:

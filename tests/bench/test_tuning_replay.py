@@ -176,6 +176,10 @@ def test_a_table_extended_with_more_rows_of_its_seed_replays_as_one(tmp_path, ca
     (["replay", "{readme}"], "README.md: cannot read it"),
     (["table", "--config", "x", "--output", "y", "--part", "3/2"],
      "argument --part: expected i/k with 1 <= i <= k, got '3/2'"),
+    (["table", "--config", "x", "--output", "y", "--rows", "96", "--first-row", "96"],
+     "argument --first-row: expected 0..95 (--rows 96), got 96"),
+    (["table", "--config", "x", "--output", "y", "--first-row", "-1"],
+     "argument --first-row: expected 0..47 (--rows 48), got -1"),
     (["replay", "x.json", "--iterations", "0"],
      "argument --iterations: expected a whole number >= 1, got '0'"),
 ])
