@@ -100,6 +100,8 @@ def run_sweep(paths: Paths, model, task, train, tuning, log: Callable[[str], Non
     hypermodel = LmHyperModel(context, train, model, sweep_budget)
     log(f"sweep {key[:16]} ({tuning.algorithm}, {role}): {tokens:,} tokens per trial, "
         f"{tuning.objective} on the eval split; project {os.path.join(directory, key[:16])}")
+    if (cut_short := tuner.hyperband_cut_short(tuning)) and role != "worker":
+        log(cut_short)
     # KerasTuner prints to stdout; stdout is for results.
     with contextlib.redirect_stdout(sys.stderr):
         search = tuner.TokenBudgetTuner(

@@ -26,7 +26,7 @@ import keras_tuner
 from keras_tuner.engine.trial import Trial, TrialStatus
 
 from tuning import results, space
-from tuning.budget import TokenBudget, hyperband_trials
+from tuning.budget import TokenBudget, bracket_trials, hyperband_trials
 from tuning.hypermodel import LmHyperModel
 from tuning.trial import CHECKPOINT, TrialFailed, failure_reason
 
@@ -234,6 +234,23 @@ def planned_trials(tuning) -> int:
         return tuning.max_trials
     band = tuning.hyperband
     return min(tuning.max_trials, hyperband_trials(band.max_units, band.factor, band.iterations))
+
+
+def hyperband_cut_short(tuning) -> str | None:
+    """A warning when `tuning.max_trials` stops Hyperband before its brackets end (KerasTuner's
+    Hyperband plans its own number of trials; here `max_trials` caps it), else None."""
+    if tuning.algorithm != "hyperband":
+        return None
+    band = tuning.hyperband
+    planned = hyperband_trials(band.max_units, band.factor, band.iterations)
+    if tuning.max_trials >= planned:
+        return None
+    first = bracket_trials(band.max_units, band.factor)[0]
+    unfinished = (f"; no trial trains the full budget before trial {first}"
+                  if tuning.max_trials < first else "")
+    return (f"warning: tuning.max_trials {tuning.max_trials} stops Hyperband after "
+            f"{tuning.max_trials} of its {planned} trials{unfinished}. Set tuning.max_trials: "
+            f"{planned} to run all its brackets")
 
 
 class TokenBudgetTuner(keras_tuner.Tuner):

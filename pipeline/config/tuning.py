@@ -107,7 +107,8 @@ class TuningConfig:
     Attributes:
         enabled: run `tune` in the pipeline; `train` then takes the best values.
         algorithm: `random`, `bayesian` (Gaussian process) or `hyperband`.
-        max_trials: the most trials; raising it continues the same sweep.
+        max_trials: the most trials; raising it continues the same sweep. It caps
+            Hyperband too (`tune` warns when it stops Hyperband's brackets short).
         objective: what trials are ranked by, on the eval split: `eval_loss` (mean token
             NLL, nats) or `eval_perplexity`.
         tokens_per_trial: every trial's training budget in tokens (batch size x sequence

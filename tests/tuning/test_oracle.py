@@ -105,6 +105,29 @@ def test_hyperband_brackets_reach_the_full_budget_despite_failed_trials(tmp_path
     assert first[12]["train.learning_rate"] == survivors[0][0]
 
 
+@pytest.mark.parametrize("max_trials, warning", [
+    (12, "warning: tuning.max_trials 12 stops Hyperband after 12 of its 23 trials; no trial "
+         "trains the full budget before trial 13. Set tuning.max_trials: 23 to run all its brackets"),
+    (13, "warning: tuning.max_trials 13 stops Hyperband after 13 of its 23 trials. Set "
+         "tuning.max_trials: 23 to run all its brackets"),
+    (23, None),
+])
+def test_a_max_trials_that_cuts_hyperband_short_says_so(tmp_path, max_trials, warning):
+    from tuning.tuner import hyperband_cut_short, make_oracle
+
+    cfg = helpers.config(tmp_path, algorithm="hyperband", max_trials=max_trials,
+                         hyperband={"max_units": 9, "factor": 3})
+    assert hyperband_cut_short(cfg.tuning) == warning
+    # What it says is what KerasTuner's brackets do: the first trial at the full budget
+    # is the 13th, the last of the 23 ends them.
+    oracle = make_oracle(cfg.tuning, "eval_loss")
+    oracle._set_project_dir(str(tmp_path), "project")
+    units = [t["tuner/epochs"] for t in _run_hyperband(oracle, set())]
+    assert len(units) == max_trials
+    assert 9 not in units[:12] and units[12:13] in ([], [9])
+    assert hyperband_cut_short(helpers.config(tmp_path, max_trials=2).tuning) is None  # random
+
+
 class _Clock:
     def __init__(self):
         self.now = 0.0
