@@ -160,6 +160,17 @@ def test_hyperband_sweep_spends_units_of_tokens(inputs, tmp_path):
     assert not list((tmp_path / "root").glob("tune/.sweeps/*/trial_*/checkpoint"))
 
 
+def test_a_hyperband_sweep_cut_short_by_max_trials_warns(inputs, tmp_path, capfd):
+    cfg = helpers.config(tmp_path, algorithm="hyperband", max_trials=2,
+                         hyperband={"max_units": 3, "factor": 3}, tokens_per_trial=3 * 1024)
+    out = tmp_path / "out"
+    helpers.run_tune(cfg, *inputs, out)
+    assert ("warning: tuning.max_trials 2 stops Hyperband after 2 of its 6 trials; no trial "
+            "trains the full budget before trial 4. Set tuning.max_trials: 6 to run all its "
+            "brackets") in capfd.readouterr().err
+    assert [r["units"] for r in helpers.read_table(out / "trials.csv")] == ["1", "1"]
+
+
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(inputs, tmp_path, capfd):
     # SGD without clipping diverges at the top of this range (NaN loss or gradient).
     raw = helpers.raw_config(tmp_path, max_trials=5, max_consecutive_failed_trials=5, space={
