@@ -125,7 +125,12 @@ def test_a_max_trials_that_cuts_hyperband_short_says_so(tmp_path, max_trials, wa
     units = [t["tuner/epochs"] for t in _run_hyperband(oracle, set())]
     assert len(units) == max_trials
     assert 9 not in units[:12] and units[12:13] in ([], [9])
-    assert hyperband_cut_short(helpers.config(tmp_path, max_trials=2).tuning) is None  # random
+
+
+def test_max_trials_is_no_cut_for_random_search(tmp_path):
+    from tuning.tuner import hyperband_cut_short
+
+    assert hyperband_cut_short(helpers.config(tmp_path, max_trials=2).tuning) is None
 
 
 class _Clock:
