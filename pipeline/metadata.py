@@ -132,7 +132,8 @@ class MetadataStore:
         return execution_id
 
     def _link(self, execution_id: int, artifact: Artifact, kind: str, name: str, produced: bool):
-        row = self.db.execute("SELECT id FROM artifacts WHERE uri = ?", (artifact.uri,)).fetchone()
+        row = self.db.execute("SELECT id, producer, fingerprint FROM artifacts WHERE uri = ?",
+                              (artifact.uri,)).fetchone()
         if row is None:
             row_id = self.db.execute(
                 "INSERT INTO artifacts (uri, type, fingerprint, properties, producer, created)"
@@ -148,6 +149,14 @@ class MetadataStore:
                 self.db.execute(
                     "UPDATE artifacts SET producer = ?, fingerprint = ?, properties = ? WHERE id = ?",
                     (execution_id, artifact.fingerprint,
+                     json.dumps(artifact.properties, sort_keys=True), row_id),
+                )
+            elif row["producer"] is None and row["fingerprint"] != artifact.fingerprint:
+                # An input from outside the pipeline changed in place (a serving directory
+                # wiped and pushed to again): the row describes what is there now.
+                self.db.execute(
+                    "UPDATE artifacts SET type = ?, fingerprint = ?, properties = ? WHERE id = ?",
+                    (artifact.type, artifact.fingerprint,
                      json.dumps(artifact.properties, sort_keys=True), row_id),
                 )
         self.db.execute(

@@ -74,3 +74,28 @@ def test_run_record_survives_in_the_store(tmp_path):
     db = sqlite3.connect(tmp_path / "root" / "metadata.sqlite")
     stored = json.loads(db.execute("SELECT summary FROM runs").fetchone()[0])
     assert stored == record
+
+
+def test_an_outside_input_changed_in_place_is_described_as_it_is_now(tmp_path):
+    """A serving version wiped and pushed to again is the same URI with new content: the
+    store's row follows the content (its run id), and an unchanged input keeps its row."""
+    from pipeline.artifacts import Artifact
+    from pipeline.metadata import MetadataStore
+
+    store = MetadataStore(str(tmp_path / "metadata.sqlite"))
+    store.start_run("r1", {})
+
+    def consume(run_id, fingerprint):
+        baseline = Artifact(type="Model", uri="/serving/1", fingerprint=fingerprint,
+                            properties={"run_id": run_id})
+        store.record_execution("r1", "evaluate", "executed", started=0.0,
+                               inputs={"baseline": baseline})
+
+    consume("old-run", "aaa")
+    consume("old-run", "aaa")
+    consume("new-run", "bbb")
+    rows = store.db.execute("SELECT fingerprint, properties FROM artifacts").fetchall()
+    assert [(r["fingerprint"], json.loads(r["properties"])) for r in rows] == [
+        ("bbb", {"run_id": "new-run"})]
+    events = store.db.execute("SELECT COUNT(*) FROM events WHERE artifact_id = 1").fetchone()[0]
+    assert events == 3
