@@ -78,6 +78,9 @@ def _values(text: str, low: int, high: int, names: tuple[str, ...]) -> set[int]:
 
 def _item_problem(item: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
     match = _ITEM.match(item)
+    if match is None and _names_in_lower_case(item, names):
+        # Cloud Scheduler documents the names in capitals only.
+        return f"{item!r}: write names in capitals ({item.upper()!r})"
     if match is None:
         return f"{item!r} is not *, a value, a range a-b or one of those with /step"
     if match["step"] is not None and int(match["step"]) < 1:
@@ -94,6 +97,11 @@ def _item_problem(item: str, low: int, high: int, names: tuple[str, ...]) -> str
     if len(values) == 2 and values[0] > values[1]:
         return f"{item!r} is a range whose start is after its end"
     return None
+
+
+def _names_in_lower_case(item: str, names: tuple[str, ...]) -> bool:
+    upper = _ITEM.match(item.upper())
+    return bool(upper) and upper["low"] in names and (upper["high"] or names[0]) in names
 
 
 def _value(part: str, low: int, names: tuple[str, ...]) -> int | None:

@@ -62,6 +62,8 @@ CASES = [
         ("0 3 * 13 *", "month '13' is not in 1-12 or JAN-DEC"),
         ("0 3 * * 1,9", "day of week '1,9': '9' is not in 0-7 or SUN-SAT"),
         ("0 3 * * FRI-MON", "day of week 'FRI-MON' is a range whose start is after its end"),
+        ("0 3 * jan-mar mon", "month 'jan-mar': write names in capitals ('JAN-MAR')"),
+        ("0 3 * * MON,fri", "day of week 'MON,fri': 'fri': write names in capitals ('FRI')"),
         ("0 3 L * *", "day of month 'L' is not in 1-31"),
         ("TZ=UTC 0 3 * * *", "the time zone goes in schedule.time_zone, not in a TZ= prefix"),
         ("0 0 31 2 *", "day of month '31' never falls in month '2': the schedule would never run"),
