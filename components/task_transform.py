@@ -85,12 +85,14 @@ def run(inputs, outputs, runtime, data, transform, task):
 
 def _setup(inputs, data, transform, task, documents_stats):
     from components.data import labels
+    from components.data.domains import listed_domains
     from components.data.task_transform_beam import TaskSetup, cleaning_settings
     from pipeline.errors import UsageError
 
     common = dict(task_type=task.type, tokenizer_dir=inputs["tokenizer"].uri,
                   sequence_length=transform.sequence_length, compression=transform.compression,
-                  length_buckets=tuple(transform.length_buckets), domain_field=data.domain_field)
+                  length_buckets=tuple(transform.length_buckets), domain_field=data.domain_field,
+                  listed=listed_domains(documents_stats))
     if task.type == "classification":
         if inputs.get("labels") is None:
             raise UsageError("task.type classification: the transform needs the labels input")

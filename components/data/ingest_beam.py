@@ -18,7 +18,7 @@ import json
 
 import apache_beam as beam
 
-from components.data import cleaning, counts, layout, shards
+from components.data import cleaning, counts, domains, layout, shards
 from components.data.records import FileRange, RecordReader, plan_ranges
 from components.data.sources import file_format
 
@@ -155,18 +155,20 @@ def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int)
     Returns:
         The JSON-ready statistics.
     """
-    splits = {}
-    for split in layout.SPLITS:
-        domains = {}
-        for key, value in total.items():
-            if key[0] == "domain" and key[1] == split:
-                domains.setdefault(key[2], {"documents": 0, "bytes": 0})[key[3]] = value
-        splits[split] = {
-            "documents": total.get(("split", split, "documents"), 0),
-            "bytes": total.get(("split", split, "bytes"), 0),
-            "domains": dict(sorted(domains.items())),
-            "shards": names[split],
-        }
+    per_split = {split: {} for split in layout.SPLITS}
+    for key, value in total.items():
+        if key[0] == "domain":
+            per_split[key[1]].setdefault(key[2], {"documents": 0, "bytes": 0})[key[3]] = value
+    everywhere = {}
+    for split_domains in per_split.values():
+        for domain, values in split_domains.items():
+            everywhere[domain] = everywhere.get(domain, 0) + values["documents"]
+    kept = domains.kept_domains(everywhere, data.max_domains)
+    splits = {split: {"documents": total.get(("split", split, "documents"), 0),
+                      "bytes": total.get(("split", split, "bytes"), 0),
+                      "domains": domains.fold_counts(per_split[split], kept),
+                      "shards": names[split]}
+              for split in layout.SPLITS}
     corrupt = [{"path": path, "error": error}
                for _, path, error in sorted(key for key in total if key[0] == "corrupt_file")]
     skipped = [{"path": path, "reason": reason}
@@ -191,6 +193,7 @@ def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int)
         "dropped": {reason: total.get(("dropped", reason), 0) for reason in cleaning.DROP_REASONS},
         "changed": {step: total.get(("changed", step), 0) for step in cleaning.CHANGES},
         "long_documents_split": total.get(("long_documents_split",), 0),
+        "domains_folded": len(everywhere) - len(kept),
         "splits": splits,
     }
 

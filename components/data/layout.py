@@ -5,7 +5,9 @@ documents/ (ingest):
         hash of the text: {"text": str, "domain": str ("" if none), "meta": {other
         scalar JSONL fields}}
     stats.json   counts (files, read, kept, dropped by reason, changed by cleaning step,
-                 per split and domain), the cleaning settings, and the shard names
+                 per split and domain: the `data.max_domains` largest, the rest as
+                 `(other)`, `domains_folded` of them), the cleaning settings, and the
+                 shard names
 examples/ (transform):
     train-XXXXX-of-NNNNN.tfrecord, eval-...   see `examples.py` for the features
     feature_spec.json

@@ -22,6 +22,7 @@ import apache_beam as beam
 import numpy as np
 
 from components.data import cleaning, counts, examples, labels, layout, shards, task_examples
+from components.data.domains import slice_name
 from components.data.tokenize import load_batch_tokenizer
 
 CHUNK_DOCUMENTS = 2048
@@ -45,6 +46,7 @@ class TaskSetup:
         separator: `task.separator` (text_to_text).
         max_target_tokens: `task.max_target_tokens` (text_to_text).
         cleaning: the documents' `normalization` and `cleaning` settings, applied to targets.
+        listed: the domains sliced under their own name (`domains.listed_domains`).
     """
 
     task_type: str
@@ -58,6 +60,7 @@ class TaskSetup:
     separator: str = ""
     max_target_tokens: int = 0
     cleaning: tuple[tuple[str, str], ...] = ()
+    listed: frozenset[str] | None = None
 
 
 def target_of(document: dict, field: str, domain_field: str | None) -> str | None:
@@ -142,6 +145,9 @@ class TaskShard(beam.DoFn):
                     out.write(np.frombuffer(b"".join(records), np.uint8), sizes)
         yield total
 
+    def _domain(self, document: dict) -> str:
+        return slice_name(document["domain"], self.task.listed)
+
     def _bucket(self, text_tokens: int) -> str:
         return self.buckets[int(examples.bucket_of(np.array([text_tokens]),
                                                    self.task.length_buckets)[0])]
@@ -165,8 +171,8 @@ class TaskShard(beam.DoFn):
             records.append(task_examples.encode_example(
                 {"token_ids": framed["token_ids"], "segment_ids": framed["segment_ids"],
                  "num_bytes": [framed["num_bytes"]], "label": [self.ids[label]]},
-                {"domain": document["domain"], "length_bucket": self._bucket(len(ids))}))
-            self._count(total, framed, document["domain"], framed["truncated"])
+                {"domain": self._domain(document), "length_bucket": self._bucket(len(ids))}))
+            self._count(total, framed, self._domain(document), framed["truncated"])
             counts.add_counts(total, {("label", label): 1})
         return records
 
@@ -194,12 +200,12 @@ class TaskShard(beam.DoFn):
             records.append(task_examples.encode_example(
                 {"token_ids": framed["token_ids"], "segment_ids": framed["segment_ids"],
                  "num_bytes": [num_bytes], "target_start": [framed["target_start"]]},
-                {"domain": document["domain"], "input_text": input_text,
+                {"domain": self._domain(document), "input_text": input_text,
                  "target_text": target_text,
                  "length_bucket": self._bucket(len(input_ids) + len(target_ids))}))
             cut_input = framed["input_kept"] < len(input_ids)
             cut_target = framed["target_kept"] < len(target_ids)
-            self._count(total, framed, document["domain"], cut_input or cut_target)
+            self._count(total, framed, self._domain(document), cut_input or cut_target)
             counts.add_counts(total, {("truncated_input",): int(cut_input),
                                       ("truncated_target",): int(cut_target)})
         return records

@@ -14,7 +14,8 @@ is padded. A train window holds documents of one domain too, except for the left
 with `transform.mix_train_tails` each group's last partial window is not padded but
 packed together with the other groups' leftovers into windows of domain `(mixed)`. The
 padding this saves is up to one window per domain, per shard: a few percent on a small
-corpus with many domains, nothing measurable at 100 MB and beyond.
+corpus with many domains, nothing measurable at 100 MB and beyond. Domains beyond
+`data.max_domains` are packed as one, `(other)` (`components/data/domains.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import apache_beam as beam
 import numpy as np
 
 from components.data import counts, examples, layout, packing, shards
+from components.data.domains import listed_domains, slice_name
 from components.data.example_encoding import encode_examples
 from components.data.tokenize import frame_document, load_batch_tokenizer
 
@@ -112,11 +114,14 @@ class TransformShard(beam.DoFn):
         targets: the split's examples shard paths (the first `len(sources)`).
         keep_leftovers: hand on each group's leftover tokens instead of padding them.
         processes: how many processes tokenize (SentencePiece; see `tokenize`).
+        listed: the domains packed under their own name (see `domains.listed_domains`).
     """
 
     def __init__(self, tokenizer_dir: str, transform, split: str, sources: list[str],
-                 targets: list[str], keep_leftovers: bool, processes: int):
+                 targets: list[str], keep_leftovers: bool, processes: int,
+                 listed: frozenset[str] | None = None):
         self.tokenizer_dir = tokenizer_dir
+        self.listed = listed
         self.processes = processes
         self.transform = transform
         self.split = split
@@ -168,7 +173,7 @@ class TransformShard(beam.DoFn):
         lengths = np.array([len(ids) for ids, _ in encoded], np.int64)
         sizes = np.array([len(d["text"].encode("utf-8")) for d in chunk], np.int64)
         buckets = examples.bucket_of(lengths, self.transform.length_buckets)
-        domains = [document["domain"] for document in chunk]
+        domains = [slice_name(document["domain"], self.listed) for document in chunk]
         groups, framed = {}, []
         for i, (ids, text_bytes) in enumerate(encoded):
             framed.append(frame_document(ids, text_bytes, int(sizes[i]), self.bos, self.eos))
@@ -328,7 +333,8 @@ def build_transform(pipeline, documents_dir: str, documents_stats: dict, tokeniz
                          | f"{s}Shards" >> beam.Create(list(range(len(sources))))
                          | f"Distribute{s}" >> beam.Reshuffle()
                          | f"Transform{s}" >> beam.ParDo(TransformShard(
-                             tokenizer_dir, transform, split, sources, targets, mix, processes)
+                             tokenizer_dir, transform, split, sources, targets, mix, processes,
+                             listed_domains(documents_stats))
                          ).with_outputs("leftovers", main="counts"))
         split_counts = [shard_results.counts]
         if mix:

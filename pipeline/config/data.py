@@ -21,6 +21,10 @@ class DataConfig:
             scalar as its JSON text; "" when absent, null, an array, an object or not
             finite, the last three counted as `domain_invalid`). Packing and evaluation
             slice by it.
+        max_domains: the domains with the most documents that keep their name in
+            packing, evaluation slices and statistics; the others become one domain,
+            `(other)`, there (documents keep theirs). Bounds the slices of a domain field
+            with a value per document (a URL, an id).
         label_field: classification tasks: the JSONL field holding the label (kept in the
             document's `meta` like every other scalar field; may be `domain_field`).
         target_field: text-to-text tasks: the JSONL field holding the target text (the
@@ -53,6 +57,7 @@ class DataConfig:
     inputs: tuple[str, ...]
     text_field: str = "text"
     domain_field: str | None = None
+    max_domains: int = 1000
     label_field: str | None = None
     target_field: str | None = None
     txt_mode: Literal["line", "file"] = "line"
@@ -76,6 +81,7 @@ class DataConfig:
                     f"must differ from data.text_field ({self.text_field!r})")
         require(0.0 < self.eval_fraction < 1.0, "eval_fraction",
                 f"must be between 0 and 1 (exclusive), got {self.eval_fraction}")
+        require_positive(self, "max_domains")
         require(self.min_chars >= 1, "min_chars", f"must be >= 1, got {self.min_chars}")
         require(self.max_chars >= max(self.min_chars, 1000), "max_chars",
                 f"must be >= 1000 and >= data.min_chars ({self.min_chars}), got {self.max_chars}")

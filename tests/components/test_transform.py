@@ -228,6 +228,35 @@ def test_examples_are_the_documented_packing_of_the_documents(artifacts, split):
         assert w["num_bytes"].shape == w["domain"].shape == w["length_bucket"].shape == (1,)
 
 
+def test_domains_beyond_max_domains_are_packed_and_counted_as_one(artifacts, tmp_path):
+    """With `data.max_domains` 2 the two domains with the most documents keep their name;
+    the others are packed (by the same documented policy) and counted as `(other)`, while
+    the documents themselves keep their domain."""
+    from components.data.domains import OTHER_DOMAIN
+
+    run_ingest(tmp_path, [str(artifacts / "corpus")], tmp_path / "documents",
+               domain_field="domain", eval_fraction=0.2, max_domains=2)
+    run_transform(tmp_path, tmp_path / "documents", artifacts / "tokenizer", tmp_path / "out",
+                  sequence_length=LENGTH, length_buckets=list(EDGES))
+    documents = read_documents(tmp_path / "documents")
+    assert documents == read_documents(artifacts / "documents")
+    sizes = Counter(d["domain"] for split in documents.values() for d in split)
+    kept = sorted(sizes, key=lambda domain: (-sizes[domain], domain))[:2]
+    ingest_stats = json.loads((tmp_path / "documents" / "stats.json").read_text())
+    stats = json.loads((tmp_path / "out" / "statistics" / "stats.json").read_text())
+    assert ingest_stats["domains_folded"] == len(sizes) - 2
+    for split, docs in documents.items():
+        folded = [{**d, "domain": d["domain"] if d["domain"] in kept else OTHER_DOMAIN}
+                  for d in docs]
+        listed = ingest_stats["splits"][split]["domains"]
+        assert listed == {domain: {"documents": n, "bytes": sum(
+            len(d["text"].encode()) for d in folded if d["domain"] == domain)}
+            for domain, n in sorted(Counter(d["domain"] for d in folded).items())}
+        assert _got(_windows(tmp_path, split)) == _expected_windows(
+            folded, _processor(artifacts), _info(artifacts), split)
+        assert set(stats["splits"][split]["domains"]) <= {*kept, OTHER_DOMAIN, MIXED_DOMAIN}
+
+
 def test_train_leftovers_fill_one_extra_shard_and_eval_windows_are_pure(artifacts):
     spec = json.loads((artifacts / "out" / "examples" / "feature_spec.json").read_text())
     assert spec["splits"]["train"]["shards"] == ["train-00000-of-00002.tfrecord",

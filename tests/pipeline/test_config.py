@@ -76,6 +76,7 @@ def test_set_values_are_yaml():
     ("train.optimizer=adamx", "train.optimizer", "expected one of"),
     ("model.hidden_dim=130", "model.hidden_dim", "multiple of model.num_heads"),
     ("data.eval_fraction=1.5", "data.eval_fraction", "between 0 and 1"),
+    ("data.max_domains=0", "data.max_domains", "must be > 0"),
     ("data.inputs=[]", "data.inputs", "at least one"),
     ("data.inputs=corpus.txt", "data.inputs", "expected a list"),
     ("data.inputs=[3]", "data.inputs[0]", "expected a string"),

@@ -108,3 +108,36 @@ def test_the_examples_carry_the_label_ids_of_the_vocabulary(transformed):
         # One document per example: a single segment starting at position 0.
         segments = np.stack([f["segment_ids"].numpy() for f in found])
         assert set(np.unique(segments)) <= {0, 1} and (segments[:, 0] == 1).all()
+
+
+def test_a_label_that_is_also_the_domain_keeps_every_value_past_max_domains(tmp_path):
+    """`data.max_domains` folds slices, not labels: with the label field as the domain and
+    one domain kept, every label still has its id while the examples' domain is the
+    largest label or `(other)`."""
+    import tensorflow as tf
+
+    from components.data.domains import OTHER_DOMAIN
+    from pipeline.local_runner import run_pipeline
+
+    records = [{"text": d["text"], "label": d["domain"]} for d in tiny_documents()]
+    write_jsonl(tmp_path / "corpus" / "labeled.jsonl", records)
+    raw = tiny_raw_config(tmp_path, tmp_path / "corpus")
+    raw["data"].update(label_field="label", domain_field="label", max_domains=1,
+                       eval_fraction=FRACTION)
+    raw["task"] = {"type": "classification"}
+    record = run_pipeline(build_config(raw), until="transform")
+    examples = record["components"]["transform"]["outputs"]["examples"]
+    spec = _read(examples + "/feature_spec.json")
+    assert spec["task"]["labels"] == ["json", "math", "os"]
+    sizes = {label: sum(r["label"] == label for r in records) for label in spec["task"]["labels"]}
+    largest = min(sizes, key=lambda label: (-sizes[label], label))
+    description = {"label": tf.io.FixedLenFeature([1], tf.int64),
+                   "domain": tf.io.FixedLenFeature([1], tf.string)}
+    files = [f"{examples}/{name}" for split in ("train", "eval")
+             for name in spec["splits"][split]["shards"]]
+    found = [tf.io.parse_single_example(r, description) for r in tf.data.TFRecordDataset(files)]
+    pairs = {(spec["task"]["labels"][int(f["label"][0])], f["domain"].numpy()[0].decode())
+             for f in found}
+    assert pairs == {(label, label if label == largest else OTHER_DOMAIN) for label in sizes}
+    statistics = _read(record["components"]["transform"]["outputs"]["statistics"] + "/stats.json")
+    assert set(statistics["splits"]["train"]["domains"]) == {largest, OTHER_DOMAIN}
