@@ -21,11 +21,6 @@ from pipeline.dag import create_pipeline
 from pipeline.errors import UsageError
 from tuning import distributed
 
-# How long a worker waits for the upstream results (KerasTuner's clients wait as long
-# for the chief's oracle).
-WAIT_SECONDS = 3600
-
-
 def tune(config) -> str:
     """Run the sweep of `config` (tuning switched on) and describe its result.
 
@@ -72,8 +67,7 @@ def describe(directory: str) -> str:
 def _work(config) -> str:
     from pipeline.entrypoint import run_component
 
-    inputs = cached_inputs(config, "tune", WAIT_SECONDS)
-    # KerasTuner's client then waits up to an hour for the chief without a word.
+    inputs = cached_inputs(config, "tune", config.tuning.chief_wait_seconds)
     print(f"worker {os.environ[distributed.TUNER_ID]}: asking the chief at "
           f"{os.environ[distributed.ORACLE_IP]}:{os.environ[distributed.ORACLE_PORT]} for "
           "trials", file=sys.stderr, flush=True)

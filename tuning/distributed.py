@@ -11,6 +11,7 @@ user set win; a one-replica cluster (or none) is a plain single-process sweep.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 
@@ -86,3 +87,37 @@ def check_variables(environ: Mapping[str, str]) -> None:
     port = environ[ORACLE_PORT]
     if not (port.isdigit() and 1 <= int(port) <= 65535):
         raise UsageError(f"{ORACLE_PORT}={port}: expected a port number, 1 to 65535")
+
+
+@contextlib.contextmanager
+def waiting_for_chief(environ: Mapping[str, str], seconds: float):
+    """Run a worker's search waiting at most `seconds` for each answer of the chief.
+
+    KerasTuner's client waits an hour (a module constant, read at each call) for a chief
+    that may still be starting; when none answers, the gRPC error becomes one line that
+    names the address.
+
+    Args:
+        environ: the process environment (`KERASTUNER_ORACLE_IP/PORT`).
+        seconds: `tuning.chief_wait_seconds`.
+
+    Raises:
+        UsageError: no chief answered in time.
+    """
+    import grpc
+    from keras_tuner.src.distribute import oracle_client
+
+    from pipeline.errors import UsageError
+
+    waited, oracle_client.TIMEOUT = oracle_client.TIMEOUT, seconds
+    try:
+        yield
+    except grpc.RpcError as error:
+        if error.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+            raise
+        raise UsageError(
+            f"no chief answered at {environ[ORACLE_IP]}:{environ[ORACLE_PORT]} within "
+            f"{seconds:g} s (tuning.chief_wait_seconds): start the chief (KERASTUNER_TUNER_ID="
+            f"chief) or fix {ORACLE_IP}/{ORACLE_PORT}") from None
+    finally:
+        oracle_client.TIMEOUT = waited

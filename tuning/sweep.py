@@ -27,7 +27,7 @@ from tuning import distributed
 
 SWEEPS = os.path.join("tune", ".sweeps")
 # Settings that change how far a sweep goes, not what its trials compute.
-NOT_IN_SWEEP_KEY = ("max_trials", "max_consecutive_failed_trials")
+NOT_IN_SWEEP_KEY = ("max_trials", "max_consecutive_failed_trials", "chief_wait_seconds")
 
 
 class SweepFailed(RuntimeError):
@@ -102,8 +102,10 @@ def run_sweep(paths: Paths, model, task, train, tuning, log: Callable[[str], Non
         f"{tuning.objective} on the eval split; project {os.path.join(directory, key[:16])}")
     if (cut_short := tuner.hyperband_cut_short(tuning)) and role != "worker":
         log(cut_short)
+    waiting = (distributed.waiting_for_chief(os.environ, tuning.chief_wait_seconds)
+               if role == "worker" else contextlib.nullcontext())
     # KerasTuner prints to stdout; stdout is for results.
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), waiting:
         search = tuner.TokenBudgetTuner(
             tuner.make_oracle(tuning, tuning.objective), hypermodel, tuning.objective,
             tuner.planned_trials(tuning), log,

@@ -119,6 +119,10 @@ class TuningConfig:
             this long (a worker reports every quarter of it, at most every minute, while
             it runs a trial) is handed to the next worker that asks, from its start; a
             worker that died would hold it, and the chief wait for it, for ever.
+        chief_wait_seconds: parallel tuning: how long a worker waits for the chief,
+            first for the upstream results in the cache, then for each answer of its
+            oracle, before it stops with an error naming the address (KerasTuner's own
+            wait is an hour: the chief may be starting, or training a large batch).
         seed: the search's seed (KerasTuner reads 0 as "no seed", so >= 1; it seeds draw i
             with seed + i, so use seeds far apart for independent sweeps).
         space: the search space (`SearchSpaceConfig`).
@@ -132,13 +136,14 @@ class TuningConfig:
     tokens_per_trial: int | None = None
     max_consecutive_failed_trials: int = 3
     reclaim_after_seconds: float = 600.0
+    chief_wait_seconds: float = 3600.0
     seed: int = 1
     space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     hyperband: HyperbandConfig = field(default_factory=HyperbandConfig)
 
     def __post_init__(self):
         require_positive(self, "max_trials", "tokens_per_trial", "max_consecutive_failed_trials",
-                         "reclaim_after_seconds")
+                         "reclaim_after_seconds", "chief_wait_seconds")
         require(self.seed >= 1, "seed", f"must be >= 1 (KerasTuner takes 0 as no seed), "
                 f"got {self.seed}")
         names = [f.name for f in fields(self.space)]

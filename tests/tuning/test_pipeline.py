@@ -117,6 +117,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_a_worker_whose_chief_never_answers_stops_with_one_line(tmp_path):
+    """KerasTuner's client would wait an hour and end in a gRPC traceback; the worker
+    waits `tuning.chief_wait_seconds` and names the address it asked."""
+    examples, tokenizer = helpers.write_inputs(tmp_path)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(helpers.raw_config(tmp_path, chief_wait_seconds=2)))
+    port = _free_port()  # nobody listens there
+    result = subprocess.run(
+        _component_command(path, examples, tokenizer, tmp_path / "out"), cwd=REPO,
+        env=_env(KERASTUNER_TUNER_ID="worker0", KERASTUNER_ORACLE_IP="127.0.0.1",
+                 KERASTUNER_ORACLE_PORT=str(port)),
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (f"lmpipe: error: no chief answered at 127.0.0.1:{port} within 2 s "
+                    "(tuning.chief_wait_seconds): start the chief (KERASTUNER_TUNER_ID=chief) "
+                    "or fix KERASTUNER_ORACLE_IP/KERASTUNER_ORACLE_PORT")
+    assert "Traceback" not in result.stderr and "RpcError" not in result.stderr
+
+
 @pytest.mark.slow
 def test_chief_and_two_workers_share_the_trials(tmp_path):
     examples, tokenizer = helpers.write_inputs(tmp_path)
