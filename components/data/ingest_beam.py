@@ -18,7 +18,8 @@ import json
 
 import apache_beam as beam
 
-from components.data import cleaning, counts, domains, layout, shards
+from components.data import cleaning, counts, layout, shards
+from components.data.domains import fold_counts, kept_domains
 from components.data.records import FileRange, RecordReader, plan_ranges
 from components.data.sources import file_format
 
@@ -163,10 +164,10 @@ def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int)
     for split_domains in per_split.values():
         for domain, values in split_domains.items():
             everywhere[domain] = everywhere.get(domain, 0) + values["documents"]
-    kept = domains.kept_domains(everywhere, data.max_domains)
+    kept = kept_domains(everywhere, data.max_domains)
     splits = {split: {"documents": total.get(("split", split, "documents"), 0),
                       "bytes": total.get(("split", split, "bytes"), 0),
-                      "domains": domains.fold_counts(per_split[split], kept),
+                      "domains": fold_counts(per_split[split], kept),
                       "shards": names[split]}
               for split in layout.SPLITS}
     corrupt = [{"path": path, "error": error}
