@@ -83,6 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     replay.add_argument("--max-units", type=_positive,
                         help="replay a smaller Hyperband on the table (9 on a 27-unit table: "
                              "its rungs at 3, 9 and 27 units); default: the table's")
+    replay.add_argument("--factor", type=_positive,
+                        help="Hyperband's reduction factor (9 or 27 on a 27-unit table of "
+                             "factor 3); default: the table's")
     replay.add_argument("--iterations", type=_positive, default=1,
                         help="Hyperband's iterations (random search gets as many tokens)")
     args = parser.parse_args(argv)
@@ -241,22 +244,26 @@ def _row(row: dict) -> dict:
             "loss": {int(u): v for u, v in row["loss"].items()}}
 
 
-def coarsen(settings: dict, table: list[dict], max_units: int) -> tuple[dict, list[dict]]:
-    """The table as a Hyperband with `max_units` units of the same full budget sees it.
+def coarsen(settings: dict, table: list[dict], max_units: int,
+            factor: int | None = None) -> tuple[dict, list[dict]]:
+    """The table as a Hyperband with `max_units` units of the same full budget and
+    reduction `factor` (default: the table's) sees it.
 
     A table trained along the rungs of `max_units` 27 (1, 3, 9, 27 units of 22,222 tokens)
     holds those of `max_units` 9 too (3, 9, 27 of them are 1, 3, 9 units of 66,666), to the
-    step: `TokenBudget.steps` rounds `units * tokens_per_trial / max_units` the same way.
+    step: `TokenBudget.steps` rounds `units * tokens_per_trial / max_units` the same way;
+    and those of factor 9 (1, 3, 27) or 27 (1, 27) with 27 units.
     """
+    factor = factor or settings["factor"]
     scale, rest = divmod(settings["max_units"], max_units)
-    kept = {u for u in rung_units(max_units, settings["factor"])}
+    kept = {u for u in rung_units(max_units, factor)}
     if rest or any(u * scale not in table[0]["steps"] for u in kept):
-        tuning_budget.fail(f"--max-units {max_units}: the table's rungs "
+        tuning_budget.fail(f"--max-units {max_units} --factor {factor}: the table's rungs "
                            f"{sorted(table[0]['steps'])} of {settings['max_units']} units "
                            "do not hold its rungs")
     rows = [{**row, "steps": {u: row["steps"][u * scale] for u in kept},
              "loss": {u: row["loss"][u * scale] for u in kept}} for row in table]
-    return {**settings, "max_units": max_units}, rows
+    return {**settings, "max_units": max_units, "factor": factor}, rows
 
 
 def make_oracle(settings: dict, algorithm: str, seed: int, max_trials: int,
@@ -478,8 +485,9 @@ def main(argv=None) -> int:
         print(f"{len(part['table'])} rows -> {args.output}")
         return 0
     settings, table = load_tables(args.tables)
-    if args.max_units is not None:
-        settings, table = coarsen(settings, table, args.max_units)
+    if args.max_units is not None or args.factor is not None:
+        settings, table = coarsen(settings, table, args.max_units or settings["max_units"],
+                                  args.factor)
     seeds = [replay_seed(settings, table, 1 + 1000 * n, args.iterations)
              for n in range(args.seeds)]
     print(summary(settings, table, seeds))

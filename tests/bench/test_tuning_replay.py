@@ -72,13 +72,28 @@ def test_a_27_unit_table_coarsened_to_9_units_is_the_9_unit_table():
         tuning_replay.replay_seed(settings, table, seed=1)
 
 
+def test_a_larger_factor_replays_on_the_rungs_it_shares_with_the_table():
+    # Factor 9 with 9 units is one bracket of 9 configurations at one unit, the best
+    # continued to 9, then 2 at 9 units: rows 0..10 ranked alike at every rung, so the
+    # first bracket keeps row 0 and pays 9 x 11 + (98 - 11) steps.
+    settings, table = _table(40, {})
+    wide, rows = tuning_replay.coarsen(settings, table, 9, factor=9)
+    assert wide == {**settings, "factor": 9}
+    assert rows == [{**row, "steps": {u: row["steps"][u] for u in (1, 9)},
+                     "loss": {u: row["loss"][u] for u in (1, 9)}} for row in table]
+    result = tuning_replay.replay_seed(wide, rows, seed=1)
+    assert result["hyperband"]["trials"] == 9 + 1 + 2
+    assert result["hyperband"]["first_bracket_tokens"] == (9 * 11 + 98 - 11) * PER_STEP
+    assert result["hyperband"]["tokens"] == (9 * 11 + 98 - 11 + 2 * 98) * PER_STEP
+
+
 @pytest.mark.parametrize("max_units", [2, 4])
 def test_a_hyperband_whose_rungs_the_table_lacks_is_refused(max_units, capsys):
     settings, table = _table(4, {})
     with pytest.raises(SystemExit) as stop:
         tuning_replay.coarsen(settings, table, max_units)
     assert stop.value.code == 2
-    assert f"--max-units {max_units}: the table's rungs [1, 3, 9] of 9 units do not hold" in \
+    assert f"--max-units {max_units} --factor 3: the table's rungs [1, 3, 9] of 9 units do not hold" in \
         capsys.readouterr().err
 
 
