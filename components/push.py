@@ -4,7 +4,8 @@ Only a model whose `blessing.json` says blessed, and names this very model (by S
 digest), is pushed: its SavedModel (`push.variant`: `float`, the model artifact's
 `saved_model/`, or `quantized`, its int8 `saved_model_int8/`) is copied to
 `<push.serving_dir>/<N>/` (TF Serving layout, N one more than the highest number there)
-with a `model_card.json`, and the version appears by one rename. Then all but the newest
+with a `model_card.json`, and the version appears by one rename (a push that loses a
+race for N to another push looks again and takes the next number). Then all but the newest
 `push.keep_versions` versions are removed. A model already in service as the latest
 version is not copied again. A model that is not blessed leaves the serving directory
 untouched and the run succeeds; `pushed/push.json` says why.
@@ -39,6 +40,8 @@ SPEC = ComponentSpec(
 )
 
 PUSH_FILE = "push.json"
+# Tries to claim a version number when other pushes into the same serving directory race.
+PUBLISH_ATTEMPTS = 20
 
 
 def run(inputs, outputs, runtime, push):
@@ -85,13 +88,23 @@ def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
         raise UsageError(f"{inputs['blessing'].uri}: the blessing is for another model "
                          f"(SavedModel {blessed}, this model {digest})")
     target = os.path.abspath(push.serving_dir)
-    latest = serving_dir.latest(target)
-    if latest is not None and latest.digest() == digest:
-        return {"pushed": False, "version": latest.number, "uri": latest.path, "pruned": [],
-                "replaced": None, "reason": "already in service"}
-    number = serving_dir.next_version(target)
-    card = model_card(model, inputs["blessing"], verdict, runtime, push, number, digest, latest)
-    uri = serving_dir.publish(saved_model, target, number, card)
+    for _ in range(PUBLISH_ATTEMPTS):
+        latest = serving_dir.latest(target)
+        if latest is not None and latest.digest() == digest:
+            return {"pushed": False, "version": latest.number, "uri": latest.path, "pruned": [],
+                    "replaced": None, "reason": "already in service"}
+        number = serving_dir.next_version(target)
+        card = model_card(model, inputs["blessing"], verdict, runtime, push, number, digest, latest)
+        try:
+            uri = serving_dir.publish(saved_model, target, number, card)
+            break
+        except serving_dir.VersionTaken:
+            # Another push took the number between our look and our rename: look again, so
+            # that the card's version and the version it replaces are the ones now there.
+            runtime.log(f"[push] version {number} was taken by another push; retrying")
+    else:
+        raise RuntimeError(f"{target}: other pushes took {PUBLISH_ATTEMPTS} version numbers "
+                           "in a row; nothing was pushed")
     pruned = serving_dir.prune(target, push.keep_versions)
     against = (f"compared with version {verdict['baseline'].get('version')}"
                if verdict.get("baseline") else "no model in service")

@@ -20,8 +20,10 @@ objective (`model.objective`, from `model.family`):
   are cut into chunks of `window` tokens that do not overlap.
 - `score_examples(examples)`: the same sums (plus `num_correct`, argmax == target) for
   serialized packed `tf.train.Example`s, with targets as in training (`models.objectives`).
-- `generate(prompt, max_new_tokens, temperature, top_k, top_p, seed)`: the new text only.
-  Temperature 0 is greedy; `top_k` 0 and `top_p` outside (0, 1) switch those filters
+- `generate(prompt, max_new_tokens, temperature, top_k, top_p, seed)`: the new text only
+  (`completion`), with `new_tokens`, how many tokens it holds, and `ended`, whether the
+  row stopped at `eos` (a caller that continues a completion, such as `lmpipe generate`
+  streaming it, counts and stops by them). Temperature 0 is greedy; `top_k` 0 and `top_p` outside (0, 1) switch those filters
   off; sampling is stateless in `seed`, so a seed reproduces a completion. Generation of
   a row stops at `eos`.
   Causal LMs decode with the model's key/value cache. Prompt plus completion fit the
@@ -161,7 +163,7 @@ class LanguageModelExport(tf.Module):
         ends = tf.minimum(lengths + new, self.window)
         decode = self.decode_causal if self.causal else self._fill_masks
         tokens = decode(tokens, lengths, ends, temperature, top_k, top_p, seed)
-        return {"completion": self.completion_text(tokens, lengths, ends)}
+        return self.generate_outputs(tokens, lengths, ends)
 
     def decode_causal(self, tokens, lengths, ends, temperature, top_k, top_p, seed):
         """Causal LMs: fill positions lengths[r] .. ends[r]-1 of each row with the key/value
@@ -238,15 +240,29 @@ class LanguageModelExport(tf.Module):
         """Next ids [B] from logits [B, V]: argmax at temperature 0, else a filtered draw."""
         vocab = tf.shape(logits)[-1]
         banned = tf.reduce_any(tf.equal(tf.range(vocab)[:, None], self.banned_ids[None, :]), 1)
-        logits = tf.where(banned[None, :], _NEG, tf.cast(logits, tf.float32))
-        greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        scaled = logits / tf.maximum(temperature, 1e-6)
+        logits = tf.cast(logits, tf.float32)
+        greedy = tf.argmax(tf.where(banned[None, :], _NEG, logits), axis=-1,
+                           output_type=tf.int32)
+        # Banned after scaling: a huge temperature would otherwise bring them back level.
+        scaled = tf.where(banned[None, :], _NEG, logits / tf.maximum(temperature, 1e-6))
         scaled = tf.cond(top_k > 0, lambda: _top_k_filter(scaled, tf.minimum(top_k, vocab)),
                          lambda: scaled)
         scaled = tf.cond(tf.logical_and(top_p > 0.0, top_p < 1.0),
                          lambda: _top_p_filter(scaled, top_p), lambda: scaled)
         drawn = tf.random.stateless_categorical(scaled, 1, seed=seed, dtype=tf.int32)[:, 0]
         return tf.where(temperature > 0.0, drawn, greedy)
+
+    def generate_outputs(self, tokens, lengths, ends) -> dict:
+        """`generate`'s outputs: {"completion" string [B], "new_tokens" int32 [B] (before
+        any eos), "ended" bool [B]} (arguments as for `completion_text`)."""
+        positions = tf.range(self.window)[None, :]
+        generated = tf.logical_and(positions >= lengths[:, None], positions < ends[:, None])
+        is_eos = tf.logical_and(generated, tf.equal(tokens, self.eos_id))
+        before_eos = tf.equal(tf.cumsum(tf.cast(is_eos, tf.int32), axis=1), 0)
+        kept = tf.logical_and(generated, before_eos)
+        return {"completion": self.completion_text(tokens, lengths, ends),
+                "new_tokens": tf.reduce_sum(tf.cast(kept, tf.int32), axis=1),
+                "ended": tf.reduce_any(is_eos, axis=1)}
 
     def completion_text(self, tokens, lengths, ends):
         """The text the new tokens add to the prompt (up to, not including, eos).

@@ -104,7 +104,7 @@ class TextToTextExport(LanguageModelExport):
         new = tf.clip_by_value(max_new_tokens, 0, self.window - 1)
         ends = tf.minimum(lengths + new, self.window)
         tokens = self.decode_causal(tokens, lengths, ends, temperature, top_k, top_p, seed)
-        return {"completion": self.completion_text(tokens, lengths, ends)}
+        return self.generate_outputs(tokens, lengths, ends)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def generate_examples(self, examples):

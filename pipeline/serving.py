@@ -22,6 +22,11 @@ from typing import Iterator
 from pipeline.errors import UsageError
 
 SAVED_MODEL_FILE = "saved_model.pb"
+INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38  # larger temperatures become inf in the float32 signature
+# What `generate` takes (models.export.GENERATE_SIGNATURE, without importing TensorFlow here).
+GENERATE_INPUTS = {"prompt": "string", "max_new_tokens": "int32", "temperature": "float32",
+                   "top_k": "int32", "top_p": "float32", "seed": "int32"}
 
 
 def resolve_model_dir(path: str) -> str:
@@ -39,7 +44,9 @@ def resolve_model_dir(path: str) -> str:
     from components.evaluation import serving_dir
 
     if not os.path.isdir(path):
-        raise UsageError(f"--model {path}: no such directory")
+        what = "not a directory" if os.path.exists(path) else "no such directory"
+        raise UsageError(f"--model {path}: {what} (expected a SavedModel, a model artifact "
+                         "or a serving directory)")
     for candidate in (path, os.path.join(path, "saved_model")):
         if os.path.isfile(os.path.join(candidate, SAVED_MODEL_FILE)):
             return candidate
@@ -69,14 +76,31 @@ def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
 
 
 def check_sampling(max_tokens: int, temperature: float, top_k: int, top_p: float,
-                   stream_chunk: int = 0) -> None:
-    """Reject sampling settings the model's `generate` signature cannot honour."""
+                   stream_chunk: int = 0, seed: int = 0) -> None:
+    """Reject sampling settings the model's `generate` signature cannot honour.
+
+    The signature takes int32 and float32 scalars, and TensorFlow wraps an integer that
+    does not fit (seed 2**32 would sample what seed 0 does), so such values are refused.
+
+    Args:
+        max_tokens, temperature, top_k, top_p, stream_chunk, seed: the command line's values.
+
+    Raises:
+        UsageError: one line naming the flag.
+    """
+    for flag, value in (("--max-tokens", max_tokens), ("--top-k", top_k), ("--seed", seed),
+                        ("--stream-chunk", stream_chunk)):
+        if not INT32_MIN <= value <= INT32_MAX:
+            raise UsageError(f"{flag} must fit in 32 bits ({INT32_MIN}..{INT32_MAX}), got {value}")
     if stream_chunk < 0:
-        raise UsageError(f"--stream-chunk must be >= 0 (0 = one call, no streaming), got {stream_chunk}")
+        raise UsageError(f"--stream-chunk must be >= 0 (0 = as many tokens as one call can make), got {stream_chunk}")
     if max_tokens < 1:
         raise UsageError(f"--max-tokens must be >= 1, got {max_tokens}")
-    if not temperature >= 0 or temperature == float("inf"):
+    if not temperature >= 0:
         raise UsageError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if temperature > FLOAT32_MAX:
+        raise UsageError(f"--temperature must be at most {FLOAT32_MAX:.7g} (float32), "
+                         f"got {temperature}")
     if top_k < 0:
         raise UsageError(f"--top-k must be >= 0 (0 keeps all tokens), got {top_k}")
     if not 0.0 < top_p <= 1.0:
@@ -87,7 +111,8 @@ def load_signature(model_dir: str, name: str):
     """Load a SavedModel and return its signature `name`.
 
     Raises:
-        UsageError: the directory does not load, or has no such signature.
+        UsageError: the directory does not load, or has no such signature (or a
+            `generate` signature of another contract).
     """
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the model uses)
@@ -100,7 +125,29 @@ def load_signature(model_dir: str, name: str):
     if name not in model.signatures:
         raise UsageError(f"--model {model_dir}: no '{name}' signature "
                          f"(has {', '.join(sorted(model.signatures)) or 'none'})")
+    if name == "generate":
+        check_generate_signature(model.signatures[name], model_dir)
     return model.signatures[name]
+
+
+def check_generate_signature(signature, model_dir: str) -> None:
+    """Refuse a `generate` signature of another contract before any output is written.
+
+    Args:
+        signature: the loaded `generate` signature.
+        model_dir: the SavedModel it came from (for the message).
+
+    Raises:
+        UsageError: its inputs (names, dtypes) or its `completion` output differ.
+    """
+    _, specs = signature.structured_input_signature
+    found = {name: spec.dtype.name for name, spec in specs.items()}
+    if found != GENERATE_INPUTS or "completion" not in signature.structured_outputs:
+        takes = ", ".join(f"{name}:{dtype}" for name, dtype in sorted(found.items()))
+        raise UsageError(f"--model {model_dir}: its 'generate' signature is not lmpipe's "
+                         f"(takes {takes or 'nothing'}; expected "
+                         f"{', '.join(f'{n}:{d}' for n, d in GENERATE_INPUTS.items())} "
+                         "-> completion)")
 
 
 def generate(signature, prompts: list[str], *, max_tokens: int, temperature: float,
@@ -110,6 +157,14 @@ def generate(signature, prompts: list[str], *, max_tokens: int, temperature: flo
     Returns:
         One completion per prompt (the new text only).
     """
+    result = _call(signature, prompts, max_tokens=max_tokens, temperature=temperature,
+                   top_k=top_k, top_p=top_p, seed=seed)
+    return [text.decode("utf-8", "replace") for text in result["completion"]]
+
+
+def _call(signature, prompts: list[str], *, max_tokens: int, temperature: float, top_k: int,
+          top_p: float, seed: int) -> dict:
+    """The `generate` signature's outputs for `prompts`, as NumPy arrays."""
     import tensorflow as tf
 
     result = signature(prompt=tf.constant(prompts, tf.string),
@@ -117,18 +172,24 @@ def generate(signature, prompts: list[str], *, max_tokens: int, temperature: flo
                        temperature=tf.constant(temperature, tf.float32),
                        top_k=tf.constant(top_k, tf.int32), top_p=tf.constant(top_p, tf.float32),
                        seed=tf.constant(seed, tf.int32))
-    return [text.decode("utf-8", "replace") for text in result["completion"].numpy()]
+    return {name: value.numpy() for name, value in result.items()}
 
 
 def stream(signature, prompt: str, *, max_tokens: int, chunk: int, temperature: float,
            top_k: int, top_p: float, seed: int) -> Iterator[str]:
     """The completion of one prompt, in pieces of at most `chunk` tokens as they are made.
 
+    One call makes at most the model's window less one token (the prompt keeps its last
+    tokens), so a longer completion takes several calls whatever `chunk` is; the model
+    says how many tokens each call made and whether it stopped at eos, so the completion
+    has `max_tokens` tokens (or stops at eos) however it is cut. (A model exported before
+    it said so is taken to make `chunk` tokens a call, and to stop with an empty piece.)
+
     Args:
         signature: the model's `generate` signature.
         prompt: the prompt.
         max_tokens: new tokens in all.
-        chunk: new tokens per call (0: all of them in one call).
+        chunk: new tokens per call (0: as many as one call can make).
         temperature, top_k, top_p, seed: as for `generate`.
 
     Yields:
@@ -138,13 +199,20 @@ def stream(signature, prompt: str, *, max_tokens: int, chunk: int, temperature: 
     text, made = "", 0
     while made < max_tokens:
         count = min(step, max_tokens - made)
-        [piece] = generate(signature, [prompt + text], max_tokens=count, temperature=temperature,
-                           top_k=top_k, top_p=top_p, seed=seed)
-        if not piece:
+        result = _call(signature, [prompt + text], max_tokens=count, temperature=temperature,
+                       top_k=top_k, top_p=top_p, seed=seed)
+        piece = result["completion"][0].decode("utf-8", "replace")
+        if piece:
+            yield piece
+            text += piece
+        if "new_tokens" not in result:
+            if not piece:
+                return
+            made += count
+            continue
+        made += int(result["new_tokens"][0])
+        if result["ended"][0] or not result["new_tokens"][0]:
             return
-        yield piece
-        text += piece
-        made += count
 
 
 def generate_cli(args, out=None) -> int:
@@ -161,7 +229,8 @@ def generate_cli(args, out=None) -> int:
         The exit status.
     """
     out = out or sys.stdout
-    check_sampling(args.max_tokens, args.temperature, args.top_k, args.top_p, args.stream_chunk)
+    check_sampling(args.max_tokens, args.temperature, args.top_k, args.top_p, args.stream_chunk,
+                   args.seed)
     prompts = read_prompts(args.prompt, args.prompts_file)
     model_dir = resolve_model_dir(args.model)
     print(f"model: {model_dir}", file=sys.stderr, flush=True)

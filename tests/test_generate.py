@@ -119,7 +119,7 @@ def test_bad_model_dir_exits_2_with_one_line(tmp_path, make_model, message):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--top-p", "0", "--top-p must be in (0, 1], got 0.0"),
-    ("--stream-chunk", "-1", "--stream-chunk must be >= 0 (0 = one call, no streaming), got -1"),
+    ("--stream-chunk", "-1", "--stream-chunk must be >= 0 (0 = as many tokens as one call can make), got -1"),
     ("--temperature", "nan", "--temperature must be >= 0 (0 = greedy), got nan"),
     ("--prompt", os.fsdecode(b"ok \xff\xfe bad"), "--prompt: not valid UTF-8 (at character 4)"),
 ])
@@ -127,3 +127,72 @@ def test_bad_sampling_setting_exits_2(serving, flag, value, message):
     result = run_lmpipe("generate", "--model", serving["dir"], "--prompt", "hi", flag, value)
     assert result.returncode == 2
     assert result.stderr.strip() == f"lmpipe: error: {message}"
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1e12])
+def test_the_sampler_never_draws_a_banned_id_however_hot(temperature):
+    """Padding, a second document start and the MLM mask are never sampled, not even at a
+    temperature that flattens every other score (banning before scaling made them level)."""
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from models.export import LanguageModelExport
+
+    sampler = SimpleNamespace(banned_ids=tf.constant([0, 2], tf.int32))
+    logits = tf.tile(tf.constant([[9.0, 0.0, 9.0, 0.0, 1.0]]), [4000, 1])
+    drawn = LanguageModelExport._sample(sampler, logits, tf.constant(temperature), tf.constant(0),
+                                        tf.constant(1.0), tf.constant([3, 4])).numpy()
+    assert set(drawn.tolist()) == {1, 3, 4}
+    greedy = LanguageModelExport._sample(sampler, logits[:1], tf.constant(0.0), tf.constant(0),
+                                         tf.constant(1.0), tf.constant([3, 4])).numpy()
+    assert greedy.tolist() == [4]
+
+
+class _WindowedSignature:
+    """A `generate` signature by the contract of `models.export`: "x" per token, at most
+    `window - 1` tokens a call, eos after `eos_after` tokens of completion in all (it counts
+    the x's of the prompt it is given, as a model would see its own earlier output)."""
+
+    def __init__(self, window: int, eos_after: int, counts: bool = True):
+        self.window, self.eos_after, self.counts, self.calls = window, eos_after, counts, 0
+
+    def __call__(self, prompt, max_new_tokens, **_):
+        import tensorflow as tf
+
+        self.calls += 1
+        made = prompt.numpy()[0].decode().count("x")
+        new = min(int(max_new_tokens), self.window - 1, self.eos_after - made)
+        outputs = {"completion": tf.constant(["x" * new])}
+        if self.counts:
+            outputs.update(new_tokens=tf.constant([new]),
+                           ended=tf.constant([made + new == self.eos_after]))
+        return outputs
+
+
+def _stream(signature, max_tokens: int, chunk: int) -> list[str]:
+    return list(serving_lib.stream(signature, "go ", max_tokens=max_tokens, chunk=chunk,
+                                   temperature=0.0, top_k=0, top_p=1.0, seed=0))
+
+
+@pytest.mark.parametrize("chunk, calls", [(0, 3), (3, 4), (5, 3), (40, 3)])
+def test_a_completion_longer_than_the_window_has_max_tokens_however_it_is_cut(chunk, calls):
+    """One call makes at most the window less one token (5 here), so 12 tokens take several
+    calls whatever the chunk; streaming counts what each call made."""
+    signature = _WindowedSignature(window=6, eos_after=100)
+    pieces = _stream(signature, 12, chunk)
+    assert "".join(pieces) == "x" * 12 and signature.calls == calls
+    assert all(len(piece) <= min(chunk or 5, 5) for piece in pieces)
+
+
+@pytest.mark.parametrize("chunk", [0, 3, 40])
+def test_streaming_stops_where_the_model_ended(chunk):
+    signature = _WindowedSignature(window=6, eos_after=7)
+    assert "".join(_stream(signature, 12, chunk)) == "x" * 7
+    # A call that ends mid-chunk is the last: no call after the eos.
+    assert signature.calls == -(-7 // min(chunk or 5, 5))
+
+
+def test_a_model_that_does_not_count_is_streamed_by_the_chunk_as_before():
+    signature = _WindowedSignature(window=100, eos_after=7, counts=False)
+    assert "".join(_stream(signature, 12, 5)) == "x" * 7 and signature.calls == 3

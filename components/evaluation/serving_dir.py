@@ -15,6 +15,7 @@ artifact fingerprint (derived from a cache key or a URI) cannot promise.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,12 +24,17 @@ import uuid
 from dataclasses import dataclass
 
 from pipeline.artifacts import write_json_atomic
+from pipeline.errors import UsageError
 
 MODEL_CARD = "model_card.json"
 SAVED_MODEL_FILE = "saved_model.pb"
 # TensorFlow's SavedModel fingerprint: hashes of the other files plus a random UUID per save,
 # so the same model saved twice would otherwise get two digests.
 FINGERPRINT_FILE = "fingerprint.pb"
+
+
+class VersionTaken(OSError):
+    """Another writer published the version number first (`publish` raises it)."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +95,21 @@ def _files(path: str):
 
 
 def _numbered(serving_dir: str) -> list[int]:
-    """Every integer-named entry, complete or not (so new numbers never collide)."""
+    """Every integer-named entry, complete or not (so new numbers never collide).
+
+    Raises:
+        UsageError: `serving_dir` exists but is not a readable directory.
+    """
     try:
         names = os.listdir(serving_dir)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return []
-    return sorted(int(name) for name in names if name.isdigit())
+    except NotADirectoryError:
+        raise UsageError(f"serving directory {serving_dir}: not a directory") from None
+    except OSError as err:
+        raise UsageError(f"serving directory {serving_dir}: cannot list ({err.strerror})") from None
+    # ASCII only: str.isdigit() also accepts '²' or '١', which int() rejects or renumbers.
+    return sorted(int(name) for name in names if name.isascii() and name.isdigit())
 
 
 def versions(serving_dir: str) -> list[Version]:
@@ -146,18 +161,42 @@ def publish(saved_model: str, serving_dir: str, number: int, card: dict) -> str:
 
     Returns:
         The version directory.
+
+    Raises:
+        VersionTaken: `<number>` appeared meanwhile (another push); nothing was written.
+        UsageError: `serving_dir` cannot be created (a file is in the way, no permission).
     """
-    os.makedirs(serving_dir, exist_ok=True)
+    try:
+        os.makedirs(serving_dir, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"serving directory {serving_dir}: cannot create "
+                         f"({err.strerror or err.__class__.__name__})") from None
     final = os.path.join(serving_dir, str(number))
     tmp = os.path.join(serving_dir, f".{number}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         shutil.copytree(saved_model, tmp)
         write_json_atomic(os.path.join(tmp, MODEL_CARD), card)
-        os.rename(tmp, final)
+        _rename_new(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _rename_new(source: str, target: str) -> None:
+    """Rename a directory to a name nobody holds yet.
+
+    Raises:
+        VersionTaken: `target` exists (POSIX rename would silently replace an empty one).
+    """
+    if os.path.lexists(target):
+        raise VersionTaken(errno.EEXIST, "version exists", target)
+    try:
+        os.rename(source, target)
+    except OSError as err:
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+            raise VersionTaken(err.errno, "version exists", target) from None
+        raise
 
 
 def prune(serving_dir: str, keep: int) -> list[int]:
@@ -170,7 +209,10 @@ def prune(serving_dir: str, keep: int) -> list[int]:
     for version in versions(serving_dir)[:-keep]:
         # Rename first so a reader never sees a half-deleted version as complete.
         doomed = os.path.join(serving_dir, f".{version.number}.deleting-{uuid.uuid4().hex[:8]}")
-        os.rename(version.path, doomed)
+        try:
+            os.rename(version.path, doomed)
+        except FileNotFoundError:  # a concurrent push pruned it first
+            continue
         shutil.rmtree(doomed, ignore_errors=True)
         removed.append(version.number)
     return removed

@@ -263,3 +263,5 @@ def test_generate_fills_masks_left_to_right(exported):
     references = [_fill_reference(model, sp, p, 5) for p in prompts]
     assert [c.decode("utf-8") for c in result["completion"].numpy()] == [r for r, _ in references]
     assert sum(count for _, count in references) > 0
+    assert result["new_tokens"].numpy().tolist() == [count for _, count in references]
+    assert result["ended"].numpy().tolist() == [count < 5 for _, count in references]

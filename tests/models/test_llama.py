@@ -167,6 +167,9 @@ def test_cached_greedy_generation_equals_an_uncached_loop(exported):
     references = [_greedy_reference(model, sp, p, 6) for p in PROMPTS]
     assert completions == [text for text, _ in references]
     assert sum(count for _, count in references) > 0
+    # It says how many tokens it made and whether it stopped at eos (streaming relies on it).
+    assert result["new_tokens"].numpy().tolist() == [count for _, count in references]
+    assert result["ended"].numpy().tolist() == [count < 6 for _, count in references]
 
 
 def test_score_matches_the_keras_model(exported):
