@@ -110,9 +110,10 @@ def _nothing_left(stats: dict, data) -> str:
     dropped = {reason: n for reason, n in stats["dropped"].items() if n}
     listed = ", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"
     message = f"no documents left after cleaning ({stats['documents_read']} read; dropped: {listed}"
-    skipped = ", ".join(f"{reason}={stats['files'][reason]}" for reason in FILE_SKIP_REASONS
-                        if stats["files"][reason])
-    message += f"; files skipped: {skipped})" if skipped else ")"
+    skipped = [f"{reason}={stats['files'][reason]}" for reason in FILE_SKIP_REASONS
+               if stats["files"][reason]]
+    skipped += [f"corrupt={len(stats['files']['corrupt'])}"] if stats["files"]["corrupt"] else []
+    message += f"; files skipped: {', '.join(skipped)})" if skipped else ")"
     commonest = max(dropped, key=dropped.get, default=None)
     if commonest not in _CULPRITS:
         return f"data.inputs: {message}"

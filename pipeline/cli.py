@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -29,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.filter_stderr:
         filter_native_stderr()
-    signal.signal(signal.SIGTERM, _terminate)
+    _SIGNALS.clear()
+    signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_signal)  # left alone when ignored (a background job)
     try:
         return args.handler(args) or 0
     except UsageError as err:
@@ -37,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     except LockedError as err:
         return _fail(str(err), 1)
     except ComponentFailed as err:
+        if _SIGNALS:
+            return _signalled()
         if isinstance(err.cause, UsageError):
             return _fail(f"{err.component}: {err.cause}", 2)
         where = getattr(err.cause, "log_path", None)
@@ -50,13 +56,33 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         return _fail("terminated", 128 + signal.SIGTERM)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _signalled()
+    except Exception:
+        if _SIGNALS:
+            return _signalled()
+        raise
 
 
-def _terminate(signum, frame):
+# The signals received. Beam re-raises an exception from inside a transform as a
+# RuntimeError (after logging its traceback), so a Beam step stopped by Ctrl-C or SIGTERM
+# fails as a component; this says it was the signal.
+_SIGNALS: list[int] = []
+
+
+def _on_signal(signum, frame):
     from pipeline.errors import Terminated
 
-    raise Terminated()
+    _SIGNALS.append(signum)
+    # The run is being torn down: Beam's log of the wrapped interrupt is noise.
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL + 1)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _signalled() -> int:
+    """Exit status 143 (`terminated`) after SIGTERM, else 130 (`interrupted`)."""
+    if signal.SIGTERM in _SIGNALS:
+        return _fail("terminated", 128 + signal.SIGTERM)
+    return _fail("interrupted", 130)
 
 
 def _fail(message: str, status: int) -> int:
@@ -116,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--stream-chunk", type=int, default=8,
-                          help="new tokens per model call while streaming (0: one call)")
+                          help="new tokens per model call while streaming (0: as many as one "
+                               "call can make)")
     generate.set_defaults(handler=cmd_generate)
 
     tune = sub.add_parser("tune", help="run the hyperparameter sweep alone and print its trials")
@@ -153,9 +180,25 @@ def cmd_run(args) -> int:
     from pipeline.local_runner import run_pipeline
 
     config = load_config(args.config, args.set)
+    _require_root(config.pipeline.root)
     record = run_pipeline(config, until=args.until, no_cache=args.no_cache)
     print(format_run(record, os.path.abspath(config.pipeline.root)))
     return 0
+
+
+def _require_root(root: str) -> None:
+    """Create `pipeline.root`, or say in one line why it cannot be used."""
+    from pipeline.errors import UsageError
+
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise UsageError(f"pipeline.root: {root} is a file, not a directory")
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"pipeline.root: cannot create directory {root} "
+                         f"({err.strerror or err.__class__.__name__})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise UsageError(f"pipeline.root: directory {root} is not writable")
 
 
 def format_run(record: dict, root: str) -> str:
@@ -199,7 +242,7 @@ def cmd_runs(args) -> int:
     from pipeline.errors import UsageError
     from pipeline.history import format_runs
 
-    if args.limit < 1:
+    if not 1 <= args.limit < 2**63:  # SQLite's LIMIT is a signed 64-bit integer
         raise UsageError(f"--limit {args.limit}: expected a positive number of runs")
     if args.config:
         from pipeline.configio import load_config

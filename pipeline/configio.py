@@ -7,9 +7,11 @@ expected, so the CLI can print one line and exit with status 2.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -20,8 +22,31 @@ import yaml
 from pipeline.errors import ConfigError, UsageError
 
 
+# The largest config file read: a config is a few kB, and /dev/zero or a log file passed
+# by mistake must not fill the memory.
+MAX_CONFIG_BYTES = 16 * 2**20
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 class _Loader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
+    """`yaml.SafeLoader` that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`) and
+    refuses a key given twice in one mapping (PyYAML keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE:
+                continue  # `<<: *defaults` may override, as YAML intends
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the base class says so with its position
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -53,12 +78,23 @@ def parse_yaml(text: str, source: str) -> Any:
             where = f" line {mark.line + 1} column {mark.column + 1}"
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise UsageError(f"{source}:{where} invalid YAML: {problem}") from None
+    except RecursionError:
+        raise UsageError(f"{source}: invalid YAML: nested too deeply") from None
+    except ValueError as err:
+        # A scalar's own constructor refused it: an integer over Python's 4300-digit
+        # limit, a date such as 2024-13-45 (quote it to make it a string).
+        reason = str(err).splitlines()[0].split(";")[0]
+        raise UsageError(f"{source}: invalid YAML: {reason}") from None
 
 
 def read_yaml_file(path: str | Path) -> Any:
     """Read and parse a YAML file, naming the file in any error."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise UsageError(f"{path}: over {MAX_CONFIG_BYTES // 2**20} MB, not a config file")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise UsageError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as err:
@@ -76,14 +112,19 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     Returns:
         A new dict with the overrides applied.
     """
-    result = _deep_copy(raw)
+    # deepcopy keeps shared and cyclic YAML aliases shared, where a naive copy would
+    # expand `&a [*b, *b, ...]` chains a billion-fold or recurse forever.
+    try:
+        result = copy.deepcopy(raw)
+    except RecursionError:
+        raise UsageError("config: nested too deeply") from None
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: expected key.path=value")
         key = key.strip()
-        node = result
         parts = key.split(".")
+        if not sep or not all(parts):
+            raise UsageError(f"--set {item!r}: expected key.path=value")
+        node = result
         for depth, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
@@ -91,14 +132,6 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = child
         node[parts[-1]] = parse_yaml(text, f"--set {key}")
     return result
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
 
 
 def build(cls: type, raw: Any, path: str = "") -> Any:
@@ -181,8 +214,13 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
+# Bounded repr: a wrong value may be a huge or self-referencing YAML alias structure.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 6, 4, 64, 64
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -26,6 +26,8 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
         name, sep, uri = item.partition("=")
         if not sep or not name or not uri:
             raise UsageError(f"{flag} {item!r}: expected NAME=URI")
+        if name in pairs:
+            raise UsageError(f"{flag} {name}: given twice ({pairs[name]} and {uri})")
         pairs[name] = uri
     return pairs
 
@@ -67,10 +69,10 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
         inputs[input_name] = _external(kind, uri) if uri else None
     for input_name, resolver in spec.resolvers.items():
         inputs[input_name] = resolver(config, inputs)
-    for uri in output_uris.values():
+    for output_name, uri in output_uris.items():
         # A gs:// output (a Beam step on Dataflow) has no directory to create.
         if "://" not in uri:
-            os.makedirs(uri, exist_ok=True)
+            _make_output_dir(name, output_name, uri)
     root = os.path.abspath(config.pipeline.root)
     work_dir = _work_dir(spec, config, inputs, output_uris)
     runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args,
@@ -80,6 +82,12 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
                                      **spec.sections(config)) or {}
     except UsageError:
         raise
+    except FileNotFoundError as err:
+        missing = _missing_input_file(err, spec.name, inputs)
+        if missing is not None:
+            raise missing from None
+        save_traceback(runtime, spec.name, err)
+        raise ComponentFailed(spec.name, err) from err
     except Exception as err:
         save_traceback(runtime, spec.name, err)
         raise ComponentFailed(spec.name, err) from err
@@ -89,6 +97,32 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
             os.rmdir(os.path.dirname(work_dir))  # only when no other step's is there
     return {out: {"uri": uri, "properties": properties.get(out, {})}
             for out, uri in output_uris.items()}
+
+
+def _make_output_dir(component: str, output_name: str, uri: str) -> None:
+    try:
+        os.makedirs(uri, exist_ok=True)
+    except OSError as err:
+        why = "a file" if os.path.isfile(uri) else err.strerror or err.__class__.__name__
+        raise UsageError(f"component {component}: --output {output_name}={uri}: cannot be a "
+                         f"directory ({why})") from None
+
+
+def _missing_input_file(err: FileNotFoundError, component: str, inputs: dict) -> UsageError | None:
+    """The usage error for a file missing inside an --input directory (a directory that is
+    not that artifact, e.g. raw data given as `documents`), else None."""
+    path = os.path.abspath(str(err.filename or ""))
+    holders = {}
+    for input_name, artifact in inputs.items():
+        uri = getattr(artifact, "uri", None)
+        if uri and "://" not in uri and path.startswith(os.path.abspath(uri) + os.sep):
+            holders.setdefault(os.path.abspath(uri), []).append(input_name)
+    if not holders:
+        return None
+    uri = max(holders, key=len)  # the innermost directory holding the missing file
+    kinds = " or ".join(inputs[n].type for n in holders[uri])
+    return UsageError(f"component {component}: --input {'/'.join(holders[uri])}={uri}: no "
+                      f"{os.path.relpath(path, uri)} there (not a {kinds} artifact?)")
 
 
 def _is_chief_replica() -> bool:

@@ -13,6 +13,7 @@ import sqlite3
 import time
 
 from pipeline.artifacts import Artifact
+from pipeline.errors import UsageError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -53,6 +54,25 @@ CREATE INDEX IF NOT EXISTS executions_by_run ON executions(run_id);
 CREATE INDEX IF NOT EXISTS events_by_execution ON events(execution_id);
 CREATE INDEX IF NOT EXISTS events_by_artifact ON events(artifact_id);
 """
+# The columns this module reads and writes: a table of that name without them is not ours.
+COLUMNS = {
+    "runs": "id, started, finished, status, config, summary",
+    "executions": "id, run_id, component, status, cache_key, config, started, seconds, error",
+    "artifacts": "id, uri, type, fingerprint, properties, producer, created",
+    "events": "execution_id, artifact_id, kind, name",
+}
+
+
+def _check(db: sqlite3.Connection) -> None:
+    """Raise `sqlite3.DatabaseError` unless the file is intact and its tables of our names
+    are ours: a damaged page would otherwise surface as a traceback in whichever query
+    first reads it."""
+    problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if problem != "ok":
+        raise sqlite3.DatabaseError(problem)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for table in tables & set(COLUMNS):
+        db.execute(f"SELECT {COLUMNS[table]} FROM {table} LIMIT 0")
 
 
 class MetadataStore:
@@ -60,13 +80,24 @@ class MetadataStore:
 
     Args:
         path: the SQLite file (created with its schema if missing).
+
+    Raises:
+        UsageError: the file is not an intact lmpipe store (truncated, overwritten, or
+            another program's database).
     """
 
     def __init__(self, path: str):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.db = sqlite3.connect(path, timeout=30)
         self.db.row_factory = sqlite3.Row
-        self.db.executescript(SCHEMA)
+        try:
+            _check(self.db)  # before the schema: another program's database stays untouched
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            reason = " ".join(str(err).replace("*** in database main ***", "").split())
+            raise UsageError(f"{path}: not a readable lmpipe metadata store ({reason}); move "
+                             f"it aside to start a new history") from None
 
     def close(self) -> None:
         self.db.close()

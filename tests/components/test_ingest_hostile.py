@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import re
 import sys
@@ -332,3 +333,42 @@ def test_only_binary_files_is_named_in_the_error(tmp_path):
     assert str(raised.value) == ("data.inputs: no documents left after cleaning (0 read; "
                                  "dropped: none; files skipped: binary=1)")
 
+
+
+# --- inputs that are not plain files, and paths that look like globs ---
+
+def test_a_fifo_or_device_is_refused_before_it_blocks_ingest(tmp_path):
+    write_jsonl(tmp_path / "c" / "good.jsonl", tiny_documents(copies=1))
+    fifo = tmp_path / "c" / "pipe.jsonl"
+    os.mkfifo(fifo)  # no writer: opening it would wait forever
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")  # reading it would never end
+    for pattern, path, kind in ((tmp_path / "c", fifo, "a FIFO"),
+                                (tmp_path / "zero.txt", tmp_path / "zero.txt", "a device")):
+        with pytest.raises(UsageError) as raised:
+            resolve_raw_files((str(pattern),))
+        assert str(raised.value) == (f"data.inputs: {path} (from {pattern}) is {kind}, "
+                                     f"not a regular file")
+
+
+def test_an_existing_path_with_glob_characters_is_read_literally(tmp_path):
+    corpus = write_jsonl(tmp_path / "v[1]" / "a.jsonl", tiny_documents(copies=1))
+    for pattern in (corpus, corpus.parent):
+        assert resolve_raw_files((str(pattern),)).properties["files"] == [str(corpus)]
+    escaped = str(tmp_path / "v[[]1]" / "*.jsonl")  # still a glob when it does not exist
+    assert resolve_raw_files((escaped,)).properties["files"] == [str(corpus)]
+
+
+def test_a_scheme_beam_has_no_filesystem_for_is_a_usage_error(tmp_path):
+    pattern = f"file://{tmp_path}/a.jsonl"
+    with pytest.raises(UsageError, match=re.escape(
+            f"data.inputs: {pattern}: no Beam filesystem for file:// (local paths take no "
+            f"scheme")):
+        resolve_raw_files((pattern,))
+
+
+def test_nothing_left_counts_corrupt_files(tmp_path):
+    path = _write(tmp_path / "c" / "a.jsonl.gz", b'{"text": "not gzip at all"}\n')
+    with pytest.raises(UsageError) as raised:
+        run_ingest(tmp_path, [str(path)], tmp_path / "documents")
+    assert str(raised.value) == ("data.inputs: no documents left after cleaning (0 read; "
+                                 "dropped: none; files skipped: corrupt=1)")
