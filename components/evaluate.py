@@ -147,22 +147,38 @@ def run(inputs, outputs, runtime, evaluation, push):
 
 def _run_tfma(inputs, outputs, runtime, evaluation, candidate: str, baseline, derived,
               objective: str):
-    from components.evaluation import analysis, files, tfma_config
+    from components.evaluation import analysis, files, serving_dir, tfma_config
 
     eval_config = tfma_config.build_eval_config(evaluation, with_baseline=baseline is not None,
                                                 objective=objective)
     tfma_dir = files.join(outputs["evaluation"], "tfma")
     runtime.log(f"[evaluate] TFMA over {inputs['examples'].uri}"
                 + (f" against baseline version {baseline.properties.get('version')}" if baseline else ""))
+    if baseline is not None and (problem := serving_dir.damage(baseline.uri)):
+        raise UsageError(_unloadable(baseline, problem))
     started = time.perf_counter()
-    analysis.run_tfma(eval_config, candidate=candidate, baseline=baseline.uri if baseline else None,
-                      examples_dir=inputs["examples"].uri, output_dir=tfma_dir,
-                      beam_args=runtime.beam_args, batch_size=evaluation.batch_size,
-                      derived=derived, length_buckets=evaluation.length_buckets)
+    try:
+        analysis.run_tfma(eval_config, candidate=candidate,
+                          baseline=baseline.uri if baseline else None,
+                          examples_dir=inputs["examples"].uri, output_dir=tfma_dir,
+                          beam_args=runtime.beam_args, batch_size=evaluation.batch_size,
+                          derived=derived, length_buckets=evaluation.length_buckets)
+    except Exception:
+        # Damage `damage` cannot see (variables cut short) fails deep inside TFMA's Beam
+        # workers; say so in one line (a full load costs much, so only after a failure).
+        problem = serving_dir.load_problem(baseline.uri) if baseline else None
+        if problem is None:
+            raise
+        raise UsageError(_unloadable(baseline, problem)) from None
     seconds = round(time.perf_counter() - started, 3)
     metrics = _metrics_document(analysis.read_metrics(tfma_dir), baseline, objective)
     metrics["derived_slice_features"] = list(derived)
     return metrics, analysis.read_validation(tfma_dir), seconds
+
+
+def _unloadable(baseline: Artifact, problem: str) -> str:
+    return (f"push.serving_dir: the model in service at {baseline.uri} does not load "
+            f"({problem}); move that version out of the serving directory")
 
 
 def _samples(documents: Artifact | None, candidate: str, outputs, runtime, evaluation) -> dict:

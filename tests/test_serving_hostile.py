@@ -213,3 +213,8 @@ def test_a_generate_signature_of_another_contract_exits_2_before_any_output(tmp_
         f"lmpipe: error: --model {model}: its 'generate' signature is not lmpipe's (takes "
         "prompt:string; expected prompt:string, max_new_tokens:int32, temperature:float32, "
         "top_k:int32, top_p:float32, seed:int32 -> completion)"]
+
+
+def test_a_model_card_that_is_not_utf8_reads_as_no_card(tmp_path):
+    (tmp_path / serving_dir.MODEL_CARD).write_bytes(b"\xff{")
+    assert serving_dir.read_card(str(tmp_path)) == {}

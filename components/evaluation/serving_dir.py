@@ -127,9 +127,41 @@ def read_card(version_dir: str) -> dict:
     try:
         with open(os.path.join(version_dir, MODEL_CARD), encoding="utf-8") as f:
             card = json.load(f)
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
         return {}
     return card if isinstance(card, dict) else {}
+
+
+def damage(saved_model: str) -> str | None:
+    """What is visibly broken in a SavedModel directory (a `saved_model.pb` that does not
+    parse or has no serving graph, no variables index), or None. Reads the graph
+    definition only: far cheaper than loading it.
+    """
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    try:
+        with open(os.path.join(saved_model, SAVED_MODEL_FILE), "rb") as f:
+            graphs = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs
+    except (OSError, DecodeError) as err:
+        return f"{SAVED_MODEL_FILE} does not read ({err})"
+    if not any("serve" in graph.meta_info_def.tags for graph in graphs):
+        return f"{SAVED_MODEL_FILE} holds no 'serve' graph"
+    if not os.path.isfile(os.path.join(saved_model, "variables", "variables.index")):
+        return "variables/variables.index is missing"
+    return None
+
+
+def load_problem(saved_model: str) -> str | None:
+    """Why a SavedModel directory does not load (its error's first line), or None."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops the model uses)
+
+    try:
+        tf.saved_model.load(saved_model)
+    except Exception as err:  # noqa: BLE001  (any failure to load is the answer)
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return None
 
 
 def latest(serving_dir: str) -> Version | None:

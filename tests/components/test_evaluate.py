@@ -427,3 +427,36 @@ def test_a_version_whose_card_lacks_the_digest_is_recognised_by_its_files(tmp_pa
     shutil.copytree(candidate / "saved_model", serving / "2")  # no card at all
     baseline = evaluate.resolve_baseline(config, {"model": lm.artifact("Model", candidate, "fp")})
     assert baseline.properties["version"] == 1
+
+
+def _empty_graph(saved_model: Path) -> None:
+    (saved_model / "saved_model.pb").write_bytes(b"")
+
+
+def _cut_variables(saved_model: Path) -> None:
+    for data in (saved_model / "variables").glob("variables.data-*"):
+        data.write_bytes(data.read_bytes()[:10])
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (_empty_graph, "saved_model.pb holds no 'serve' graph"),  # seen before TFMA starts
+    (lambda path: (path / "variables" / "variables.index").unlink(),
+     "variables/variables.index is missing"),
+    (_cut_variables, ""),  # seen when TFMA fails: TensorFlow's own words
+])
+def test_a_baseline_in_service_that_does_not_load_is_named_in_one_line(world, tmp_path, damage,
+                                                                        problem):
+    """A damaged version in service would fail inside TFMA's Beam workers with their
+    tracebacks; evaluate names it instead."""
+    import shutil
+
+    broken = world["root"] / f"broken-{damage.__name__}"
+    shutil.copytree(world["root"] / "sharp", broken)
+    damage(broken / "saved_model")
+    with pytest.raises(UsageError) as caught:
+        _evaluate(world, tmp_path, "flat", baseline=broken.name)
+    message = str(caught.value)
+    assert message.startswith(f"push.serving_dir: the model in service at "
+                              f"{broken / 'saved_model'} does not load ({problem}")
+    assert message.endswith("); move that version out of the serving directory")
+    assert "\n" not in message
