@@ -121,3 +121,29 @@ def waiting_for_chief(environ: Mapping[str, str], seconds: float):
             f"chief) or fix {ORACLE_IP}/{ORACLE_PORT}") from None
     finally:
         oracle_client.TIMEOUT = waited
+
+
+@contextlib.contextmanager
+def serving_as_chief(environ: Mapping[str, str]):
+    """Run the chief's search, turning a server that cannot listen into one line.
+
+    KerasTuner's chief serves on `KERASTUNER_ORACLE_IP:PORT`; an address not on this
+    machine, or a port another process holds, fails inside gRPC with a RuntimeError.
+
+    Args:
+        environ: the process environment (`KERASTUNER_ORACLE_IP/PORT`).
+
+    Raises:
+        UsageError: the chief could not listen there.
+    """
+    from pipeline.errors import UsageError
+
+    try:
+        yield
+    except RuntimeError as error:
+        if not str(error).startswith("Failed to bind to address"):
+            raise
+        raise UsageError(
+            f"the chief cannot listen on {environ[ORACLE_IP]}:{environ[ORACLE_PORT]} (not an "
+            f"address of this machine, or the port is taken): fix {ORACLE_IP}/{ORACLE_PORT}"
+        ) from None

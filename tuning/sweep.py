@@ -13,6 +13,7 @@ process of a parallel sweep computes the same key, so they share one project dir
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -103,7 +104,9 @@ def run_sweep(paths: Paths, model, task, train, tuning, log: Callable[[str], Non
     if (cut_short := tuner.hyperband_cut_short(tuning)) and role != "worker":
         log(cut_short)
     waiting = (distributed.waiting_for_chief(os.environ, tuning.chief_wait_seconds)
-               if role == "worker" else contextlib.nullcontext())
+               if role == "worker" else distributed.serving_as_chief(os.environ)
+               if role == "chief" else contextlib.nullcontext())
+    check_project(os.path.join(directory, key[:16]))
     # KerasTuner prints to stdout; stdout is for results.
     with contextlib.redirect_stdout(sys.stderr), waiting:
         search = tuner.TokenBudgetTuner(
@@ -116,6 +119,31 @@ def run_sweep(paths: Paths, model, task, train, tuning, log: Callable[[str], Non
     if role == "worker":
         return {}
     return {"hyperparameters": _publish(search, paths, tuning, train, length, key, sweep_budget)}
+
+
+def check_project(project_dir: str) -> None:
+    """Refuse to resume a sweep whose saved state cannot be read, naming the file.
+
+    KerasTuner (and `results.read_record`) would fail on it with a bare JSON error, and
+    every rerun the same way. The files are written atomically (`tuner.AtomicSaves`), so
+    this is damage from outside them: a full disk, a hand.
+
+    Args:
+        project_dir: the sweep's KerasTuner project directory (it may not exist yet).
+
+    Raises:
+        SweepFailed: a state file is not valid JSON.
+    """
+    patterns = ("oracle.json", "tuner*.json", os.path.join("trial_*", "*.json"))
+    for path in sorted(p for pattern in patterns
+                       for p in glob.glob(os.path.join(glob.escape(project_dir), pattern))):
+        try:
+            with open(path, encoding="utf-8") as f:
+                json.load(f)
+        except (OSError, ValueError) as err:
+            raise SweepFailed(f"{path}: the sweep's saved state cannot be read "
+                              f"({str(err).splitlines()[0][:200]}); delete {project_dir} to "
+                              "run this sweep again from its first trial") from None
 
 
 def _publish(search, paths: Paths, tuning, train, length: int, key: str, sweep_budget) -> dict:

@@ -25,6 +25,7 @@ from typing import Callable
 import keras_tuner
 from keras_tuner.engine.trial import Trial, TrialStatus
 
+from pipeline.artifacts import write_json_atomic
 from tuning import results, space
 from tuning.budget import TokenBudget, bracket_trials, hyperband_trials
 from tuning.hypermodel import LmHyperModel
@@ -32,6 +33,7 @@ from tuning.trial import CHECKPOINT, TrialFailed, failure_reason
 
 
 COMPLETED, FAILED = TrialStatus.COMPLETED, TrialStatus.FAILED
+TRIAL_FILE = "trial.json"  # KerasTuner's record of a trial, in its directory
 
 
 class StopAfterFailures:
@@ -160,6 +162,20 @@ class ReclaimLostTrials:
                   f"a report): handed out again", file=sys.stderr, flush=True)
 
 
+class AtomicSaves:
+    """Mixed into an oracle: `oracle.json` and each `trial.json` are written whole or not at
+    all (a temporary file and a rename). KerasTuner writes them in place, after every
+    trial's start and end, so a kill in the middle left a truncated file that no rerun
+    could load."""
+
+    def save(self):
+        write_json_atomic(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        write_json_atomic(os.path.join(self._get_trial_dir(trial.trial_id), TRIAL_FILE),
+                          trial.get_state())
+
+
 def make_oracle(tuning, objective: str):
     """The oracle of `tuning.algorithm`, with the space as data and the sweep's seed.
 
@@ -193,7 +209,7 @@ def make_oracle(tuning, objective: str):
 
 def _ours(oracle_class):
     return type(f"Lmpipe{oracle_class.__name__}",
-                (ReclaimLostTrials, StopAfterFailures, oracle_class), {})
+                (AtomicSaves, ReclaimLostTrials, StopAfterFailures, oracle_class), {})
 
 
 def report_every(reclaim_after: float) -> float:
@@ -277,6 +293,12 @@ class TokenBudgetTuner(keras_tuner.Tuner):
         self.total = total
         self.log = log
         self.report_every = report_every
+
+    def save(self):
+        # As KerasTuner's, with the tuner's own file written atomically (`AtomicSaves`).
+        if not self._is_worker():
+            self.oracle.save()
+        write_json_atomic(self._get_tuner_fname(), self.get_state())
 
     def _populate_initial_space(self):
         # The space is data, fully declared up front: nothing to discover by building.

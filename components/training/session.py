@@ -157,7 +157,7 @@ def _check_split(train_config, replicas: int) -> None:
 def _start(job: Job, session: _Session, log) -> dict:
     """Resume from the newest checkpoint, else warm-start if asked: what happened."""
     trainer = session.trainer
-    resumed = session.checkpoints.restore_latest() if session.checkpoints else None
+    resumed = session.checkpoints.restore_latest(log) if session.checkpoints else None
     if resumed:
         log(f"resuming from checkpoint {resumed} at step {trainer.step} of "
             f"{job.budget['total_steps']} (model, optimizer, data position and loop state "
@@ -170,6 +170,9 @@ def _start(job: Job, session: _Session, log) -> dict:
                                        job.task_config)
         log(f"warm start from {job.warm.uri}")
         return {"resumed": None, "warm_loaded": loaded}
+    if job.warm is not None:
+        log(f"train.warm_start {job.warm.properties.get('requested')}: nothing has been pushed "
+            "yet, so training starts from fresh weights")
     return {"resumed": None, "warm_loaded": None}
 
 

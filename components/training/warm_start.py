@@ -214,11 +214,23 @@ def _load_saved_model(model, saved_model: str, source: str) -> None:
 
     prefix = os.path.join(saved_model, "variables", "variables")
     try:
+        stored = [name for name, _ in tf.train.list_variables(prefix)
+                  if name.startswith("model/") and name.endswith("VARIABLE_VALUE")]
         status = tf.train.Checkpoint(model=model).read(prefix)
         status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
+    except (IndexError, tf.errors.OpError) as err:
+        # TensorFlow reports a truncated file as IndexError, a garbled one as OpError.
+        raise UsageError(f"train.warm_start {source}: cannot read its weights "
+                         f"({_first_line(err)})") from None
+    except (AssertionError, ValueError) as err:
         raise UsageError(f"train.warm_start {source}: its weights do not fit this model "
                          f"({_unmatched(err)}); model sections must match") from None
+    # Every variable of this model was found; a bigger model's extra ones are not an error
+    # to the restore, but what they hold would be silently dropped.
+    if len(stored) > len(model.weights):
+        raise UsageError(f"train.warm_start {source}: its weights do not fit this model "
+                         f"(it has {len(stored) - len(model.weights)} weights more); model "
+                         "sections must match")
 
 
 def _unmatched(err: BaseException) -> str:

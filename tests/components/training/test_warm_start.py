@@ -137,3 +137,70 @@ def test_a_model_of_another_tokenizer_is_refused(source, tmp_path):
     with pytest.raises(UsageError, match="cannot tell which tokenizer it was trained with"):
         _run_train(source, tmp_path / "model2", train=STILL,
                    warm_start=resolve(str(bare), "unused", "base"))
+
+
+def test_a_saved_model_with_more_weights_than_this_model_is_refused(source, tmp_path):
+    from components.training.warm_start import resolve
+
+    # A student that ties its output projection to the embedding has every variable the
+    # source has but its lm_head: the restore finds all of ours, and would have dropped
+    # the head it does not have without a word (as a shallower student drops layers).
+    tied = ModelConfig(num_layers=1, hidden_dim=16, num_heads=2, max_sequence_length=64,
+                       tie_embeddings=True)
+    with pytest.raises(UsageError, match=r"serving/1: its weights do not fit this model \(it "
+                                         r"has 1 weights more\); model sections must match"):
+        _run_train(source, tmp_path / "tied", model=tied, train=STILL,
+                   warm_start=resolve(str(source / "serving" / "1"), "unused", "base"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+def test_a_damaged_saved_model_is_a_usage_error_naming_it(source, tmp_path, damage):
+    import shutil
+
+    from components.training.warm_start import resolve
+
+    copy = tmp_path / "version"
+    shutil.copytree(source / "serving" / "1", copy)
+    data = copy / "variables" / "variables.data-00000-of-00001"
+    if damage == "truncated":
+        with open(data, "r+b") as f:
+            f.truncate(100)
+    else:
+        (copy / "variables" / "variables.index").write_bytes(b"\x00" * 64)
+    reason = {"truncated": r"Read less bytes than requested", "garbled": r"not an sstable"}
+    with pytest.raises(UsageError, match=rf"^train.warm_start {copy}: cannot read its weights "
+                                         rf"\({reason[damage]}.*\)$"):
+        _run_train(source, tmp_path / "out", train=STILL,
+                   warm_start=resolve(str(copy), "unused", "base"))
+
+
+def test_latest_pushed_with_nothing_pushed_says_it_starts_fresh(source, tmp_path, capfd):
+    from components.training.warm_start import resolve
+
+    warm = resolve("latest_pushed", str(tmp_path / "empty-serving"), "base")
+    _run_train(source, tmp_path / "out", train=STILL, warm_start=warm)
+    err = capfd.readouterr().err
+    assert ("[train] train.warm_start latest_pushed: nothing has been pushed yet, so training "
+            "starts from fresh weights") in err
+    summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    assert summary["warm_start"]["source"] is None and summary["warm_start"]["loaded"] is None
+
+
+def test_a_classifier_from_a_damaged_language_model_is_a_usage_error(source, tmp_path):
+    import shutil
+
+    from components.training.tasks import load_warm_start
+    from components.training.warm_start import tokenizer_digest
+    from models.factory import build_model
+    from pipeline.config import TaskConfig
+
+    copy = tmp_path / "version"
+    shutil.copytree(source / "serving" / "1", copy)
+    with open(copy / "variables" / "variables.data-00000-of-00001", "r+b") as f:
+        f.truncate(100)
+    task = TaskConfig(type="classification")
+    vocabulary = json.loads((source / "tokenizer" / "tokenizer.json").read_text())["vocab_size"]
+    classifier = build_model(MODEL, task, vocabulary, num_classes=3)
+    with pytest.raises(UsageError, match=rf"^train.warm_start {copy}: cannot read its weights "
+                                         r"\(Read less bytes than requested\)$"):
+        load_warm_start(classifier, str(copy), tokenizer_digest(str(source / "tokenizer")), task)
