@@ -116,10 +116,12 @@ def run(inputs, outputs, runtime):
 
     from components.training.warm_start import tokenizer_digest
     from models.tokenizer_info import read_info
+    from pipeline import step_outputs
 
     source = inputs["source"]
     for name in sorted(os.listdir(source.uri)):
-        if os.path.isfile(os.path.join(source.uri, name)):
+        # A step run alone marks its output as its own; the copy gets this step's mark.
+        if name != step_outputs.MARK and os.path.isfile(os.path.join(source.uri, name)):
             shutil.copy2(os.path.join(source.uri, name), os.path.join(outputs["tokenizer"], name))
     copied = tokenizer_digest(outputs["tokenizer"])
     if copied != source.fingerprint:

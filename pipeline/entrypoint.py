@@ -1,7 +1,9 @@
 """Running one component alone: what `python -m components.<name>` and a Vertex step do.
 
 No cache and no staging here: the orchestrator (kfp, Vertex) owns both. Inputs arrive as
-URIs; inputs that come from outside the DAG are resolved as the local runner would.
+URIs; inputs that come from outside the DAG are resolved as the local runner would. Local
+output directories are marked as this step's (`pipeline/step_outputs.py`), so a failed
+rerun leaves nothing that looks complete.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import shutil
 import sys
 
+from pipeline import step_outputs
 from pipeline.artifacts import Artifact
 from pipeline.component import cache_key
 from pipeline.dag import create_pipeline
@@ -64,15 +67,27 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
         uri = input_uris.get(input_name)
         if uri is None and input_name not in spec.optional_inputs:
             raise UsageError(f"component {name}: --input {input_name}=URI is required")
-        if uri and "://" not in uri and not os.path.isdir(uri):
-            raise UsageError(f"component {name}: --input {input_name}={uri}: no such directory")
+        if uri and "://" not in uri:
+            if not os.path.isdir(uri):
+                raise UsageError(f"component {name}: --input {input_name}={uri}: no such "
+                                 f"directory")
+            step_outputs.check_input(name, input_name, uri)
         inputs[input_name] = _external(kind, uri) if uri else None
     for input_name, resolver in spec.resolvers.items():
         inputs[input_name] = resolver(config, inputs)
-    for output_name, uri in output_uris.items():
-        # A gs:// output (a Beam step on Dataflow) has no directory to create.
-        if "://" not in uri:
-            _make_output_dir(name, output_name, uri)
+    # Only the chief of a training cluster owns the outputs; the other replicas get the same
+    # paths and write nothing there.
+    owner = _is_chief_replica()
+    # A gs:// output (a Beam step on Dataflow) has no directory to create or mark.
+    local_outputs = {out: uri for out, uri in output_uris.items() if "://" not in uri}
+    for output_name, uri in local_outputs.items():
+        _make_output_dir(name, output_name, uri)
+    if owner:
+        try:
+            step_outputs.claim(name, local_outputs)
+        except OSError as err:
+            raise UsageError(f"component {name}: --output {err.filename}: cannot be written "
+                             f"({err.strerror or err.__class__.__name__})") from None
     root = os.path.abspath(config.pipeline.root)
     work_dir = _work_dir(spec, config, inputs, output_uris)
     runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args,
@@ -91,7 +106,10 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
     except Exception as err:
         save_traceback(runtime, spec.name, err)
         raise ComponentFailed(spec.name, err) from err
-    if work_dir is not None and _is_chief_replica():
+    if owner:
+        for uri in local_outputs.values():
+            step_outputs.finish(name, uri)
+    if work_dir is not None and owner:
         shutil.rmtree(work_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.rmdir(os.path.dirname(work_dir))  # only when no other step's is there
@@ -126,8 +144,12 @@ def _missing_input_file(err: FileNotFoundError, component: str, inputs: dict) ->
 
 
 def _is_chief_replica() -> bool:
-    """False on the non-chief replicas of a Vertex training cluster (per `TF_CONFIG`): they
-    get the same paths and must leave the shared scratch directory to the chief."""
+    """False on the non-chief replicas of a Vertex training cluster (per `TF_CONFIG`) and on
+    the workers of a parallel KerasTuner sweep: they get the same paths and must leave the
+    outputs and the shared scratch directory to the chief."""
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
+    if tuner_id and "chief" not in tuner_id:  # KerasTuner's own test for its chief
+        return False
     try:
         tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     except ValueError:

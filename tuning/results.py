@@ -60,7 +60,13 @@ def trial_rows(oracle, project_dir: str, names: list[str], objective: str) -> li
     rows = []
     for trial_id in oracle.start_order:
         trial = oracle.trials[trial_id]
-        record = read_record(os.path.join(project_dir, f"trial_{trial_id}")) or {}
+        record = read_record(os.path.join(project_dir, f"trial_{trial_id}"))
+        if record is None and trial.status == "COMPLETED":
+            # Removed from outside: KerasTuner's trial.json still holds the score, so the
+            # trial keeps its place in the choice of best.
+            record = {"objective": trial.score,
+                      "reason": f"{RECORD} missing: tokens and seconds unknown"}
+        record = record or {}
         status = record.get("status") or trial.status.lower()
         row = {"trial": int(trial_id) + 1, "trial_id": trial_id, "status": status}
         row.update({name: trial.hyperparameters.values.get(name) for name in names})

@@ -96,9 +96,11 @@ def _backbone_from_saved_model(model, saved_model: str, source: str) -> None:
     try:
         status = tf.train.Checkpoint(model=stand_in).read(prefix)
         status.assert_existing_objects_matched()
-    except IndexError as err:  # how TensorFlow reports a truncated checkpoint file
-        raise UsageError(f"train.warm_start {source}: cannot read its weights ({err})") from None
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
+    except (IndexError, tf.errors.OpError) as err:
+        # TensorFlow reports a truncated file as IndexError, a garbled one as OpError.
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise UsageError(f"train.warm_start {source}: cannot read its weights ({first})") from None
+    except (AssertionError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         raise UsageError(f"train.warm_start {source}: its backbone does not fit this model "
                          f"({first}); the model section must match the pretrained one") from None

@@ -58,6 +58,23 @@ def test_a_damaged_state_file_stops_the_sweep_naming_it(inputs, swept, tmp_path,
     assert not (tmp_path / "root" / "tune" / ".sweeps" / project.name / "trial_1").exists()
 
 
+def test_a_completed_trial_whose_record_was_deleted_stays_in_the_choice_of_best(
+        inputs, swept, tmp_path):
+    sweeps = tmp_path / "root" / "tune" / ".sweeps"
+    shutil.copytree(swept, sweeps)
+    (project,) = sweeps.iterdir()
+    score = json.loads((project / "trial_0" / "trial.json").read_text())["score"]
+    recorded = json.loads((project / "trial_0" / "lmpipe_trial.json").read_text())["objective"]
+    assert score == pytest.approx(recorded)
+    (project / "trial_0" / "lmpipe_trial.json").unlink()
+    out = tmp_path / "out"
+    helpers.run_tune(helpers.config(tmp_path, max_trials=1), *inputs, out)
+    assert json.loads((out / "sweep.json").read_text())["best_value"] == score
+    (row,) = helpers.read_table(out / "trials.csv")
+    assert row["status"] == "completed"
+    assert row["reason"] == "lmpipe_trial.json missing: tokens and seconds unknown"
+
+
 def test_a_chief_that_cannot_listen_is_a_usage_error_in_one_line(tiny_config_file):
     from tests.conftest import run_lmpipe
 

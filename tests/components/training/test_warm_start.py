@@ -186,7 +186,8 @@ def test_latest_pushed_with_nothing_pushed_says_it_starts_fresh(source, tmp_path
     assert summary["warm_start"]["source"] is None and summary["warm_start"]["loaded"] is None
 
 
-def test_a_classifier_from_a_damaged_language_model_is_a_usage_error(source, tmp_path):
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+def test_a_classifier_from_a_damaged_language_model_is_a_usage_error(source, tmp_path, damage):
     import shutil
 
     from components.training.tasks import load_warm_start
@@ -196,11 +197,15 @@ def test_a_classifier_from_a_damaged_language_model_is_a_usage_error(source, tmp
 
     copy = tmp_path / "version"
     shutil.copytree(source / "serving" / "1", copy)
-    with open(copy / "variables" / "variables.data-00000-of-00001", "r+b") as f:
-        f.truncate(100)
+    if damage == "truncated":
+        with open(copy / "variables" / "variables.data-00000-of-00001", "r+b") as f:
+            f.truncate(100)
+    else:
+        (copy / "variables" / "variables.index").write_bytes(b"\x00" * 64)
+    reason = {"truncated": r"Read less bytes than requested", "garbled": r"not an sstable"}
     task = TaskConfig(type="classification")
     vocabulary = json.loads((source / "tokenizer" / "tokenizer.json").read_text())["vocab_size"]
     classifier = build_model(MODEL, task, vocabulary, num_classes=3)
     with pytest.raises(UsageError, match=rf"^train.warm_start {copy}: cannot read its weights "
-                                         r"\(Read less bytes than requested\)$"):
+                                         rf"\({reason[damage]}.*\)$"):
         load_warm_start(classifier, str(copy), tokenizer_digest(str(source / "tokenizer")), task)

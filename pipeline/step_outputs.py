@@ -1,0 +1,85 @@
+"""The output directories of a component run alone (`lmpipe component`, a Vertex step).
+
+The local runner stages every output and publishes it only when the execution succeeds; a
+step run alone writes straight into the directories it is given (an orchestrator's URIs,
+or a user's paths), so it marks them instead, as TFX's launcher clears an output before
+its executor runs again:
+
+- a new or empty directory gets a mark, `{"component": ..., "complete": false}`;
+- a directory that holds an earlier execution of the same component (its mark) is emptied
+  first, so a rerun that fails leaves no stats or model of the earlier one beside its own
+  partial files (resumable state lives in the step's work directory, not here);
+- a directory holding anything else is refused: it is not ours to delete;
+- the mark says `complete: true` only after the component returned, and an `--input`
+  whose mark says otherwise is refused by name.
+
+Outputs on a URL scheme (a Beam step writing gs:// on Dataflow) are left to their writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from pipeline.errors import UsageError
+
+MARK = ".lmpipe-output.json"
+
+
+def claim(component: str, outputs: dict[str, str]) -> None:
+    """Make the existing local directories `outputs` (name -> path) this execution's, as
+    above. Every one is checked before any is emptied.
+
+    Raises:
+        UsageError: one holds files that no earlier `component` execution wrote.
+    """
+    for output_name, uri in outputs.items():
+        mark = _read_mark(uri)
+        if os.listdir(uri) and (mark is None or mark.get("component") != component):
+            owner = f"{mark['component']}'s output" if mark else "files lmpipe did not write"
+            raise UsageError(f"component {component}: --output {output_name}={uri}: holds "
+                             f"{owner}; give a new or empty directory")
+    for uri in outputs.values():
+        for entry in os.listdir(uri):
+            path = os.path.join(uri, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        _write_mark(uri, component, complete=False)
+
+
+def finish(component: str, uri: str) -> None:
+    """Mark the output `uri` complete (the component returned)."""
+    _write_mark(uri, component, complete=True)
+
+
+def check_input(component: str, input_name: str, uri: str) -> None:
+    """Refuse an `--input` that a component run alone began and did not finish.
+
+    Directories without a mark (the local runner's artifacts, a user's own) are accepted.
+
+    Raises:
+        UsageError: naming the input and the component that left it unfinished.
+    """
+    mark = _read_mark(uri)
+    if mark is not None and mark.get("complete") is not True:
+        raise UsageError(f"component {component}: --input {input_name}={uri}: "
+                         f"{mark.get('component', 'its component')} did not finish writing it")
+
+
+def _read_mark(uri: str) -> dict | None:
+    try:
+        with open(os.path.join(uri, MARK), encoding="utf-8") as f:
+            mark = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) else None
+
+
+def _write_mark(uri: str, component: str, *, complete: bool) -> None:
+    path = os.path.join(uri, MARK)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump({"component": component, "complete": complete}, f)
+    os.replace(path + ".tmp", path)
