@@ -6,7 +6,8 @@ digest), is pushed: its SavedModel (`push.variant`: `float`, the model artifact'
 `<push.serving_dir>/<N>/` (TF Serving layout, N one more than the highest number there)
 with a `model_card.json`, and the version appears by one rename (a push that loses a
 race for N to another push looks again and takes the next number). Then all but the newest
-`push.keep_versions` versions are removed. A model already in service as the latest
+`push.keep_versions` versions are removed, and so are the hidden staging copies of pushes
+killed outright more than an hour ago. A model already in service as the latest
 version is not copied again. A model that is not blessed leaves the serving directory
 untouched and the run succeeds; `pushed/push.json` says why.
 
@@ -106,6 +107,8 @@ def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
         raise RuntimeError(f"{target}: other pushes took {PUBLISH_ATTEMPTS} version numbers "
                            "in a row; nothing was pushed")
     pruned = serving_dir.prune(target, push.keep_versions)
+    for name in serving_dir.remove_leftovers(target):
+        runtime.log(f"[push] removed {name}, left by a push or prune that was killed")
     against = (f"compared with version {verdict['baseline'].get('version')}"
                if verdict.get("baseline") else "no model in service")
     return {"pushed": True, "version": number, "uri": uri, "pruned": pruned,

@@ -19,7 +19,9 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -31,6 +33,9 @@ SAVED_MODEL_FILE = "saved_model.pb"
 # TensorFlow's SavedModel fingerprint: hashes of the other files plus a random UUID per save,
 # so the same model saved twice would otherwise get two digests.
 FINGERPRINT_FILE = "fingerprint.pb"
+# What `publish` and `prune` leave when killed outright; an hour is far longer than any copy.
+_LEFTOVER = re.compile(r"\.\d+\.(tmp|deleting)-[0-9a-f]{8}")
+LEFTOVER_SECONDS = 3600.0
 
 
 class VersionTaken(OSError):
@@ -229,6 +234,30 @@ def _rename_new(source: str, target: str) -> None:
         if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
             raise VersionTaken(err.errno, "version exists", target) from None
         raise
+
+
+def remove_leftovers(serving_dir: str, older_than: float = LEFTOVER_SECONDS) -> list[str]:
+    """Delete the staging copies (`.N.tmp-*`) and half-deleted versions (`.N.deleting-*`)
+    of pushes and prunes that were killed outright, once they are `older_than` seconds
+    old: younger ones may belong to a push at work right now.
+
+    Returns:
+        The names removed.
+    """
+    removed = []
+    now = time.time()
+    for name in sorted(os.listdir(serving_dir)):
+        path = os.path.join(serving_dir, name)
+        if not _LEFTOVER.fullmatch(name) or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        try:
+            if now - os.stat(path).st_mtime < older_than:
+                continue
+        except FileNotFoundError:  # its push finished or another push removed it
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(name)
+    return removed
 
 
 def prune(serving_dir: str, keep: int) -> list[int]:

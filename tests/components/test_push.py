@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,21 @@ def test_blessed_models_become_numbered_versions_and_old_ones_are_pruned(tmp_pat
     out = tmp_path / "pushed-run-3"
     assert push.summary({"pushed": lm.artifact("PushedModel", out, "fp")}) == {
         "pushed_model": str(latest)}
+
+
+def test_a_push_removes_what_killed_pushes_left_an_hour_ago(tmp_path, models):
+    serving = tmp_path / "serving"
+    _push(tmp_path, models[0], True, serving, run_id="run-1")
+    stale, fresh = serving / ".2.tmp-0123abcd", serving / ".2.tmp-89abcdef"
+    half_deleted, foreign = serving / ".1.deleting-00000000", serving / ".2.tmp-notours"
+    for directory in (stale, fresh, half_deleted, foreign):
+        directory.mkdir()
+        (directory / "saved_model.pb").write_bytes(b"partial")
+    hours_ago = time.time() - 2 * 3600
+    for directory in (stale, half_deleted, foreign):
+        os.utime(directory, (hours_ago, hours_ago))
+    _push(tmp_path, models[1], True, serving, run_id="run-2")
+    assert sorted(os.listdir(serving)) == [".2.tmp-89abcdef", ".2.tmp-notours", "1", "2"]
 
 
 def test_the_model_in_service_is_not_pushed_twice(tmp_path, models):
