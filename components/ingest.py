@@ -57,7 +57,8 @@ def run(inputs, outputs, runtime, data):
         Small properties of the documents artifact (per-split counts).
 
     Raises:
-        UsageError: nothing is left after cleaning, or a split is empty.
+        UsageError: nothing is left after cleaning, a split is empty, or cleaning dropped
+            more than `data.max_dropped_fraction` of the records.
     """
     import apache_beam as beam
 
@@ -95,11 +96,32 @@ def _check_nonempty(stats: dict, data) -> None:
 
     if stats["documents_kept"] == 0:
         raise UsageError(_nothing_left(stats, data))
+    _check_dropped_share(stats, data)
     for split in ("train", "eval"):
         if stats["splits"][split]["documents"] == 0:
             raise UsageError(f"data.eval_fraction={data.eval_fraction} leaves the {split} split "
                              f"empty ({stats['documents_kept']} documents kept); "
                              f"change data.eval_fraction or add documents")
+
+
+def _check_dropped_share(stats: dict, data) -> None:
+    """Refuse a corpus that cleaning mostly dropped (`data.max_dropped_fraction`)."""
+    from pipeline.errors import UsageError
+
+    limit, read = data.max_dropped_fraction, stats["documents_read"]
+    dropped = {reason: n for reason, n in stats["dropped"].items()
+               if n and reason != "duplicate"}
+    total = sum(dropped.values())
+    if limit is None or not read or total / read <= limit:
+        return
+    listed = ", ".join(f"{k}={v}" for k, v in dropped.items())
+    message = (f"data.max_dropped_fraction: cleaning dropped {total} of {read} records read "
+               f"({total / read:.1%}, duplicates aside; the limit is {limit:g}): {listed}")
+    commonest = max(dropped, key=dropped.get)
+    if commonest in _CULPRITS:
+        message += "; " + _CULPRITS[commonest][1].format(n=dropped[commonest], read=read,
+                                                          data=data)
+    raise UsageError(message)
 
 
 def _nothing_left(stats: dict, data) -> str:

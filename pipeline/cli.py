@@ -122,28 +122,36 @@ def build_parser() -> argparse.ArgumentParser:
     where = runs.add_mutually_exclusive_group(required=True)
     where.add_argument("--root", help="the pipeline root")
     where.add_argument("--config", help="take the root from this config")
-    runs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    runs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a key of --config's file; VALUE is YAML (repeatable)")
     runs.add_argument("--limit", type=int, default=20, help="newest N runs (default 20)")
     runs.set_defaults(handler=cmd_runs)
 
     lineage = sub.add_parser("lineage", help="show what inputs and config made an artifact")
-    lineage.add_argument("path", help="an artifact directory or a file inside one")
+    lineage.add_argument("path", help="an artifact directory, a serving version, a serving "
+                                      "directory (its latest version), or a file inside one")
     lineage.set_defaults(handler=cmd_lineage)
 
     generate = sub.add_parser("generate", help="generate text with an exported or pushed model")
     generate.add_argument("--model", required=True,
-                          help="a SavedModel directory, or a serving directory (latest version)")
+                          help="a SavedModel directory, a model artifact (its saved_model/), "
+                               "or a serving directory (its latest version)")
     prompts = generate.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompt", help="the prompt text")
     prompts.add_argument("--prompts-file", help="a file with one prompt per line")
-    generate.add_argument("--max-tokens", type=int, default=64)
-    generate.add_argument("--temperature", type=float, default=1.0)
-    generate.add_argument("--top-k", type=int, default=0, help="0 keeps all tokens")
-    generate.add_argument("--top-p", type=float, default=1.0)
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--max-tokens", type=int, default=64,
+                          help="new tokens per prompt (default %(default)s)")
+    generate.add_argument("--temperature", type=float, default=1.0,
+                          help="0 is greedy (default %(default)s)")
+    generate.add_argument("--top-k", type=int, default=0,
+                          help="sample from the k likeliest tokens; 0 keeps all (default)")
+    generate.add_argument("--top-p", type=float, default=1.0,
+                          help="nucleus sampling's probability mass (default %(default)s)")
+    generate.add_argument("--seed", type=int, default=0,
+                          help="the same seed repeats the same sample (default %(default)s)")
     generate.add_argument("--stream-chunk", type=int, default=8,
                           help="new tokens per model call while streaming (0: as many as one "
-                               "call can make)")
+                               "call can make; default %(default)s)")
     generate.set_defaults(handler=cmd_generate)
 
     tune = sub.add_parser("tune", help="run the hyperparameter sweep alone and print its trials")
@@ -154,12 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
         "component", help="run one component alone (what a Vertex AI pipeline step executes)")
     component.add_argument("name", help="the component, e.g. transform")
     config_args(component)
-    component.add_argument("--input", action="append", default=[], metavar="NAME=URI")
-    component.add_argument("--output", action="append", default=[], metavar="NAME=URI")
+    component.add_argument("--input", action="append", default=[], metavar="NAME=URI",
+                           help="an input artifact's location (repeatable)")
+    component.add_argument("--output", action="append", default=[], metavar="NAME=URI",
+                           help="where to write an output artifact (repeatable)")
     component.set_defaults(handler=cmd_component)
 
     compile_ = sub.add_parser("compile", help="write the Vertex AI pipeline spec (kfp v2)")
-    compile_.add_argument("--target", choices=["vertex"], default="vertex")
+    compile_.add_argument("--target", choices=["vertex"], default="vertex",
+                          help="where the pipeline runs (default and only: vertex)")
     config_args(compile_)
     compile_.add_argument("--output", required=True, metavar="PATH", help="the spec file (YAML)")
     compile_.set_defaults(handler=cmd_compile)
@@ -167,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, handler, text in (("submit", cmd_submit, "run the pipeline once on Vertex AI"),
                                 ("schedule", cmd_schedule, "run the pipeline on Vertex AI on schedule.cron")):
         cloud = sub.add_parser(name, help=text)
-        cloud.add_argument("--target", choices=["vertex"], default="vertex")
+        cloud.add_argument("--target", choices=["vertex"], default="vertex",
+                           help="where the pipeline runs (default and only: vertex)")
         config_args(cloud)
         cloud.add_argument("--dry-run", action="store_true",
                            help="print the request instead of sending it (no credentials needed)")

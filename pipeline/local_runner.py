@@ -122,6 +122,8 @@ def _run_nodes(nodes: list[Node], config, runtime: Runtime, store: MetadataStore
         if stopped or not node.enabled:
             store.record_execution(runtime.run_id, node.name, "skipped", started=time.time())
             record["components"][node.name] = {"status": "skipped", "seconds": 0.0, "outputs": {}}
+            # `--until tune` with tuning off still stops there, not after a whole training
+            stopped = stopped or node.name == until
             continue
         outputs = _run_node(node, config, runtime, store, record, produced, no_cache)
         produced.update({(node.name, name): a for name, a in outputs.items()})

@@ -25,6 +25,22 @@ RANGE_BYTES = 64 * 2**20
 _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 
 
+def _decoded_head(stream) -> bytes:
+    """The first `SNIFF_BYTES` a decompressing `stream` gives, or as many as decode before
+    the damage of a corrupt file: `read(n)` would raise and drop them, and with them every
+    record before the damage (reading the lines raises again there, and is reported)."""
+    head = b""
+    try:
+        while len(head) < SNIFF_BYTES:
+            chunk = stream.read1(SNIFF_BYTES - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except _READ_ERRORS:
+        pass
+    return head
+
+
 @dataclass(frozen=True)
 class FileRange:
     """Bytes `[start, end)` of an input file (`end` None: to the end of the file)."""
@@ -97,19 +113,19 @@ class RecordReader:
             stream = (gzip.GzipFile(fileobj=raw, mode="rb") if compression == "gz"
                       else bz2.BZ2File(raw, mode="rb"))
             with stream:
-                if self._is_text(stream):
+                if self._is_text(stream, _decoded_head(stream)):
                     yield from self._split(stream)
             return
-        if not self._is_text(raw):
+        if not self._is_text(raw, raw.read(SNIFF_BYTES)):
             return
         if self.range.start:
             raw.seek(self.range.start - 1)
             raw.readline()  # the line that started before the range belongs to the previous
         yield from self._split(raw, self.range.end)
 
-    def _is_text(self, stream) -> bool:
-        """Judge the file by its first block, then rewind `stream` to its start."""
-        self.skipped = file_skip_reason(stream.read(SNIFF_BYTES))
+    def _is_text(self, stream, head: bytes) -> bool:
+        """Judge the file by `head`, its first block, then rewind `stream` to its start."""
+        self.skipped = file_skip_reason(head)
         stream.seek(0)
         return self.skipped is None
 

@@ -52,6 +52,10 @@ class DataConfig:
         eval_fraction: share of documents in the eval split, chosen by a salted hash of
             the cleaned text (stable when the corpus grows).
         split_salt: the salt of that hash; changing it reshuffles the split.
+        max_dropped_fraction: stop `ingest` (exit status 2, nothing published) when
+            cleaning drops more than this share of the records read, duplicates aside: a
+            feed gone bad (a renamed field, binary or mis-encoded records) fails the run
+            rather than training on what is left. None: no limit.
     """
 
     inputs: tuple[str, ...]
@@ -70,6 +74,7 @@ class DataConfig:
     dedup: bool = True
     eval_fraction: float = 0.05
     split_salt: str = "lmpipe"
+    max_dropped_fraction: float | None = None
 
     def __post_init__(self):
         require(len(self.inputs) > 0, "inputs", "needs at least one path or glob")
@@ -82,6 +87,9 @@ class DataConfig:
         require(0.0 < self.eval_fraction < 1.0, "eval_fraction",
                 f"must be between 0 and 1 (exclusive), got {self.eval_fraction}")
         require_positive(self, "max_domains")
+        require(self.max_dropped_fraction is None or 0.0 <= self.max_dropped_fraction < 1.0,
+                "max_dropped_fraction", f"must be at least 0 and below 1 (or null), got "
+                f"{self.max_dropped_fraction}")
         require(self.min_chars >= 1, "min_chars", f"must be >= 1, got {self.min_chars}")
         require(self.max_chars >= max(self.min_chars, 1000), "max_chars",
                 f"must be >= 1000 and >= data.min_chars ({self.min_chars}), got {self.max_chars}")

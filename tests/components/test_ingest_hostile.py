@@ -326,6 +326,25 @@ def test_nothing_left_names_the_setting_behind_the_commonest_drop(tmp_path, line
     assert str(raised.value) == error
 
 
+@pytest.mark.parametrize("limit", [0.3, 0.4, None])
+def test_a_corpus_mostly_dropped_stops_at_max_dropped_fraction(tmp_path, limit):
+    good = [{"text": f"document number {i} has enough words"} for i in range(10)]
+    records = good + good[:3] + [{"body": f"renamed field {i}"} for i in range(8)]
+    corpus = write_jsonl(tmp_path / "c" / "a.jsonl", records)
+    if limit == 0.3:  # 8 of 21 records are bad (38%); the 3 duplicates do not count
+        with pytest.raises(UsageError) as raised:
+            run_ingest(tmp_path, [str(corpus)], tmp_path / "documents",
+                       max_dropped_fraction=limit, eval_fraction=0.5)
+        assert str(raised.value) == (
+            "data.max_dropped_fraction: cleaning dropped 8 of 21 records read (38.1%, "
+            "duplicates aside; the limit is 0.3): missing_text_field=8; 8 of 21 records "
+            "have no field 'text'")
+    else:
+        stats = run_ingest(tmp_path, [str(corpus)], tmp_path / "documents",
+                           max_dropped_fraction=limit, eval_fraction=0.5)
+        assert stats["documents_kept"] == 10
+
+
 def test_only_binary_files_is_named_in_the_error(tmp_path):
     path = _write(tmp_path / "c" / "a.txt", bytes(range(256)) * 8)
     with pytest.raises(UsageError) as raised:

@@ -77,6 +77,7 @@ def test_set_values_are_yaml():
     ("model.hidden_dim=130", "model.hidden_dim", "multiple of model.num_heads"),
     ("data.eval_fraction=1.5", "data.eval_fraction", "between 0 and 1"),
     ("data.max_domains=0", "data.max_domains", "must be > 0"),
+    ("data.max_dropped_fraction=1.0", "data.max_dropped_fraction", "must be at least 0 and below 1"),
     ("tuning.chief_wait_seconds=0", "tuning.chief_wait_seconds", "must be > 0"),
     ("data.inputs=[]", "data.inputs", "at least one"),
     ("data.inputs=corpus.txt", "data.inputs", "expected a list"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -78,6 +79,17 @@ def test_until_stops_and_marks_the_rest_skipped(tmp_path):
     record = _run(config, until="beta")
     assert _calls(config) == ["alpha", "beta"]
     assert record["components"]["gamma"]["status"] == "skipped"
+    assert record["status"] == "succeeded"
+
+
+def test_until_a_component_the_config_switches_off_still_stops_there(tmp_path):
+    config = _config(tmp_path)
+    nodes = fake_components.nodes()
+    nodes[1] = dataclasses.replace(nodes[1], enabled=False)  # as `tune` with tuning off
+    record = run_pipeline(config, nodes=nodes, until="beta")
+    assert _calls(config) == ["alpha"]
+    assert [c["status"] for c in record["components"].values()] == ["executed", "skipped",
+                                                                      "skipped"]
     assert record["status"] == "succeeded"
 
 
