@@ -182,4 +182,37 @@ def main(name: str, argv: list[str] | None = None) -> int:
     """`python -m components.<name> --config F [--set ...] --input ... --output ...`."""
     from pipeline import cli
 
-    return cli.main(["component", name, *(sys.argv[1:] if argv is None else argv)])
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):
+        print(_help(name))
+        return 0
+    return cli.main(["component", name, *argv])
+
+
+def _help(name: str) -> str:
+    """`lmpipe component`'s help under the module's own name, without its NAME argument."""
+    import argparse
+
+    from pipeline import cli
+
+    caller = sys.modules.get("__main__")
+    module = caller.__spec__.name if getattr(caller, "__spec__", None) else f"components.{name}"
+    spec = getattr(caller, "SPEC", None)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=f"Run the {name} component alone, as a Vertex AI pipeline step does "
+                    f"(the same as `lmpipe component {name}`).",
+        epilog=_artifacts(spec) if spec is not None else None)
+    commands = next(a for a in cli.build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    for action in commands.choices["component"]._actions:
+        if action.dest not in ("help", "name"):
+            parser._add_action(action)
+    return parser.format_help()
+
+
+def _artifacts(spec) -> str:
+    inputs = ", ".join(f"{n} ({kind}{', optional' if n in spec.optional_inputs else ''})"
+                       for n, kind in spec.inputs.items())
+    outputs = ", ".join(f"{n} ({kind})" for n, kind in spec.outputs.items())
+    return f"inputs: {inputs or 'none'}; outputs: {outputs}"

@@ -76,9 +76,12 @@ def check_variables(environ: Mapping[str, str]) -> None:
     from pipeline.errors import UsageError
 
     if ORACLE_IP not in environ:
-        if ORACLE_PORT in environ:
-            raise UsageError(f"{ORACLE_PORT} is set but {ORACLE_IP} is not: a parallel sweep "
-                             f"needs {ORACLE_IP}, {ORACLE_PORT} and {TUNER_ID}")
+        # Without the chief's address KerasTuner runs a sweep of its own: a worker whose
+        # export was forgotten would run every trial again, and fight the chief's lock.
+        for name in (ORACLE_PORT, TUNER_ID):
+            if name in environ:
+                raise UsageError(f"{name} is set but {ORACLE_IP} is not: a parallel sweep "
+                                 f"needs {ORACLE_IP}, {ORACLE_PORT} and {TUNER_ID}")
         return
     for name in (ORACLE_IP, ORACLE_PORT, TUNER_ID):
         if not environ.get(name, "").strip():

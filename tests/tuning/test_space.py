@@ -175,6 +175,8 @@ def test_keras_tuner_variables_from_vertex_cluster_spec_and_edge_cases():
 @pytest.mark.parametrize("environ, message", [
     ({"KERASTUNER_ORACLE_PORT": "8470"}, "KERASTUNER_ORACLE_PORT is set but "
                                          "KERASTUNER_ORACLE_IP is not"),
+    ({"KERASTUNER_TUNER_ID": "worker0"}, "KERASTUNER_TUNER_ID is set but "
+                                         "KERASTUNER_ORACLE_IP is not"),
     ({"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_TUNER_ID": "chief"},
      "KERASTUNER_ORACLE_PORT is not set"),
     ({"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "8470"},
