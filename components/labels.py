@@ -36,7 +36,7 @@ def run(inputs, outputs, runtime, data):
         Properties of the labels artifact: the number of labels and the unlabeled counts.
 
     Raises:
-        UsageError: the train split has fewer than two labels.
+        UsageError: the train split has fewer than two labels, or a label with a line break.
     """
     import apache_beam as beam
 
@@ -58,6 +58,13 @@ def run(inputs, outputs, runtime, data):
                          f"{len(names)} distinct label(s) ({names}); classification needs at "
                          f"least {MIN_LABELS} ({vocabulary['unlabeled']['train']} train "
                          "documents have none)")
+    broken = [name for name in names if name.splitlines() != [name]]
+    if broken:
+        # labels.txt holds one label per line, its line number the id: a line break in a
+        # label (often a stray trailing newline) would shift every id after it.
+        raise UsageError(f"data.label_field {data.label_field!r}: the label {broken[0]!r} "
+                         f"holds a line break ({vocabulary['counts']['train'][broken[0]]} train "
+                         f"documents); labels are one line each, clean the field in the data")
     layout.write_bytes(layout.join(outputs["labels"], labels.LABELS_FILE),
                        "".join(f"{name}\n" for name in names).encode("utf-8"))
     runtime.log(f"[labels] {len(names)} labels; unlabeled documents: {vocabulary['unlabeled']}; "

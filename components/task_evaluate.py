@@ -44,12 +44,12 @@ SPEC = ComponentSpec(
     inputs={"model": "Model", "examples": "Examples", "tokenizer": "Tokenizer",
             "statistics": "Statistics"},
     outputs={"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"},
-    config=("evaluation", "task"),
+    config=("evaluation", "task", "push"),
     optional_inputs=("tokenizer", "statistics"),
 )
 
 
-def run(inputs, outputs, runtime, evaluation, task):
+def run(inputs, outputs, runtime, evaluation, task, push):
     """Evaluate the candidate with TFMA; write metrics, samples, report and blessing.
 
     Args:
@@ -59,6 +59,7 @@ def run(inputs, outputs, runtime, evaluation, task):
         runtime: the run's `Runtime`.
         evaluation: the `EvaluationConfig` (slices, min slice size, batch size, samples).
         task: the `TaskConfig` (type, gate).
+        push: the `PushConfig`: `variant` is the export judged, the one push publishes.
 
     Returns:
         Output properties: the headline metrics and the verdict.
@@ -66,7 +67,7 @@ def run(inputs, outputs, runtime, evaluation, task):
     from components.evaluation import blessing, files, task_analysis, task_report
     from pipeline.configio import to_dict
 
-    candidate = _saved_model(inputs["model"])
+    candidate = _saved_model(inputs["model"], push.variant)
     spec = _task_entry(inputs["examples"], task)
     labels = spec.get("labels", [])
     metrics, failures, seconds = _run_tfma(inputs, outputs, runtime, evaluation, task,
@@ -91,10 +92,13 @@ def run(inputs, outputs, runtime, evaluation, task):
             "blessing": {"blessed": verdict["blessed"]}}
 
 
-def _saved_model(model: Artifact) -> str:
-    path = model.path("saved_model")
+def _saved_model(model: Artifact, variant: str) -> str:
+    from models.quantize import VARIANT_DIRS
+
+    path = model.path(VARIANT_DIRS[variant])
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise UsageError(f"{model.uri}: no SavedModel at saved_model/")
+        raise UsageError(f"{model.uri}: no SavedModel at {VARIANT_DIRS[variant]}/ "
+                         f"(push.variant {variant})")
     return path
 
 

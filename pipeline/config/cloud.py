@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import field
 from typing import Literal
@@ -14,6 +15,17 @@ from pipeline.config.cron import cron_problem
 _VERTEX_LOCATION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _LABEL_PART = re.compile(r"^[a-z0-9_-]{0,63}$")
 _ACCELERATOR = re.compile(r"^[A-Z][A-Z0-9_]*$")
+# A project ID (6-30 lowercase letters, digits, hyphens; a letter first, no hyphen last),
+# optionally domain-scoped (example.com:my-project), or a project number.
+_PROJECT = re.compile(r"^(?:(?:[a-z0-9-]+\.)+[a-z]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]+$")
+# A Cloud Storage bucket name: lowercase letters, digits, -, _ and ., a letter or digit at
+# both ends, 3-63 characters (up to 222 in dot-separated parts of at most 63).
+_BUCKET = re.compile(r"^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$")
+# A container image reference (the distribution/reference grammar): an optional registry
+# host, lowercase path components, an optional tag and an optional sha256 digest.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+                    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
 # google-cloud-aiplatform's SUPPORTED_REGIONS (constants/base.py) without `global` and the
 # multi-region `us`: a pipeline and its Dataflow jobs need one region. Copied because
 # importing aiplatform takes seconds; a test keeps the two equal.
@@ -41,6 +53,36 @@ def _require_gcs(section: object, *names: str) -> None:
         value = getattr(section, name)
         require(value is None or (value.startswith("gs://") and len(value) > 5), name,
                 f"must be a gs:// location, got {value!r}")
+        require(value is None or is_bucket(value[len("gs://"):].split("/", 1)[0]), name,
+                f"must be gs://BUCKET/... with a Cloud Storage bucket name (lowercase letters, "
+                f"digits, -, _ and .), got {value!r}")
+
+
+def is_bucket(name: str) -> bool:
+    """Whether `name` is a valid Cloud Storage bucket name.
+
+    Args:
+        name: the bucket part of a gs:// or /gcs/ location.
+
+    Returns:
+        True if Cloud Storage accepts it as a bucket name.
+    """
+    parts_fit = all(1 <= len(part) <= 63 for part in name.split("."))
+    return bool(_BUCKET.match(name)) and 3 <= len(name) <= 222 and parts_fit and (
+        "." in name or len(name) <= 63)
+
+
+def _require_project(section: object) -> None:
+    require(section.project is None or bool(_PROJECT.match(section.project)), "project",
+            f"must be a Google Cloud project ID (6-30 lowercase letters, digits and hyphens, "
+            f"starting with a letter) or project number, got {section.project!r}")
+
+
+def _require_image(section: object, name: str) -> None:
+    value = getattr(section, name)
+    require(value is None or (len(value) <= 255 and bool(_IMAGE.match(value))), name,
+            f"must be a container image such as REGION-docker.pkg.dev/PROJECT/REPO/lmpipe:TAG "
+            f"(lowercase repository path, optional :tag and @sha256:<64 hex digits>), got {value!r}")
 
 
 def _require_no_space(section: object, *names: str) -> None:
@@ -92,6 +134,8 @@ class DataflowConfig:
         _require_gcs(self, "temp_location", "staging_location")
         _require_no_space(self, "project", "setup_file", "sdk_container_image", "machine_type",
                           "service_account_email")
+        _require_project(self)
+        _require_image(self, "sdk_container_image")
         require(self.region is None or bool(_VERTEX_LOCATION.match(self.region)), "region",
                 f"must be a region such as us-central1, got {self.region!r}")
         require(not (self.setup_file and self.sdk_container_image), "setup_file",
@@ -178,6 +222,8 @@ class VertexConfig:
                 f"got {self.location!r}")
         _require_gcs(self, "pipeline_root")
         _require_no_space(self, "project", "image", "cpu_limit", "memory_limit")
+        _require_project(self)
+        _require_image(self, "image")
         require(self.cpu_limit is None or bool(_KFP_CPU.match(self.cpu_limit)), "cpu_limit",
                 f"must be a number of CPUs such as 4 or 0.5, or millicores such as 500m, "
                 f"got {self.cpu_limit!r}")
@@ -236,13 +282,17 @@ class ScheduleConfig:
 
 
 def _is_time_zone(name: str) -> bool:
+    # ZoneInfo(name) also opens any file under the system's zoneinfo directory
+    # (`localtime`, `posix/Europe/Berlin`, `right/UTC`), names Vertex AI does not know.
+    return name in _iana_time_zones()
+
+
+@functools.lru_cache(maxsize=1)
+def _iana_time_zones() -> frozenset[str]:
     import zoneinfo
 
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    # `localtime` is the distribution's link to the machine's zone, not an IANA name.
+    return frozenset(zoneinfo.available_timezones() - {"localtime"})
 
 
 def _timestamp(section: object, name: str):

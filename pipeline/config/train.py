@@ -198,3 +198,9 @@ class TrainConfig:
         end = self.prune.end_step
         require(end is None or self.steps is None or end <= self.steps, "prune.end_step",
                 f"must be <= train.steps ({self.steps}), got {end}")
+        # With no end step the schedule ends at the last step: a later begin would only
+        # be refused by train, after the data steps have run.
+        require(self.prune.target_sparsity is None or end is not None or self.steps is None
+                or self.prune.begin_step < self.steps, "prune.begin_step",
+                f"must be below train.steps ({self.steps}), where the schedule ends without "
+                f"prune.end_step, got {self.prune.begin_step}")

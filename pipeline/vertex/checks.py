@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pipeline.config.cloud import BEAM_STEPS, is_bucket
 from pipeline.errors import ConfigError
 
 # The steps that run as Vertex training jobs, and the `vertex` section of their machines.
 TRAINING_STEPS = {"tune": "tune", "train": "train"}
 # The longest pipeline job ID Vertex AI takes.
 JOB_ID_LENGTH = 128
+# Where Vertex AI mounts Cloud Storage in its tasks and training replicas.
+GCS_MOUNT = "/gcs/"
+# Directories the components open as local files, which must outlive a task's container.
+MOUNTED_DIRECTORIES = (("pipeline", "root"), ("push", "serving_dir"))
 
 
 def check_vertex(config, nodes: list) -> None:
@@ -22,11 +27,14 @@ def check_vertex(config, nodes: list) -> None:
         raise ConfigError("vertex.image", "is required for --target vertex (the image built "
                           "from the Dockerfile, e.g. REGION-docker.pkg.dev/PROJECT/REPO/lmpipe:TAG)")
     _check_name(config.pipeline.name)
-    names = [node.name for node in nodes]
+    _check_mounted(config)
+    # The Beam steps of this DAG (the config already refused non-Beam ones).
+    names = [node.name for node in nodes if node.name in BEAM_STEPS]
     for i, step in enumerate(vertex.dataflow.steps):
         if step not in names:
             raise ConfigError(f"vertex.dataflow.steps[{i}]",
-                              f"expected one of {', '.join(names)}, got {step!r}")
+                              f"expected one of this DAG's Beam steps {', '.join(names)}, "
+                              f"got {step!r}")
     _check_machine(config, "train", config.train.strategy)
     _check_machine(config, "tune", None)
 
@@ -47,6 +55,22 @@ def _check_name(name: str) -> None:
                           f"Vertex AI (run IDs add a 15-character timestamp), got {len(name)} chars")
 
 
+def _check_mounted(config) -> None:
+    """The components open `pipeline.root` and `push.serving_dir` as local directories: on
+    Vertex anything outside the Cloud Storage mount (a relative path, a gs:// URI that
+    `os.path` reads as a relative path) is written inside a task's container and lost."""
+    for section, name in MOUNTED_DIRECTORIES:
+        value = getattr(getattr(config, section), name)
+        bucket = value[len(GCS_MOUNT):].split("/", 1)[0] if value.startswith(GCS_MOUNT) else ""
+        if is_bucket(bucket):
+            continue
+        hint = (f" (write {GCS_MOUNT}{value[len('gs://'):]} for {value})"
+                if value.startswith("gs://") else "")
+        raise ConfigError(f"{section}.{name}", f"must be under {GCS_MOUNT}BUCKET/ on Vertex AI, "
+                          f"where its tasks mount Cloud Storage{hint}; anywhere else is inside "
+                          f"a task's container and lost when it ends, got {value!r}")
+
+
 def _check_machine(config, section: str, strategy: str | None) -> None:
     from google.cloud.aiplatform_v1.types import AcceleratorType
 
@@ -56,6 +80,12 @@ def _check_machine(config, section: str, strategy: str | None) -> None:
     if machine.accelerator_type is not None and machine.accelerator_type not in known:
         raise ConfigError(f"{key}.accelerator_type",
                           f"expected one of {', '.join(known)}, got {machine.accelerator_type!r}")
+    if machine.tpu_topology is not None and not _is_tpu(machine):
+        # Vertex refuses the CustomJob only when the step starts, after the data steps.
+        raise ConfigError(f"{key}.tpu_topology", f"needs a TPU machine (a TPU_* accelerator_type "
+                          f"or a TPU VM machine_type such as ct5lp-hightpu-4t), got "
+                          f"{machine.tpu_topology!r} on {machine.machine_type} with "
+                          f"{machine.accelerator_type or 'no accelerator'}")
     if strategy is None:
         return
     if machine.replica_count > 1 and strategy != "multi_worker":

@@ -75,7 +75,9 @@ def schedule_arguments(config) -> dict:
     if schedule.cron is None:
         raise ConfigError("schedule.cron", "is required to schedule on Vertex AI (e.g. '0 3 * * *')")
     return {
-        "cron": f"TZ={schedule.time_zone} {schedule.cron}",
+        # One space between fields: the check split on any whitespace (a YAML block
+        # scalar's newline, a tab), which the service need not.
+        "cron": f"TZ={schedule.time_zone} {' '.join(schedule.cron.split())}",
         "start_time": schedule.start_time,
         "end_time": schedule.end_time,
         "allow_queueing": schedule.allow_queueing,

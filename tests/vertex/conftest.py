@@ -23,6 +23,9 @@ VERTEX_SETS = [
     "vertex.image=us-central1-docker.pkg.dev/test-project/lmpipe/lmpipe:test",
     "vertex.pipeline_root=gs://test-bucket/root",
     "vertex.service_account=runner@test-project.iam.gserviceaccount.com",
+    # Vertex tasks open these as files: on the Cloud Storage mount.
+    "pipeline.root=/gcs/test-bucket/lmpipe/root",
+    "push.serving_dir=/gcs/test-bucket/lmpipe/serving",
 ]
 LAUNCHER_IMAGE_PREFIX = "gcr.io/ml-pipeline/google-cloud-pipeline-components:"
 

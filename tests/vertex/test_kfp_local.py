@@ -23,12 +23,17 @@ from tests.conftest import build_config, tiny_documents, tiny_raw_config
 from tests.vertex.conftest import FAKE_DAG, read_spec, split_args, step_command
 
 
-def _config(tmp_path, seed: int = 7):
+def _config(tmp_path, seed: int = 7, mounted: bool = False):
+    """The fake DAG's config; `mounted`: its directories on Vertex's Cloud Storage mount
+    (compile only: there is no /gcs here)."""
+    gcs = "/gcs/test-bucket"
     return build_config({
-        "pipeline": {"name": "fake-kfp", "root": str(tmp_path / "root")},
+        "pipeline": {"name": "fake-kfp", "root": f"{gcs}/root" if mounted else str(tmp_path / "root")},
         "data": {"inputs": ["unused"]},
         "train": {"seed": seed},
-        "vertex": {"image": "lmpipe:test", "project": "p", "pipeline_root": "gs://b/r",
+        "push": {"serving_dir": f"{gcs}/serving" if mounted else str(tmp_path / "serving")},
+        "vertex": {"image": "lmpipe:test", "project": "test-project",
+                   "pipeline_root": "gs://test-bucket/r",
                    # The fake DAG has no Beam step.
                    "dataflow": {"runner": "DirectRunner", "steps": []}},
     })
@@ -69,7 +74,7 @@ def test_a_failing_task_fails_the_kfp_local_run(tmp_path):
 
 
 def test_local_tasks_get_the_arguments_of_the_vertex_containers(tmp_path):
-    config = _config(tmp_path)
+    config = _config(tmp_path, mounted=True)
     vertex = read_spec(compile_pipeline(config, str(tmp_path / "vertex.yaml"), dag=FAKE_DAG))
     local_path = tmp_path / "local.yaml"
     compiler.Compiler().compile(create_kfp_pipeline(config, target="local", dag=FAKE_DAG),

@@ -82,8 +82,8 @@ COMPILE_CASES = [
      "multi_worker, got 3 replicas with 'auto'"),
     # labels is a Beam step, but only in a classification task's DAG.
     ("vertex.dataflow.steps=[ingest, labels]",
-     "config key 'vertex.dataflow.steps[1]': expected one of ingest, tokenizer, transform, tune, "
-     "train, evaluate, push, got 'labels'"),
+     "config key 'vertex.dataflow.steps[1]': expected one of this DAG's Beam steps ingest, "
+     "transform, evaluate, got 'labels'"),
     ("pipeline.name=" + "a" * 114,
      "config key 'pipeline.name': must be at most 113 characters for Vertex AI (run IDs add a "
      "15-character timestamp), got 114 chars"),
