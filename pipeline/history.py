@@ -21,7 +21,8 @@ def format_runs(root: str, limit: int) -> str:
     per split and bytes, from its ingest artifact), eval perplexity and bits per byte,
     whether the model was blessed, the version it pushed (`v2`; `(v1)` when its model
     was already that version in service; `-` when nothing was pushed), and which
-    components executed rather than came from the cache.
+    components executed rather than came from the cache (`failed:NAME` for the one that
+    failed).
 
     Args:
         root: the pipeline root.
@@ -32,12 +33,17 @@ def format_runs(root: str, limit: int) -> str:
     """
     store = _open(os.path.join(root, STORE), root)
     try:
-        lines = [_run_line(row, [e["component"] for e in store.executions(row["id"])
-                                 if e["status"] == "executed"])
+        lines = [_run_line(row, _steps(store.executions(row["id"])))
                  for row in store.runs(limit)]
     finally:
         store.close()
     return "\n".join([RUNS_HEADER, *lines])
+
+
+def _steps(executions: list) -> list[str]:
+    """The components that executed, and `failed:NAME` for the one that failed."""
+    return [e["component"] if e["status"] == "executed" else f"failed:{e['component']}"
+            for e in executions if e["status"] in ("executed", "failed")]
 
 
 def _run_line(row, executed: list[str]) -> str:
@@ -124,6 +130,8 @@ def format_lineage(path: str) -> str:
     Returns:
         The lineage tree, one artifact and its producer per few lines, inputs indented.
     """
+    if not path.strip():
+        raise UsageError("lineage: the path is empty")  # abspath would make it the cwd
     path = os.path.abspath(path)
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file or directory")

@@ -28,6 +28,7 @@ def check_vertex(config, nodes: list) -> None:
                           "from the Dockerfile, e.g. REGION-docker.pkg.dev/PROJECT/REPO/lmpipe:TAG)")
     _check_name(config.pipeline.name)
     _check_mounted(config)
+    _check_inputs(config)
     # The Beam steps of this DAG (the config already refused non-Beam ones).
     names = [node.name for node in nodes if node.name in BEAM_STEPS]
     for i, step in enumerate(vertex.dataflow.steps):
@@ -69,6 +70,24 @@ def _check_mounted(config) -> None:
         raise ConfigError(f"{section}.{name}", f"must be under {GCS_MOUNT}BUCKET/ on Vertex AI, "
                           f"where its tasks mount Cloud Storage{hint}; anywhere else is inside "
                           f"a task's container and lost when it ends, got {value!r}")
+
+
+def _check_inputs(config) -> None:
+    """`data.inputs` as ingest will read them on Vertex: a Dataflow worker mounts no Cloud
+    Storage, and a task's working directory is the image's, not the user's checkout."""
+    on_dataflow = (config.vertex.dataflow.runner == "DataflowRunner"
+                   and "ingest" in config.vertex.dataflow.steps)
+    for i, pattern in enumerate(config.data.inputs):
+        if pattern.startswith("gs://"):
+            continue
+        if on_dataflow:
+            raise ConfigError(f"data.inputs[{i}]", "must be a gs:// URI when ingest runs on "
+                              "Dataflow (vertex.dataflow.steps), whose workers mount no Cloud "
+                              f"Storage, got {pattern!r}")
+        if not pattern.startswith("/"):
+            raise ConfigError(f"data.inputs[{i}]", "must be a gs:// URI, a /gcs/ path or an "
+                              "absolute path in the image on Vertex AI (a relative path is read "
+                              f"from the task's working directory), got {pattern!r}")
 
 
 def _check_machine(config, section: str, strategy: str | None) -> None:

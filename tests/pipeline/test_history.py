@@ -64,7 +64,7 @@ def root(tmp_path):
                          "blessed": True},
                 push={"pushed": True, "version": 3, "uri": "/s/3"})
     _record_run(tmp_path, store, "run-4", statuses={**dict.fromkeys(ORDER, "skipped"),
-                                                   "ingest": "failed"},
+                                                   "ingest": "executed", "tokenizer": "failed"},
                 splits=None, metrics={}, push=None, status="failed")
     store.close()
     return tmp_path
@@ -80,7 +80,7 @@ def test_runs_table_has_data_size_metrics_verdict_and_pushed_version(root):
                   "ingest,tokenizer,train,evaluate,push"],
         "run-2": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "no", "-", "evaluate,push"],
         "run-3": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "yes", "(v3)", "-"],
-        "run-4": ["failed", "-", "-", "-", "-", "-", "-", "-"],
+        "run-4": ["failed", "-", "-", "-", "-", "-", "-", "ingest,failed:tokenizer"],
     }
     assert len(format_runs(str(root), limit=2).splitlines()) == 3
 
@@ -107,3 +107,9 @@ def test_runs_limit_must_be_positive(root):
     assert result.stderr.strip() == "lmpipe: error: --limit 0: expected a positive number of runs"
     result = run_lmpipe("runs", "--root", root, "--limit", "1")
     assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 2
+
+
+def test_lineage_of_an_empty_path_is_a_usage_error(root):
+    result = run_lmpipe("lineage", "", cwd=root)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "lmpipe: error: lineage: the path is empty"

@@ -57,6 +57,12 @@ BAD = [
     ("vertex.train.tpu_topology=2x2",
      "config key 'vertex.train.tpu_topology': needs a TPU machine (a TPU_* accelerator_type or a "
      "TPU VM machine_type such as ct5lp-hightpu-4t), got '2x2' on n1-standard-8 with no accelerator"),
+    ("data.inputs=[corpus/a.jsonl]",
+     "config key 'data.inputs[0]': must be a gs:// URI when ingest runs on Dataflow "
+     "(vertex.dataflow.steps), whose workers mount no Cloud Storage, got 'corpus/a.jsonl'"),
+    ("data.inputs=[gs://test-bucket/a.jsonl, /gcs/test-bucket/b.jsonl]",
+     "config key 'data.inputs[1]': must be a gs:// URI when ingest runs on Dataflow "
+     "(vertex.dataflow.steps), whose workers mount no Cloud Storage, got '/gcs/test-bucket/b.jsonl'"),
     ("schedule.time_zone=localtime",
      "config key 'schedule.time_zone': must be an IANA time zone such as Europe/Berlin, got 'localtime'"),
     ("schedule.time_zone=posix/Europe/Berlin",
@@ -135,3 +141,19 @@ def test_cron_whitespace_becomes_single_spaces_in_the_request(capsys):
                             sets=('schedule.cron="\\t0  3 *\\t* 1\\n"',))
     assert status == 0, err
     assert json.loads(out)["schedule"]["cron"] == "TZ=UTC 0 3 * * 1"
+
+
+def test_inputs_ingest_reads_in_its_own_task(capsys, tmp_path):
+    output = tmp_path / "spec.yaml"
+    in_task = "vertex.dataflow.runner=DirectRunner"
+    sets = (in_task, "data.inputs=[/gcs/test-bucket/c/*.jsonl]")
+    status, out, err = _cli(capsys, "compile", "--output", str(output), sets=sets)
+    assert (status, out.strip(), err) == (0, str(output), "")
+    status, out, err = _cli(capsys, "compile", "--output", str(tmp_path / "other.yaml"),
+                            sets=(in_task, "data.inputs=[corpus/a.jsonl]"))
+    assert (status, out) == (2, "")
+    assert err.strip() == (
+        "lmpipe: error: config key 'data.inputs[0]': must be a gs:// URI, a /gcs/ path or an "
+        "absolute path in the image on Vertex AI (a relative path is read from the task's "
+        "working directory), got 'corpus/a.jsonl'")
+    assert not (tmp_path / "other.yaml").exists()

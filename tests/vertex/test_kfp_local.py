@@ -29,7 +29,7 @@ def _config(tmp_path, seed: int = 7, mounted: bool = False):
     gcs = "/gcs/test-bucket"
     return build_config({
         "pipeline": {"name": "fake-kfp", "root": f"{gcs}/root" if mounted else str(tmp_path / "root")},
-        "data": {"inputs": ["unused"]},
+        "data": {"inputs": [f"{gcs}/corpus/*.jsonl" if mounted else "unused"]},
         "train": {"seed": seed},
         "push": {"serving_dir": f"{gcs}/serving" if mounted else str(tmp_path / "serving")},
         "vertex": {"image": "lmpipe:test", "project": "test-project",
