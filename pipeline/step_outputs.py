@@ -37,7 +37,8 @@ def claim(component: str, outputs: dict[str, str]) -> None:
     for output_name, uri in outputs.items():
         mark = _read_mark(uri)
         if os.listdir(uri) and (mark is None or mark.get("component") != component):
-            owner = f"{mark['component']}'s output" if mark else "files lmpipe did not write"
+            owner = (f"{mark.get('component', 'another step')}'s output" if mark
+                     else "files lmpipe did not write")
             raise UsageError(f"component {component}: --output {output_name}={uri}: holds "
                              f"{owner}; give a new or empty directory")
     for uri in outputs.values():
