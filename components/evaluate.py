@@ -106,7 +106,8 @@ def run(inputs, outputs, runtime, evaluation, push):
         outputs: `evaluation` and `blessing` directories.
         runtime: the run's `Runtime` (run id, Beam options, logging).
         evaluation: the `EvaluationConfig` section.
-        push: the `PushConfig` section (only its serving directory, via the resolver).
+        push: the `PushConfig` section: `variant` is the export judged (the one push
+            publishes); its serving directory holds the baseline (via the resolver).
 
     Returns:
         Output properties: the headline metrics and the verdict.

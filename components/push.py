@@ -49,7 +49,8 @@ def run(inputs, outputs, runtime, push):
     """Push the model if it is blessed.
 
     Args:
-        inputs: `model` (with `saved_model/`) and `blessing` (with `blessing.json`).
+        inputs: `model` (with the SavedModel of `push.variant`) and `blessing` (with
+            `blessing.json`).
         outputs: the `pushed` directory.
         runtime: the run's `Runtime` (run id for the model card).
         push: the `PushConfig` section.

@@ -2,8 +2,9 @@
 
 The DAG runs this module as its `evaluate` node when `task.type` is `classification` or
 `text_to_text` (`pipeline/dag.py`); `components/evaluate.py` evaluates language models.
-TFMA runs the candidate's task signature over the eval split, overall and by each of
-`evaluation.slice_features` (`components/evaluation/task_analysis.py`):
+TFMA runs the task signature of the candidate's export that push publishes (`push.variant`)
+over the eval split, overall and by each of `evaluation.slice_features`
+(`components/evaluation/task_analysis.py`):
 
     classification  accuracy, macro and per-class precision/recall/F1, one-vs-rest AUC
                     (`evaluation/classification.py`) and the confusion matrix plot

@@ -13,7 +13,6 @@ import os
 import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 MARKER = "lmpipe_execution.json"
 STAGING = ".staging"
@@ -133,26 +132,3 @@ def write_json_atomic(path: str, data) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def copytree_atomic(source: str, target_parent: str, name: str) -> str:
-    """Copy directory `source` to `target_parent/name`, visible only once complete.
-
-    Returns:
-        The final path.
-    """
-    final = os.path.join(target_parent, name)
-    tmp = os.path.join(target_parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
-    os.makedirs(target_parent, exist_ok=True)
-    try:
-        shutil.copytree(source, tmp)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
-def ensure_dir(path: str | Path) -> str:
-    os.makedirs(path, exist_ok=True)
-    return str(path)

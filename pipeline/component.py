@@ -27,7 +27,7 @@ class ComponentSpec:
 
     Attributes:
         name: the component's name, also its directory under the pipeline root.
-        module: the module holding `run(inputs, outputs, **sections)`.
+        module: the module holding `run(inputs, outputs, runtime, **sections)`.
         inputs: input name -> artifact type, for inputs produced by other components.
         outputs: output name -> artifact type.
         config: the config sections the component reads (and that enter its cache key).

@@ -4,8 +4,6 @@
 class UsageError(Exception):
     """A problem the user can fix (bad config, missing path): exit status 2, no traceback."""
 
-    exit_status = 2
-
 
 class ConfigError(UsageError):
     """A config value is wrong; `key` is its dotted path (e.g. `model.num_heads`)."""
@@ -26,6 +24,18 @@ class Terminated(KeyboardInterrupt):
 
 
 class LockedError(Exception):
-    """Another run holds the pipeline root."""
+    """Another run holds the pipeline root: exit status 1."""
 
-    exit_status = 1
+
+def first_line(err: BaseException, limit: int | None = None) -> str:
+    """How an error is quoted inside a one-line message.
+
+    Args:
+        err: the error.
+        limit: the most characters to keep (None: the whole line).
+
+    Returns:
+        The first line of its message, or its class name when the message is empty.
+    """
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else type(err).__name__

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Iterator
 
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, first_line
 
 SAVED_MODEL_FILE = "saved_model.pb"
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
@@ -120,8 +120,8 @@ def load_signature(model_dir: str, name: str):
     try:
         model = tf.saved_model.load(model_dir)
     except (OSError, ValueError, tf.errors.OpError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
-        raise UsageError(f"--model {model_dir}: cannot load SavedModel ({first_line})") from None
+        raise UsageError(f"--model {model_dir}: cannot load SavedModel "
+                         f"({first_line(err)})") from None
     if name not in model.signatures:
         raise UsageError(f"--model {model_dir}: no '{name}' signature "
                          f"(has {', '.join(sorted(model.signatures)) or 'none'})")

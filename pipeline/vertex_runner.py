@@ -12,7 +12,7 @@ import contextlib
 import os
 from typing import Literal
 
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, first_line
 from pipeline.vertex.steps import DEFAULT_DAG, plan_steps, resolve_dag
 
 # What kfp's compiler writes a spec to (.json is deprecated there and refuses some specs).
@@ -150,8 +150,7 @@ def kfp_errors_as_usage(what: str):
     try:
         yield
     except ValueError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
-        raise UsageError(f"{what}: {first}") from None
+        raise UsageError(f"{what}: {first_line(err)}") from None
 
 
 def run_kfp_local(config, *, dag: str = DEFAULT_DAG, pipeline_root: str | None = None) -> str:

@@ -22,7 +22,7 @@ order (each set in `data.*`):
     min_chars      shorter documents dropped (`too_short`)
 
 Over-long documents (`data.max_chars`) are split into pieces by `split_long`, and exact
-duplicates removed, when the documents are written (see `ingest_beam.WriteDocuments`).
+duplicates removed, when the documents are written (see `ingest_beam.WriteShard`).
 """
 
 from __future__ import annotations

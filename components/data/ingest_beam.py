@@ -1,7 +1,7 @@
 """ingest as a Beam pipeline: read raw records, clean them, split, deduplicate, write shards.
 
     file ranges -> ReadAndClean -> ((split, shard), batch of documents)
-                -> GroupByKey -> WriteDocuments (sort by id, drop duplicates, split
+                -> GroupByKey -> WriteShard (sort by id, drop duplicates, split
                    over-long documents, write one .jsonl.gz)
     counts of both stages -> stats.json
 

@@ -22,8 +22,6 @@ import json
 
 VOCABULARY_FILE = "vocabulary.json"
 LABELS_FILE = "labels.txt"
-# The label id of an example whose label is not in the vocabulary.
-UNKNOWN = -1
 
 
 def label_of(document: dict, label_field: str, domain_field: str | None) -> str | None:

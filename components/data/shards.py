@@ -10,7 +10,6 @@ order. Files go through Beam's `FileSystems` (local, gs://); TFRecords are frame
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import struct
 
@@ -29,11 +28,6 @@ _WRITE_CHUNK = 1 << 20
 def num_shards_for(num_bytes: float, target_bytes: int = SHARD_TARGET_BYTES) -> int:
     """Shards for `num_bytes` of data: one per `target_bytes`, at least one."""
     return max(1, math.ceil(num_bytes / target_bytes))
-
-
-def shard_index(sort_key: str, num_shards: int) -> int:
-    """The shard an element with `sort_key` goes to (a hash, so shards are balanced)."""
-    return int.from_bytes(hashlib.sha256(sort_key.encode("utf-8")).digest()[:8], "big") % num_shards
 
 
 def create(path: str):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+from components.data.layout import FEATURE_SPEC_FILE
 from components.evaluation.tfma_config import BASELINE, CANDIDATE, slice_name
 from pipeline.errors import UsageError
 
-FEATURE_SPEC = "feature_spec.json"
 EVAL_PATTERN = "eval-*.tfrecord"
 
 
@@ -20,7 +20,7 @@ def read_feature_spec(examples_dir: str) -> dict:
     """
     from apache_beam.io.filesystems import FileSystems
 
-    spec_path = FileSystems.join(examples_dir, FEATURE_SPEC)
+    spec_path = FileSystems.join(examples_dir, FEATURE_SPEC_FILE)
     try:
         with FileSystems.open(spec_path) as f:
             spec = json.loads(f.read().decode("utf-8"))
@@ -47,8 +47,8 @@ def eval_files(examples_dir: str) -> tuple[str, str]:
         raise UsageError(f"{examples_dir}: no eval shards ({EVAL_PATTERN})")
     compression = spec.get("compression", "none")
     if compression not in ("none", "gzip"):
-        raise UsageError(f"{FileSystems.join(examples_dir, FEATURE_SPEC)}: compression must be "
-                         f"none or gzip, got {compression!r}")
+        raise UsageError(f"{FileSystems.join(examples_dir, FEATURE_SPEC_FILE)}: compression "
+                         f"must be none or gzip, got {compression!r}")
     return pattern, ("gzip" if compression == "gzip" else "uncompressed")
 
 
@@ -140,14 +140,14 @@ def read_metrics(output_dir: str) -> dict:
 
     result: dict = {}
     for record in tfma.load_metrics(output_dir):
-        name = slice_name(_slice_features(record.slice_key))
+        name = slice_name(slice_features(record.slice_key))
         for item in record.metric_keys_and_values:
             if item.key.name.startswith("_"):
                 continue
             model = "diff" if item.key.is_diff else (item.key.model_name or CANDIDATE)
             slices = result.setdefault(model, {"overall": {}, "slices": {}})
             target = slices["overall"] if name == "overall" else slices["slices"].setdefault(name, {})
-            target[item.key.name] = _plain(item.value)
+            target[item.key.name] = plain(item.value)
     return result
 
 
@@ -159,13 +159,13 @@ def read_validation(output_dir: str) -> list[dict]:
     validation = tfma.load_validation_result(output_dir)
     failures = []
     for per_slice in validation.metric_validations_per_slice:
-        name = slice_name(_slice_features(per_slice.slice_key))
+        name = slice_name(slice_features(per_slice.slice_key))
         for failure in per_slice.failures:
             threshold = json_format.MessageToDict(failure.metric_threshold)
             failures.append({
                 "metric": failure.metric_key.name, "slice": name,
                 "kind": "change" if failure.metric_key.is_diff else "value",
-                "threshold": threshold, "value": _plain(failure.metric_value),
+                "threshold": threshold, "value": plain(failure.metric_value),
             })
     # With no thresholds at all TFMA reports "not ok" (missing_thresholds); our gate then
     # has nothing to refuse, so that alone is not a failure.
@@ -183,7 +183,8 @@ def _validation_problem(validation) -> str:
     return "TFMA validation failed"
 
 
-def _slice_features(slice_key) -> dict:
+def slice_features(slice_key) -> dict:
+    """A TFMA slice key as {feature: value}."""
     features = {}
     for key in slice_key.single_slice_keys:
         kind = key.WhichOneof("kind")
@@ -192,8 +193,9 @@ def _slice_features(slice_key) -> dict:
     return features
 
 
-def _plain(value) -> float | None:
-    """A MetricValue as a float (NaN becomes None, so the JSON stays valid)."""
+def plain(value) -> float | None:
+    """A TFMA MetricValue as a float (None for NaN, so the JSON stays valid, and for what
+    is not a number)."""
     if value.WhichOneof("type") != "double_value":
         return None
     number = value.double_value.value

@@ -19,7 +19,6 @@ REPORT_FILE = "report.html"
 CHART_METRICS = ("bits_per_byte", "perplexity")
 TABLE_METRICS = ("perplexity", "bits_per_byte", "mean_nll", "token_accuracy",
                  "unigram_perplexity", "example_count", "token_count")
-_COUNTS = ("example_count", "token_count")
 # Labels of a masked LM's metrics: they cover the masked tokens only.
 _MASKED_LABELS = {"perplexity": "masked-token perplexity", "mean_nll": "masked-token mean_nll",
                   "token_accuracy": "masked-token accuracy",

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 
 from pipeline.artifacts import write_json_atomic
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, first_line
 
 MODEL_CARD = "model_card.json"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -165,7 +165,7 @@ def load_problem(saved_model: str) -> str | None:
     try:
         tf.saved_model.load(saved_model)
     except Exception as err:  # noqa: BLE001  (any failure to load is the answer)
-        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return first_line(err)
     return None
 
 

@@ -71,11 +71,12 @@ def features_to_derive(names: tuple[str, ...], examples_dir: str) -> tuple[str, 
     Raises:
         UsageError: a name is not usable.
     """
-    from components.evaluation.analysis import FEATURE_SPEC, read_feature_spec
+    from components.data.layout import FEATURE_SPEC_FILE
+    from components.evaluation.analysis import read_feature_spec
 
     features = read_feature_spec(examples_dir).get("features")
     if not isinstance(features, dict):
-        raise UsageError(f"{examples_dir}/{FEATURE_SPEC}: no 'features' listed")
+        raise UsageError(f"{examples_dir}/{FEATURE_SPEC_FILE}: no 'features' listed")
     own = {name for name, spec in features.items() if spec.get("shape") == [1]}
     usable = sorted(own | set(DERIVABLE))
     for name in names:

@@ -10,12 +10,12 @@ thresholds on the overall slice (`task.min_*`).
 from __future__ import annotations
 
 import json
-import math
 
 from google.protobuf import wrappers_pb2
 from tensorflow_model_analysis.proto import config_pb2
 
 from components.evaluation import classification, text_metrics
+from components.evaluation.analysis import plain, slice_features
 from components.evaluation.tfma_config import CANDIDATE, MODEL_TYPE, slice_name
 
 # task.type -> (signature, label key, prediction key).
@@ -117,26 +117,6 @@ def read_metrics(output_dir: str, labels: list[str]) -> dict:
             else:
                 values[item.key.name] = plain(item.value)
     return result
-
-
-def slice_features(slice_key) -> dict:
-    """A TFMA slice key as {feature: value}."""
-    features = {}
-    for key in slice_key.single_slice_keys:
-        kind = key.WhichOneof("kind")
-        value = getattr(key, kind) if kind else None
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        features[key.column] = value
-    return features
-
-
-def plain(value) -> float | None:
-    """A TFMA MetricValue as a float (None for NaN and for what is not a number)."""
-    if value.WhichOneof("type") != "double_value":
-        return None
-    number = value.double_value.value
-    return number if math.isfinite(number) else None
 
 
 def read_confusion(output_dir: str, num_classes: int) -> dict:

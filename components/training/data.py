@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from components.data.layout import FEATURE_SPEC_FILE
 from pipeline.errors import UsageError
 
-FEATURE_SPEC_FILE = "feature_spec.json"
 _COMPRESSION = {"none": "", "gzip": "GZIP"}
 
 

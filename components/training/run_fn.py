@@ -2,6 +2,7 @@
 
 Model artifact layout (written by the chief only; other workers write nothing):
     saved_model/         the servable SavedModel (`models/export.py`), float32
+    saved_model_int8/    the same, int8 (only with `train.quantize` int8 or int8_weights)
     model.keras          the Keras model (architecture + weights), float32
     train_summary.json   what was trained, with which resolved hyperparameters, from which
                          warm start and tokenizer, and how fast
@@ -9,9 +10,9 @@ Model artifact layout (written by the chief only; other workers write nothing):
                          elapsed_seconds, eval_loss
     logs/                TensorBoard logs (`train/`, `eval/`)
 
-With a `work_dir` (the runner's stable directory for this execution), checkpoints and the
-logs live there while training, so a killed run started again with the same command
-resumes; the runner deletes it once the execution is published.
+With `paths.work` (the runner's `work_dir`, a stable directory for this execution),
+checkpoints and the logs live there while training, so a killed run started again with
+the same command resumes; the runner deletes it once the execution is published.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from components.training import data, hparams
+from components.training.monitor import CSV_FILE
 from components.training.warm_start import tokenizer_digest
 from pipeline.errors import ConfigError, UsageError
-
-LOG_FILE = "train_log.csv"
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,9 @@ def copy_logs(log_dir: str, output_dir: str) -> None:
     """Put the run's CSV and TensorBoard logs into the model artifact."""
     if os.path.abspath(log_dir) == os.path.abspath(output_dir):
         return
-    csv_path = os.path.join(log_dir, LOG_FILE)
+    csv_path = os.path.join(log_dir, CSV_FILE)
     if os.path.exists(csv_path):
-        shutil.copy2(csv_path, os.path.join(output_dir, LOG_FILE))
+        shutil.copy2(csv_path, os.path.join(output_dir, CSV_FILE))
     if os.path.isdir(os.path.join(log_dir, "logs")):
         shutil.copytree(os.path.join(log_dir, "logs"), os.path.join(output_dir, "logs"),
                         dirs_exist_ok=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 
 from components.training.record import check_tokenizer, training_record
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, first_line
 
 def recorded_task(record: dict | None) -> dict:
     """The task section a training record holds ({} when it predates tasks)."""
@@ -98,12 +98,12 @@ def _backbone_from_saved_model(model, saved_model: str, source: str) -> None:
         status.assert_existing_objects_matched()
     except (IndexError, tf.errors.OpError) as err:
         # TensorFlow reports a truncated file as IndexError, a garbled one as OpError.
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-        raise UsageError(f"train.warm_start {source}: cannot read its weights ({first})") from None
+        raise UsageError(f"train.warm_start {source}: cannot read its weights "
+                         f"({first_line(err, 300)})") from None
     except (AssertionError, ValueError) as err:
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         raise UsageError(f"train.warm_start {source}: its backbone does not fit this model "
-                         f"({first}); the model section must match the pretrained one") from None
+                         f"({first_line(err, 300)}); the model section must match the "
+                         "pretrained one") from None
 
 
 def _backbone_from_keras(model, path: str) -> None:

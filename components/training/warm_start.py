@@ -32,7 +32,7 @@ import re
 from components.training.record import CARD_FILE, check_tokenizer
 from models.tokenizer_info import join, open_file, read_info
 from pipeline.artifacts import Artifact
-from pipeline.errors import ConfigError, UsageError
+from pipeline.errors import ConfigError, UsageError, first_line
 
 LATEST_PUSHED = "latest_pushed"
 
@@ -221,7 +221,7 @@ def _load_saved_model(model, saved_model: str, source: str) -> None:
     except (IndexError, tf.errors.OpError) as err:
         # TensorFlow reports a truncated file as IndexError, a garbled one as OpError.
         raise UsageError(f"train.warm_start {source}: cannot read its weights "
-                         f"({_first_line(err)})") from None
+                         f"({first_line(err, 300)})") from None
     except (AssertionError, ValueError) as err:
         raise UsageError(f"train.warm_start {source}: its weights do not fit this model "
                          f"({_unmatched(err)}); model sections must match") from None
@@ -241,7 +241,7 @@ def _unmatched(err: BaseException) -> str:
     if unbound and first:
         return (f"{unbound.group(1)} of this model's objects are not in it, e.g. "
                 f"{first.group(1)} {first.group(2)}")
-    return _first_line(err)
+    return first_line(err, 300)
 
 
 def _load_keras(model, path: str) -> None:
@@ -250,7 +250,8 @@ def _load_keras(model, path: str) -> None:
     try:
         source = load_model(path)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UsageError(f"train.warm_start {path}: cannot load ({_first_line(err)})") from None
+        raise UsageError(f"train.warm_start {path}: cannot load "
+                         f"({first_line(err, 300)})") from None
     theirs = {v.path: tuple(v.shape) for v in source.weights}
     ours = {v.path: tuple(v.shape) for v in model.weights}
     if theirs != ours:
@@ -264,8 +265,3 @@ def _load_keras(model, path: str) -> None:
     by_path = {v.path: v for v in source.weights}
     for variable in model.weights:
         variable.assign(by_path[variable.path].value)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else err.__class__.__name__
