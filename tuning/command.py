@@ -21,6 +21,7 @@ from pipeline.dag import create_pipeline
 from pipeline.errors import UsageError
 from tuning import distributed
 
+
 def tune(config) -> str:
     """Run the sweep of `config` (tuning switched on) and describe its result.
 

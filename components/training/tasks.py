@@ -24,6 +24,7 @@ import os
 from components.training.record import check_tokenizer, training_record
 from pipeline.errors import UsageError, first_line
 
+
 def recorded_task(record: dict | None) -> dict:
     """The task section a training record holds ({} when it predates tasks)."""
     return ((record or {}).get("hyperparameters") or {}).get("task") or {}
