@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 
+from pipeline.artifacts import write_json_atomic
 from pipeline.errors import UsageError
 
 MARK = ".lmpipe-output.json"
@@ -80,7 +81,4 @@ def _read_mark(uri: str) -> dict | None:
 
 
 def _write_mark(uri: str, component: str, *, complete: bool) -> None:
-    path = os.path.join(uri, MARK)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({"component": component, "complete": complete}, f)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(os.path.join(uri, MARK), {"component": component, "complete": complete})
