@@ -79,9 +79,8 @@ def run(inputs, outputs, runtime, data):
 
 
 def _log_drops(stats: dict, runtime) -> None:
-    dropped = ", ".join(f"{k}={v}" for k, v in stats["dropped"].items() if v) or "none"
     runtime.log(f"[ingest] {stats['documents_read']} read, {stats['documents_kept']} kept; "
-                f"dropped: {dropped}")
+                f"dropped: {_listed(stats['dropped'])}")
     for skipped in stats["files"]["skipped"]:
         why = "binary" if skipped["reason"] == "binary" else "not UTF-8"
         runtime.log(f"[ingest] skipped {why} file {skipped['path']} (judged by its first "
@@ -114,14 +113,11 @@ def _check_dropped_share(stats: dict, data) -> None:
     total = sum(dropped.values())
     if limit is None or not read or total / read <= limit:
         return
-    listed = ", ".join(f"{k}={v}" for k, v in dropped.items())
     message = (f"data.max_dropped_fraction: cleaning dropped {total} of {read} records read "
-               f"({total / read:.1%}, duplicates aside; the limit is {limit:g}): {listed}")
-    commonest = max(dropped, key=dropped.get)
-    if commonest in _CULPRITS:
-        message += "; " + _CULPRITS[commonest][1].format(n=dropped[commonest], read=read,
-                                                          data=data)
-    raise UsageError(message)
+               f"({total / read:.1%}, duplicates aside; the limit is {limit:g}): "
+               f"{_listed(dropped)}")
+    culprit = _culprit(dropped, read, data)
+    raise UsageError(message + (f"; {culprit[1]}" if culprit else ""))
 
 
 def _nothing_left(stats: dict, data) -> str:
@@ -130,18 +126,30 @@ def _nothing_left(stats: dict, data) -> str:
     from components.data.cleaning import FILE_SKIP_REASONS
 
     dropped = {reason: n for reason, n in stats["dropped"].items() if n}
-    listed = ", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"
-    message = f"no documents left after cleaning ({stats['documents_read']} read; dropped: {listed}"
+    message = (f"no documents left after cleaning ({stats['documents_read']} read; dropped: "
+               f"{_listed(dropped)}")
     skipped = [f"{reason}={stats['files'][reason]}" for reason in FILE_SKIP_REASONS
                if stats["files"][reason]]
     skipped += [f"corrupt={len(stats['files']['corrupt'])}"] if stats["files"]["corrupt"] else []
     message += f"; files skipped: {', '.join(skipped)})" if skipped else ")"
+    culprit = _culprit(dropped, stats["documents_read"], data)
+    if culprit is None:
+        return f"data.inputs: {message}"
+    key, why = culprit
+    return f"data.{key}: {message}: {why}"
+
+
+def _culprit(dropped: dict, read: int, data) -> tuple[str, str] | None:
+    """(the setting, what to say) behind the commonest drop reason, when one is known."""
     commonest = max(dropped, key=dropped.get, default=None)
     if commonest not in _CULPRITS:
-        return f"data.inputs: {message}"
+        return None
     key, why = _CULPRITS[commonest]
-    why = why.format(n=dropped[commonest], read=stats["documents_read"], data=data)
-    return f"data.{key}: {message}: {why}"
+    return key, why.format(n=dropped[commonest], read=read, data=data)
+
+
+def _listed(dropped: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "none"
 
 
 if __name__ == "__main__":
