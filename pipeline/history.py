@@ -11,15 +11,19 @@ from pipeline.metadata import MetadataStore
 
 STORE = "metadata.sqlite"
 RUNS_HEADER = (f"{'run':<24} {'started (UTC)':<19} {'status':<9} {'docs train/eval':>15} "
-               f"{'data':>8} {'ppl':>9} {'bpb':>7} {'blessed':>7} {'pushed':>7}  executed")
+               f"{'data':>8} {'ppl':>9} {'bpb':>7} {'task':>10} {'blessed':>7} {'pushed':>7}  "
+               "executed")
+# A downstream task run's headline metric (task_evaluate's summary): the first it has.
+TASK_METRICS = (("eval_accuracy", "acc", ".3f"), ("eval_bleu", "bleu", ".1f"))
 
 
 def format_runs(root: str, limit: int) -> str:
     """The retraining history under a pipeline root, newest run first.
 
     One line per run: when it started, its status, the data it trained on (documents
-    per split and bytes, from its ingest artifact), eval perplexity and bits per byte,
-    whether the model was blessed, the version it pushed (`v2`; `(v1)` when its model
+    per split and bytes, from its ingest artifact), eval perplexity and bits per byte (a
+    language model) or the task's headline metric (`acc=0.912` for classification,
+    `bleu=31.2` for text to text), whether the model was blessed, the version it pushed (`v2`; `(v1)` when its model
     was already that version in service; `-` when nothing was pushed), and which
     components executed rather than came from the cache (`failed:NAME` for the one that
     failed).
@@ -55,9 +59,17 @@ def _run_line(row, executed: list[str]) -> str:
     size = _bytes(data["bytes"]) if data else "-"
     return (f"{row['id']:<24} {_when(row['started']):<19} {row['status']:<9} {docs:>15} "
             f"{size:>8} {_number(metrics.get('eval_perplexity'), '.2f'):>9} "
-            f"{_number(metrics.get('eval_bits_per_byte'), '.3f'):>7} "
+            f"{_number(metrics.get('eval_bits_per_byte'), '.3f'):>7} {task_metric(metrics):>10} "
             f"{_flag(metrics.get('blessed')):>7} {pushed_version(components):>7}  "
             f"{','.join(executed) or '-'}")
+
+
+def task_metric(metrics: dict) -> str:
+    """`acc=0.912` or `bleu=31.2` for a task run's metrics, `-` for a language model's."""
+    for key, label, spec in TASK_METRICS:
+        if metrics.get(key) is not None:
+            return f"{label}={metrics[key]:{spec}}"
+    return "-"
 
 
 def run_data(components: dict) -> dict | None:

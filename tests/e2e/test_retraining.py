@@ -219,8 +219,8 @@ def test_runs_shows_the_retraining_history(history):
     result = run_lmpipe("runs", "--config", history["config"])
     assert result.returncode == 0, result.stderr
     header, *lines = result.stdout.strip().splitlines()
-    assert header.split()[:9] == ["run", "started", "(UTC)", "status", "docs", "train/eval",
-                                  "data", "ppl", "bpb"]
+    assert header.split()[:10] == ["run", "started", "(UTC)", "status", "docs", "train/eval",
+                                   "data", "ppl", "bpb", "task"]
     runs = history["runs"]
     order = ["unchanged", "pushed", "refused", "again", "first"]  # newest first
     assert [line.split()[0] for line in lines] == [runs[k]["run_id"] for k in order]
@@ -235,13 +235,14 @@ def test_runs_shows_the_retraining_history(history):
         assert fields[5] == f"{size / 1000:.1f}kB"
         assert float(fields[6]) == pytest.approx(record["metrics"]["eval_perplexity"], abs=0.005)
         assert float(fields[7]) == pytest.approx(record["metrics"]["eval_bits_per_byte"], abs=5e-4)
-    pushed_column = {key: line.split()[9] for key, line in zip(order, lines)}
-    blessed_column = {key: line.split()[8] for key, line in zip(order, lines)}
+        assert fields[8] == "-"  # a language model: no task metric
+    pushed_column = {key: line.split()[10] for key, line in zip(order, lines)}
+    blessed_column = {key: line.split()[9] for key, line in zip(order, lines)}
     assert blessed_column == {"first": "yes", "again": "yes", "refused": "no", "pushed": "yes",
                               "unchanged": "yes"}
     assert pushed_column == {"first": "v1", "again": "(v1)", "refused": "-", "pushed": "v2",
                              "unchanged": "(v2)"}
-    executed = {key: line.split()[10] for key, line in zip(order, lines)}
+    executed = {key: line.split()[11] for key, line in zip(order, lines)}
     assert executed == {"first": "ingest,tokenizer,transform,train,evaluate,push", "again": "-",
                         "refused": "ingest,tokenizer,transform,train,evaluate,push",
                         "pushed": "evaluate,push", "unchanged": "-"}

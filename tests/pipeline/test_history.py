@@ -63,6 +63,12 @@ def root(tmp_path):
                 metrics={"eval_perplexity": 41.795891, "eval_bits_per_byte": 4.9059703,
                          "blessed": True},
                 push={"pushed": True, "version": 3, "uri": "/s/3"})
+    _record_run(tmp_path, store, "run-5", statuses=EXECUTED, splits=SPLITS,
+                metrics={"eval_accuracy": 0.91234, "eval_macro_f1": 0.9, "blessed": True},
+                push={"pushed": True, "version": 1, "uri": "/c/1"})
+    _record_run(tmp_path, store, "run-6", statuses=EXECUTED, splits=SPLITS,
+                metrics={"eval_bleu": 31.24, "eval_rouge_l": 0.5, "blessed": False},
+                push={"pushed": False, "version": None, "uri": None})
     _record_run(tmp_path, store, "run-4", statuses={**dict.fromkeys(ORDER, "skipped"),
                                                    "ingest": "executed", "tokenizer": "failed"},
                 splits=None, metrics={}, push=None, status="failed")
@@ -73,14 +79,20 @@ def root(tmp_path):
 def test_runs_table_has_data_size_metrics_verdict_and_pushed_version(root):
     header, *lines = format_runs(str(root), limit=10).splitlines()
     assert header.split() == ["run", "started", "(UTC)", "status", "docs", "train/eval", "data",
-                              "ppl", "bpb", "blessed", "pushed", "executed"]
+                              "ppl", "bpb", "task", "blessed", "pushed", "executed"]
     rows = {line.split()[0]: line.split()[3:] for line in lines}
     assert rows == {
-        "run-1": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "yes", "v3",
+        "run-1": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "-", "yes", "v3",
                   "ingest,tokenizer,train,evaluate,push"],
-        "run-2": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "no", "-", "evaluate,push"],
-        "run-3": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "yes", "(v3)", "-"],
-        "run-4": ["failed", "-", "-", "-", "-", "-", "-", "ingest,failed:tokenizer"],
+        "run-2": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "-", "no", "-",
+                  "evaluate,push"],
+        "run-3": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "-", "yes", "(v3)", "-"],
+        "run-4": ["failed", "-", "-", "-", "-", "-", "-", "-", "ingest,failed:tokenizer"],
+        # Downstream task runs: their headline metric instead of a perplexity.
+        "run-5": ["succeeded", "283/77", "23.9kB", "-", "-", "acc=0.912", "yes", "v1",
+                  "ingest,tokenizer,train,evaluate,push"],
+        "run-6": ["succeeded", "283/77", "23.9kB", "-", "-", "bleu=31.2", "no", "-",
+                  "ingest,tokenizer,train,evaluate,push"],
     }
     assert len(format_runs(str(root), limit=2).splitlines()) == 3
 
