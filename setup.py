@@ -23,6 +23,7 @@ setup(
         "tf-keras==2.21.0",
         "keras-tuner==1.4.8",
         "scikit-learn==1.9.1",  # KerasTuner's Bayesian optimization (tuning.algorithm: bayesian)
+        "scipy==1.17.1",  # the Halton sequence of tuning.sampler: quasi_random
         "kfp==2.17.3",
         "google-cloud-aiplatform==1.165.1",
         "google-cloud-pipeline-components==2.22.0",

@@ -63,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokens-per-trial", type=int, default=200_000)
     parser.add_argument("--max-units", type=int, default=9)
     parser.add_argument("--factor", type=int, default=3)
+    parser.add_argument("--sampler", default="random", choices=("random", "quasi_random"),
+                        help="tuning.sampler of both sweeps (the recorded ones: random)")
     parser.add_argument("--space", default="lr_batch",
                         help=f"a named space ({', '.join(SPACES)}) or tuning.space as YAML/JSON")
     parser.add_argument("--output", help="write the measurements here (JSON)")
@@ -129,6 +131,7 @@ def run_seed(base, overrides: list[str], inputs: dict, seed: int, args) -> dict:
     common = [*overrides, *MODEL, *TRAIN, f"tuning.space={space}", "tuning.enabled=true",
               "tuning.max_consecutive_failed_trials=1000",
               f"tuning.seed={seed}", f"tuning.tokens_per_trial={args.tokens_per_trial}",
+              f"tuning.sampler={args.sampler}",
               f"tuning.hyperband={{max_units: {args.max_units}, factor: {args.factor}}}"]
     hyperband = measure(load_config(base, [*common, "tuning.algorithm=hyperband",
                                            "tuning.max_trials=1000"]), inputs)

@@ -21,6 +21,10 @@ HPO benchmarks (HPOBench, LCBench) do:
    then both going on past that budget, so that a sweep that missed the band within it is
    measured rather than bounded. `--max-units` replays a smaller Hyperband on a larger
    one's table (its rungs are among the table's), `--iterations` more of its brackets.
+   `--sampler` lets both oracles sample the space itself (`tuning.sampler`), each trial
+   scoring as the table row nearest to its values (a nearest-neighbour surrogate).
+3. `samplers`: random search alone, with independent and with quasi-random draws over the
+   same seeds: the best loss each reaches after a few full trials.
 
 The replay samples from the table's configurations, not from the continuous space: with
 a few dozen rows it measures the algorithms on a space as varied as the real one, and
@@ -88,6 +92,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "factor 3); default: the table's")
     replay.add_argument("--iterations", type=_positive, default=1,
                         help="Hyperband's iterations (random search gets as many tokens)")
+    replay.add_argument("--sampler", choices=("random", "quasi_random"),
+                        help="both sample the table's space this way (`tuning.sampler`) and "
+                             "each trial takes the row nearest to its values; default: they "
+                             "draw rows")
+    samplers = commands.add_parser(
+        "samplers", help="random search with independent draws against quasi-random ones")
+    samplers.add_argument("tables", nargs="+", help="the parts `table` wrote")
+    samplers.add_argument("--trials", type=_positive, nargs="+", default=[8, 14],
+                          help="random search's budgets, in full trials")
+    samplers.add_argument("--seeds", type=int, default=200, help="seeds 1, 1001, 2001, ...")
     args = parser.parse_args(argv)
     if args.command == "table" and not 0 <= args.first_row < args.rows:
         parser.error(f"argument --first-row: expected 0..{args.rows - 1} (--rows {args.rows}), "
@@ -267,9 +281,12 @@ def coarsen(settings: dict, table: list[dict], max_units: int,
 
 
 def make_oracle(settings: dict, algorithm: str, seed: int, max_trials: int,
-                iterations: int = 1):
-    """Our oracle for `algorithm` (Hyperband with `iterations` rounds of its brackets),
-    searching over the table's rows."""
+                iterations: int = 1, sampler: str | None = None):
+    """Our oracle for `algorithm` (Hyperband with `iterations` rounds of its brackets).
+
+    Without `sampler` it searches over the table's rows (exact lookups); with one it
+    samples the table's space itself that way (`tuning.sampler`), and each trial gets the
+    row nearest to its values (`nearest_row`)."""
     import keras_tuner
 
     from pipeline.config import TuningConfig
@@ -278,26 +295,53 @@ def make_oracle(settings: dict, algorithm: str, seed: int, max_trials: int,
 
     tuning = build(TuningConfig, {
         "enabled": True, "algorithm": algorithm, "seed": seed, "max_trials": max_trials,
+        # Without a sampler, the rows are drawn as the recorded replays drew them.
+        "sampler": sampler or "random",
+        **({"space": json.loads(settings["space"])} if sampler else {}),
         "max_consecutive_failed_trials": 10**6, "tokens_per_trial": settings["tokens_per_trial"],
         "hyperband": {"max_units": settings["max_units"], "factor": settings["factor"],
                       "iterations": iterations}},
         "tuning")
     oracle = tuner.make_oracle(tuning, "eval_loss")
-    rows = keras_tuner.HyperParameters()
-    rows.Choice("row", list(range(settings["rows"])))
-    oracle.hyperparameters = rows  # the space is the table's rows, not the config's
+    if sampler is None:
+        rows = keras_tuner.HyperParameters()
+        rows.Choice("row", list(range(settings["rows"])))
+        oracle.hyperparameters = rows  # the space is the table's rows, not the config's
     return oracle
+
+
+def nearest_row(table: list[dict], hyperparameters):
+    """A function from a trial's values to the index of the table row nearest to them,
+    each hyperparameter's range scaled to [0, 1] as KerasTuner samples it (log ranges on
+    a log scale)."""
+    space = hyperparameters.space
+
+    def position(values: dict) -> list[float]:
+        return [p.value_to_prob(values[p.name]) for p in space]
+
+    positions = [position(row["values"]) for row in table]
+
+    def lookup(values: dict) -> int:
+        here = position(values)
+        return min(range(len(table)), key=lambda n: sum(
+            (a - b) ** 2 for a, b in zip(here, positions[n])))
+    return lookup
 
 
 def run_oracle(oracle, table: list[dict], full_units: int, directory: str) -> list[dict]:
     """Drive `oracle` to its end, looking scores up; rows as `trials.csv` has them."""
     oracle._set_project_dir(directory, "replay")
+    if "row" in oracle.hyperparameters:
+        def lookup(values):
+            return values["row"]
+    else:
+        lookup = nearest_row(table, oracle.hyperparameters)
     # KerasTuner prints a banner per trial to stdout; the summary is what matters here.
     with contextlib.redirect_stdout(io.StringIO()):
-        return _drive(oracle, table, full_units)
+        return _drive(oracle, table, full_units, lookup)
 
 
-def _drive(oracle, table: list[dict], full_units: int) -> list[dict]:
+def _drive(oracle, table: list[dict], full_units: int, lookup) -> list[dict]:
     from keras_tuner.engine.trial import TrialStatus
 
     from tuning.budget import EPOCHS, INITIAL_EPOCH, PARENT
@@ -305,7 +349,7 @@ def _drive(oracle, table: list[dict], full_units: int) -> list[dict]:
     done = []
     while (trial := oracle.create_trial("replay")).status == "RUNNING":
         values = trial.hyperparameters.values
-        row = table[values["row"]]
+        row = table[lookup(values)]
         units = values.get(EPOCHS, full_units)
         parent = values.get(PARENT)
         start = row["steps"][values.get(INITIAL_EPOCH, 0)] if parent else 0
@@ -328,7 +372,8 @@ def _drive(oracle, table: list[dict], full_units: int) -> list[dict]:
     return done
 
 
-def replay_seed(settings: dict, table: list[dict], seed: int, iterations: int = 1) -> dict:
+def replay_seed(settings: dict, table: list[dict], seed: int, iterations: int = 1,
+                sampler: str | None = None) -> dict:
     """Hyperband (`iterations` rounds of its brackets), then random search at the same
     budget, as `tuning_budget.run_seed`.
 
@@ -344,12 +389,13 @@ def replay_seed(settings: dict, table: list[dict], seed: int, iterations: int = 
     results = {}
     with tempfile.TemporaryDirectory(prefix="tunereplay-") as directory:
         hyperband_on = run_oracle(make_oracle(settings, "hyperband", seed, 10**6,
-                                              iterations=iterations + 1),
+                                              iterations=iterations + 1, sampler=sampler),
                                   table, full, os.path.join(directory, "hyperband"))
         hyperband = hyperband_on[:hyperband_trials(full, factor, iterations)]
         spent = sum(r["tokens"] for r in hyperband)
         trials = max(1, round(spent / settings["tokens_per_trial"]))
-        random_on = run_oracle(make_oracle(settings, "random", seed, settings["rows"]),
+        random_on = run_oracle(make_oracle(settings, "random", seed, settings["rows"],
+                                           sampler=sampler),
                                table, full, os.path.join(directory, "random"))
     going_on = {"hyperband": hyperband_on, "random": random_on}
     for name, rows in (("hyperband", hyperband), ("random", random_on[:trials])):
@@ -368,6 +414,33 @@ def replay_seed(settings: dict, table: list[dict], seed: int, iterations: int = 
     hyperband_points = results["hyperband"]["points"]
     results["hyperband"]["first_bracket_tokens"] = hyperband_points[first_bracket - 1][0]
     return {"seed": seed, "best_either": best, "target": target, **results}
+
+
+def compare_samplers(settings: dict, table: list[dict], trials: list[int], seeds: int) -> str:
+    """Random search's best loss after each of `trials` full trials, with independent
+    draws and with the quasi-random sequence (`tuning.sampler`), over the same seeds; each
+    trial takes the row nearest to its values."""
+    full = settings["max_units"]
+    best = min(r["loss"][full] for r in table if r["loss"][full] != FAILED)
+    lines = [f"random search on {len(table)} rows (best {best:.4f}), {seeds} seeds: the best "
+             "loss after n full trials, median (quartiles), mean; seeds within 2% / 5% of the "
+             "table's best"]
+    with tempfile.TemporaryDirectory(prefix="tunereplay-") as directory:
+        for sampler in ("random", "quasi_random"):
+            runs = [run_oracle(make_oracle(settings, "random", 1 + 1000 * n, max(trials),
+                                           sampler=sampler),
+                               table, full, os.path.join(directory, f"{sampler}-{n}"))
+                    for n in range(seeds)]
+            for count in trials:
+                bests = sorted(min((r["eval_loss"] for r in run[:count]
+                                    if r["status"] == "completed"), default=math.inf)
+                               for run in runs)
+                near = [sum(b <= best * (1 + margin) for b in bests) / len(bests)
+                        for margin in (tuning_budget.WITHIN, 0.05)]
+                lines.append(f"{sampler:>12}, {count:>2} trials: {_median(bests):.4f} "
+                             f"({bests[len(bests) // 4]:.4f}-{bests[3 * len(bests) // 4]:.4f}), "
+                             f"mean {_mean(bests):.4f}; {near[0]:.0%} / {near[1]:.0%}")
+    return "\n".join(lines)
 
 
 def summary(settings: dict, table: list[dict], seeds: list[dict]) -> str:
@@ -485,10 +558,13 @@ def main(argv=None) -> int:
         print(f"{len(part['table'])} rows -> {args.output}")
         return 0
     settings, table = load_tables(args.tables)
+    if args.command == "samplers":
+        print(compare_samplers(settings, table, args.trials, args.seeds))
+        return 0
     if args.max_units is not None or args.factor is not None:
         settings, table = coarsen(settings, table, args.max_units or settings["max_units"],
                                   args.factor)
-    seeds = [replay_seed(settings, table, 1 + 1000 * n, args.iterations)
+    seeds = [replay_seed(settings, table, 1 + 1000 * n, args.iterations, args.sampler)
              for n in range(args.seeds)]
     print(summary(settings, table, seeds))
     return 0

@@ -6,7 +6,8 @@ Output artifact `hyperparameters/`:
                  which `train` applies (`components/training/hparams.py`)
     trials.csv   every trial: values, objective, tokens, seconds, status, failure reason
     plot.png     the objective against the learning rate, one series per batch size
-    sweep.json   algorithm, best trial, counts, tokens spent, the sweep's project directory
+    sweep.json   algorithm, sampler, best trial, counts, tokens spent, the sweep's project
+                 directory
 In a parallel sweep (KerasTuner's chief and workers, see `tuning/distributed.py`) only the
 chief writes it; workers run trials and write nothing.
 """

@@ -99,7 +99,8 @@ def run_sweep(paths: Paths, model, task, train, tuning, log: Callable[[str], Non
     directory = os.path.join(paths.root, SWEEPS)
     context = trial.make_context(paths.examples, paths.tokenizer, task, train)
     hypermodel = LmHyperModel(context, train, model, sweep_budget)
-    log(f"sweep {key[:16]} ({tuning.algorithm}, {role}): {tokens:,} tokens per trial, "
+    sampling = ", quasi-random" if tuning.sampler == "quasi_random" else ""
+    log(f"sweep {key[:16]} ({tuning.algorithm}{sampling}, {role}): {tokens:,} tokens per trial, "
         f"{tuning.objective} on the eval split; project {os.path.join(directory, key[:16])}")
     if (cut_short := tuner.hyperband_cut_short(tuning)) and role != "worker":
         log(cut_short)
@@ -167,7 +168,8 @@ def _publish(search, paths: Paths, tuning, train, length: int, key: str, sweep_b
     results.write_table(os.path.join(out, results.TRIALS_FILE), rows)
     results.write_plot(os.path.join(out, results.PLOT_FILE), rows, tuning.objective,
                        sweep_budget.max_units)
-    summary = {"algorithm": tuning.algorithm, "objective": tuning.objective,
+    summary = {"algorithm": tuning.algorithm, "sampler": tuning.sampler,
+               "objective": tuning.objective,
                "best_trial": best["trial"], "best_value": best[tuning.objective],
                "best": overrides, "trials": len(rows),
                "completed": sum(r["status"] == "completed" for r in rows),

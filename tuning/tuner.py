@@ -29,6 +29,7 @@ from pipeline.artifacts import write_json_atomic
 from tuning import results, space
 from tuning.budget import TokenBudget, bracket_trials, hyperband_trials
 from tuning.hypermodel import LmHyperModel
+from tuning.quasi_random import QuasiRandomSampling
 from tuning.trial import CHECKPOINT, TrialFailed, failure_reason
 
 
@@ -195,21 +196,22 @@ def make_oracle(tuning, objective: str):
     if tuning.algorithm == "hyperband":
         band = tuning.hyperband
         cls = _ours(type("RankFailedLastHyperbandOracle",
-                         (RankFailedLast, oracles.HyperbandOracle), {}))
+                         (RankFailedLast, oracles.HyperbandOracle), {}), tuning.sampler)
         oracle = cls(max_epochs=band.max_units, factor=band.factor,
                      hyperband_iterations=band.iterations, **common)
         oracle.max_trials = tuning.max_trials
     else:
         base = {"random": oracles.RandomSearchOracle,
                 "bayesian": oracles.BayesianOptimizationOracle}[tuning.algorithm]
-        oracle = _ours(base)(max_trials=tuning.max_trials, **common)
+        oracle = _ours(base, tuning.sampler)(max_trials=tuning.max_trials, **common)
     oracle.reclaim_after = tuning.reclaim_after_seconds
     return oracle
 
 
-def _ours(oracle_class):
+def _ours(oracle_class, sampler: str):
+    sampling = (QuasiRandomSampling,) if sampler == "quasi_random" else ()
     return type(f"Lmpipe{oracle_class.__name__}",
-                (AtomicSaves, ReclaimLostTrials, StopAfterFailures, oracle_class), {})
+                (AtomicSaves, ReclaimLostTrials, StopAfterFailures, *sampling, oracle_class), {})
 
 
 def report_every(reclaim_after: float) -> float:

@@ -91,7 +91,7 @@ class HyperbandConfig:
         iterations: KerasTuner's `hyperband_iterations` (full passes over the brackets).
     """
 
-    max_units: int = 9
+    max_units: int = 27
     factor: int = 3
     iterations: int = 1
 
@@ -107,6 +107,10 @@ class TuningConfig:
     Attributes:
         enabled: run `tune` in the pipeline; `train` then takes the best values.
         algorithm: `random`, `bayesian` (Gaussian process) or `hyperband`.
+        sampler: how new configurations are drawn (random search's trials, Hyperband's
+            and the Bayesian oracle's initial ones): `quasi_random` (a scrambled Halton
+            sequence, which spreads any number of them evenly over the space:
+            `tuning/quasi_random.py`) or `random` (KerasTuner's independent draws).
         max_trials: the most trials; raising it continues the same sweep. It caps
             Hyperband too (`tune` warns when it stops Hyperband's brackets short).
         objective: what trials are ranked by, on the eval split: `eval_loss` (mean token
@@ -123,14 +127,16 @@ class TuningConfig:
             first for the upstream results in the cache, then for each answer of its
             oracle, before it stops with an error naming the address (KerasTuner's own
             wait is an hour: the chief may be starting, or training a large batch).
-        seed: the search's seed (KerasTuner reads 0 as "no seed", so >= 1; it seeds draw i
-            with seed + i, so use seeds far apart for independent sweeps).
+        seed: the search's seed (KerasTuner reads 0 as "no seed", so >= 1): the
+            quasi-random sequence's scrambling; under `sampler: random` KerasTuner seeds
+            draw i with seed + i, so use seeds far apart for independent sweeps.
         space: the search space (`SearchSpaceConfig`).
         hyperband: Hyperband's budget schedule (`HyperbandConfig`).
     """
 
     enabled: bool = False
     algorithm: Literal["random", "bayesian", "hyperband"] = "random"
+    sampler: Literal["random", "quasi_random"] = "quasi_random"
     max_trials: int = 10
     objective: Literal["eval_loss", "eval_perplexity"] = "eval_loss"
     tokens_per_trial: int | None = None

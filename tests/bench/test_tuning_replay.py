@@ -58,6 +58,52 @@ def test_hyperband_going_on_repeats_the_sweep_then_runs_its_brackets_again(tmp_p
     assert len(once) == 23 and len(twice) == 46 and twice[:23] == once
 
 
+def _spaced_table() -> tuple[dict, list[dict]]:
+    """`_table(30, {})` with real values: learning rates spread evenly over 1e-4..1e-1 on a
+    log scale (lower scores better), batch sizes 8 and 16 in turn."""
+    import json
+
+    settings, table = _table(30, {})
+    for r, row in enumerate(table):
+        row["values"] = {"train.learning_rate": 10 ** (-4 + 3 * r / 29),
+                         "train.batch_size": (8, 16)[r % 2]}
+    settings["space"] = json.dumps({"learning_rate": {"min": 1e-4, "max": 1e-1},
+                                    "batch_size": [8, 16]})
+    return settings, table
+
+
+def test_a_sampled_replay_gives_each_trial_the_row_nearest_its_values(tmp_path):
+    # `--sampler`: the oracles sample the table's space itself, and a trial scores as the
+    # row nearest to its values, each range scaled as KerasTuner samples it (log here).
+    settings, table = _spaced_table()
+    oracle = tuning_replay.make_oracle(settings, "random", 1, 12, sampler="quasi_random")
+    lookup = tuning_replay.nearest_row(table, oracle.hyperparameters)
+    assert lookup({"train.learning_rate": 1.1e-4, "train.batch_size": 8}) == 0
+    assert lookup({"train.learning_rate": 1.1e-4, "train.batch_size": 16}) == 1
+    assert lookup({"train.learning_rate": 0.09, "train.batch_size": 16}) == 29
+    assert lookup({"train.learning_rate": 0.09, "train.batch_size": 8}) == 28
+    trials = tuning_replay.run_oracle(oracle, table, UNITS, str(tmp_path))
+    losses = [t["eval_loss"] for t in trials]
+    assert len(trials) == 12 and set(losses) <= {row["loss"][UNITS] for row in table}
+    assert len(set(losses)) == 12  # quasi-random values spread over twelve different rows
+
+
+def test_the_sampler_comparison_reports_both_samplers_at_every_budget():
+    settings, table = _spaced_table()
+    report = tuning_replay.compare_samplers(settings, table, [2, 6], seeds=3).splitlines()
+    assert report[0].startswith("random search on 30 rows (best 6.0000), 3 seeds")
+    medians = {}
+    for line in report[1:]:
+        sampler, rest = line.split(",", 1)
+        count = int(rest.split()[0])
+        medians[sampler.strip(), count] = float(rest.split(":")[1].split()[0])
+    assert set(medians) == {(s, n) for s in ("random", "quasi_random") for n in (2, 6)}
+    # Every score is a row's (6 + r/100) and more trials never end worse.
+    assert all(6 <= m <= 6.29 and abs(m * 100 - round(m * 100)) < 1e-6
+               for m in medians.values())
+    assert all(medians[s, 6] <= medians[s, 2] for s in ("random", "quasi_random"))
+
+
 def test_a_27_unit_table_coarsened_to_9_units_is_the_9_unit_table():
     # Rungs 3, 9 and 27 of 27 units are rungs 1, 3 and 9 of 9, to the step, so a smaller
     # Hyperband replays on a larger one's table exactly as on a table of its own.
@@ -264,3 +310,21 @@ def test_a_table_trains_each_row_along_the_rungs_and_keeps_finished_rows(
         tuning_replay.load_tables([str(stopped)])
     assert refused.value.code == 2
     assert "the parts hold rows [0], expected 0..5" in capsys.readouterr().err
+
+
+def test_the_documented_sampler_table_is_the_recorded_output():
+    # docs/tuning.md's quasi-random table copies bench/measurements/tuning/samplers-27u.txt.
+    import re
+    from pathlib import Path
+
+    top = Path(__file__).parents[2]
+    recorded = (top / "bench/measurements/tuning/samplers-27u.txt").read_text()
+    docs = (top / "docs/tuning.md").read_text()
+    rows = re.findall(r"^\s*(\w+), +(\d+) trials: (\S+ \(\S+\)), mean \S+; \d+% / (\d+%)$",
+                      recorded, re.M)
+    assert len(rows) == 6
+    got = {(sampler, trials): (loss, near) for sampler, trials, loss, near in rows}
+    for trials in ("4", "8", "14"):
+        (iid, iid_near), (quasi, quasi_near) = got["random", trials], got["quasi_random", trials]
+        assert re.search(rf"^\| {trials} \| {re.escape(iid)} \| {re.escape(quasi)} \| "
+                         rf"{iid_near}( of seeds)? \| {quasi_near} \|$", docs, re.M), trials

@@ -46,6 +46,64 @@ def test_oracles_propose_values_from_the_space(tmp_path, algorithm):
     assert best.score == min((math.log10(v) + 2.5) ** 2 for v in seen)
 
 
+def _new_learning_rates(oracle, count: int) -> list[float]:
+    """The learning rates of the next `count` trials (each finished, scored by its rate)."""
+    rates = []
+    for _ in range(count):
+        trial = oracle.create_trial("tuner0")
+        rates.append(trial.hyperparameters.values["train.learning_rate"])
+        _finish(oracle, trial, rates[-1])
+    return rates
+
+
+@pytest.mark.parametrize("algorithm, count", [("random", 8), ("hyperband", 8), ("bayesian", 4)])
+def test_quasi_random_sampling_spreads_new_trials_over_the_range(tmp_path, algorithm, count):
+    from tuning.tuner import make_oracle
+
+    cfg = helpers.config(tmp_path, algorithm=algorithm, sampler="quasi_random", max_trials=50,
+                         hyperband={"max_units": 9, "factor": 3})
+    oracle = make_oracle(cfg.tuning, "eval_loss")
+    oracle._set_project_dir(str(tmp_path), "project")
+    # Hyperband's first 8 are new configurations of its first bracket, the Bayesian
+    # oracle's first 4 its random initial points: one in every eighth (quarter) of the
+    # log range 1e-3..1e-2, which independent draws give once in 400 (10) sweeps.
+    rates = _new_learning_rates(oracle, count)
+    assert sorted(int(count * (math.log10(lr) + 3)) for lr in rates) == list(range(count))
+
+
+def test_the_random_sampler_keeps_keras_tuners_independent_draws(tmp_path):
+    from tuning import space
+    from tuning.tuner import make_oracle
+
+    cfg = helpers.config(tmp_path, sampler="random", max_trials=8, seed=5)
+    oracle = make_oracle(cfg.tuning, "eval_loss")
+    oracle._set_project_dir(str(tmp_path), "project")
+    learning_rate, _ = space.hyperparameters(cfg.tuning.space).space
+    # KerasTuner seeds draw i of each hyperparameter in turn: seed + 2i for the first of two.
+    assert _new_learning_rates(oracle, 8) == [learning_rate.random_sample(5 + 2 * i)
+                                              for i in range(8)]
+
+
+def test_a_reloaded_quasi_random_sweep_goes_on_along_its_sequence(tmp_path):
+    from tuning.tuner import make_oracle
+
+    def oracle(project):
+        cfg = helpers.config(tmp_path, sampler="quasi_random", max_trials=8, seed=7)
+        made = make_oracle(cfg.tuning, "eval_loss")
+        made._set_project_dir(str(tmp_path), project)
+        return made
+
+    whole = _new_learning_rates(oracle("whole"), 8)
+    first = _new_learning_rates(oracle("resumed"), 3)
+    resumed = oracle("resumed")
+    resumed.reload()
+    assert first + _new_learning_rates(resumed, 5) == whole
+    other_seed = make_oracle(helpers.config(tmp_path, sampler="quasi_random", max_trials=8,
+                                            seed=8).tuning, "eval_loss")
+    other_seed._set_project_dir(str(tmp_path), "other")
+    assert _new_learning_rates(other_seed, 8) != whole
+
+
 def test_a_failure_streak_stops_the_search_and_survives_a_reload(tmp_path):
     from tuning.tuner import make_oracle
 

@@ -75,6 +75,7 @@ def test_trial_values_override_the_config_sections(tmp_path):
     ({"space": {"hidden_dim": [16, 24, 25]}}, "tuning.space.hidden_dim",
      "multiples of model.num_heads (2), got 25"),
     ({"algorithm": "grid"}, "tuning.algorithm", "expected one of random, bayesian, hyperband"),
+    ({"sampler": "sobol"}, "tuning.sampler", "expected one of random, quasi_random"),
     ({"seed": 0}, "tuning.seed", "must be >= 1"),
     ({"max_trials": 0}, "tuning.max_trials", "must be > 0"),
     ({"tokens_per_trial": 500}, "tuning.tokens_per_trial", "not more than the warm-up"),

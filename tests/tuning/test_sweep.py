@@ -44,6 +44,10 @@ def test_sweep_writes_best_table_and_plot(inputs, tmp_path):
     assert properties["tokens_spent"] == sum(int(r["tokens"]) for r in rows)
     png = (out / "plot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert json.loads((out / "sweep.json").read_text())["sampler"] == "quasi_random"
+    # The quasi-random sequence's first two (the default sampler): one in each half.
+    halves = {math.log10(float(r["train.learning_rate"])) < -2.5 for r in rows[:2]}
+    assert halves == {True, False}
 
 
 def test_batch_sizes_get_equal_token_budgets(inputs, tmp_path):
