@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     table.add_argument("--output", required=True, help="the table part (JSON)")
     replay = commands.add_parser("replay", help="replay both algorithms over a table")
     replay.add_argument("tables", nargs="+", help="the parts `table` wrote")
-    replay.add_argument("--seeds", type=int, default=200, help="seeds 1, 1001, 2001, ...")
+    replay.add_argument("--seeds", type=_positive, default=200, help="seeds 1, 1001, 2001, ...")
     replay.add_argument("--max-units", type=_positive,
                         help="replay a smaller Hyperband on the table (9 on a 27-unit table: "
                              "its rungs at 3, 9 and 27 units); default: the table's")
@@ -101,7 +101,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     samplers.add_argument("tables", nargs="+", help="the parts `table` wrote")
     samplers.add_argument("--trials", type=_positive, nargs="+", default=[8, 14],
                           help="random search's budgets, in full trials")
-    samplers.add_argument("--seeds", type=int, default=200, help="seeds 1, 1001, 2001, ...")
+    samplers.add_argument("--seeds", type=_positive, default=200,
+                          help="seeds 1, 1001, 2001, ...")
     args = parser.parse_args(argv)
     if args.command == "table" and not 0 <= args.first_row < args.rows:
         parser.error(f"argument --first-row: expected 0..{args.rows - 1} (--rows {args.rows}), "

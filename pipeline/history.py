@@ -23,10 +23,10 @@ def format_runs(root: str, limit: int) -> str:
     One line per run: when it started, its status, the data it trained on (documents
     per split and bytes, from its ingest artifact), eval perplexity and bits per byte (a
     language model) or the task's headline metric (`acc=0.912` for classification,
-    `bleu=31.2` for text to text), whether the model was blessed, the version it pushed (`v2`; `(v1)` when its model
-    was already that version in service; `-` when nothing was pushed), and which
-    components executed rather than came from the cache (`failed:NAME` for the one that
-    failed).
+    `bleu=31.2` for text to text), whether the model was blessed, the version it pushed
+    (`v2`; `(v1)` when its model was already that version in service; `-` when nothing was
+    pushed), and which components executed rather than came from the cache (`failed:NAME`
+    for the one that failed).
 
     Args:
         root: the pipeline root.

@@ -246,6 +246,11 @@ def test_a_table_extended_with_more_rows_of_its_seed_replays_as_one(tmp_path, ca
      "argument --first-row: expected 0..47 (--rows 48), got -1"),
     (["replay", "x.json", "--iterations", "0"],
      "argument --iterations: expected a whole number >= 1, got '0'"),
+    (["replay", "x.json", "--seeds", "0"], "argument --seeds: expected a whole number >= 1, got '0'"),
+    (["samplers", "x.json", "--seeds", "-1"],
+     "argument --seeds: expected a whole number >= 1, got '-1'"),
+    (["samplers", "x.json", "--trials", "0"],
+     "argument --trials: expected a whole number >= 1, got '0'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
     from pathlib import Path
