@@ -24,8 +24,9 @@ class _Clock:
 
 
 def _ingest_steps(corpus: Path, work: Path, data, clock: _Clock) -> list[str]:
-    from components.data import cleaning, shards
-    from components.data.records import FileRange, RecordReader
+    from components.ingest import cleaning
+    from components.shared import shards
+    from components.ingest.records import FileRange, RecordReader
 
     cleaner = cleaning.Cleaner(data)
     items = []
@@ -55,10 +56,12 @@ def _transform_steps(paths: list[str], work: Path, tokenizer_dir: Path, transfor
                      clock: _Clock) -> None:
     import numpy as np
 
-    from components.data import examples, packing, shards
-    from components.data.example_encoding import encode_examples
-    from components.data.tokenize import frame_document, load_batch_tokenizer
-    from components.data.transform_beam import read_chunks
+    from components.transform import packing
+    from pipeline.core.contracts import examples
+    from components.shared import shards
+    from components.transform.encoding import encode_examples
+    from components.transform.tokenize import frame_document, load_batch_tokenizer
+    from components.transform.beam import read_chunks
 
     engine, info = load_batch_tokenizer(str(tokenizer_dir))
     packer = packing.GroupPacker(transform.sequence_length, info.pad_id)
@@ -93,7 +96,7 @@ def _transform_steps(paths: list[str], work: Path, tokenizer_dir: Path, transfor
 
 def breakdown(corpus: Path, work: Path, tokenizer_dir: Path) -> dict:
     """CPU seconds per step of ingest and transform on `corpus`, in this process."""
-    from pipeline.config import DataConfig, TransformConfig
+    from pipeline.core.config import DataConfig, TransformConfig
 
     work.mkdir(parents=True, exist_ok=True)
     clock = _Clock()

@@ -46,7 +46,7 @@ def _runtime(root: Path, beam_args):
 
 
 def _configs(corpus: Path):
-    from pipeline.config import DataConfig, TokenizerConfig, TransformConfig
+    from pipeline.core.config import DataConfig, TokenizerConfig, TransformConfig
 
     return (DataConfig(inputs=(str(corpus),), domain_field="domain"),
             TokenizerConfig(vocab_size=VOCAB_SIZE, sample_bytes=SAMPLE_BYTES),
@@ -56,7 +56,7 @@ def _configs(corpus: Path):
 def run_ours(corpus: Path, work: Path, tokenizer_dir: Path, beam_args) -> dict:
     """ingest + transform into `work`; returns their wall times."""
     from components import ingest, transform
-    from pipeline.artifacts import Artifact
+    from pipeline.core.artifacts import Artifact
 
     data, _, transform_config = _configs(corpus)
     shutil.rmtree(work, ignore_errors=True)
@@ -84,7 +84,7 @@ def setup(corpus_dir: Path, megabytes: float, work: Path) -> Path:
     """Build the corpus (if missing) and the tokenizer; returns the tokenizer directory."""
     from bench.data_corpus import build
     from components import ingest, tokenizer
-    from pipeline.artifacts import Artifact
+    from pipeline.core.artifacts import Artifact
 
     if not (corpus_dir / "corpus.jsonl").exists():
         print("corpus:", json.dumps(build(corpus_dir, megabytes)), flush=True)

@@ -20,7 +20,7 @@ import os
 import sys
 import sysconfig
 
-from components.data.cleaning import SNIFF_BYTES, file_skip_reason
+from components.ingest.cleaning import SNIFF_BYTES, file_skip_reason
 
 STDLIB = sysconfig.get_paths()["stdlib"]
 SITE = sysconfig.get_paths()["purelib"]

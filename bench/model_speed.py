@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from models.factory import build_model
     from models.objectives import make_objective
-    from pipeline.config import ModelConfig, TaskConfig
+    from pipeline.core.config import ModelConfig, TaskConfig
 
     results = []
     for family in args.families:

@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def read_sample(corpus: Path, megabytes: float, seed: int = 0) -> list[str]:
     """The component's sample of `megabytes` from the corpus's texts."""
-    from components.data.tokenizer_sample import sample_texts
+    from components.tokenizer.sample import sample_texts
 
     if not corpus.is_file():
         sys.exit(f"{corpus}: no such file (python -m bench.data_corpus writes it)")
@@ -45,8 +45,8 @@ def read_sample(corpus: Path, megabytes: float, seed: int = 0) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from components.data import sentencepiece_training, wordpiece_training
-    from pipeline.config import TokenizerConfig
+    from components.tokenizer import sentencepiece as sentencepiece_training, wordpiece as wordpiece_training
+    from pipeline.core.config import TokenizerConfig
 
     args = parse_args(argv)
     trainers = {

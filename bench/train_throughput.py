@@ -71,7 +71,7 @@ def prepare(work: Path, vocab: int, sequence: int) -> Path:
 def _tokenizer(directory: Path, texts: list[str], vocab_size: int) -> None:
     import sentencepiece as spm
 
-    from models.tokenizer_info import TokenizerInfo, write_info
+    from pipeline.core.contracts.tokenizer import TokenizerInfo, write_info
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -130,7 +130,7 @@ def _example(tokens: list[int], segments: list[int]) -> bytes:
 # --- one run of ours (a subprocess) ---
 
 def _configs(args):
-    from pipeline.config import ModelConfig, TrainConfig
+    from pipeline.core.config import ModelConfig, TrainConfig
 
     model = ModelConfig(num_layers=args.layers, hidden_dim=args.width, num_heads=args.heads,
                         intermediate_dim=args.mlp, max_sequence_length=args.sequence)
@@ -143,9 +143,9 @@ def _configs(args):
 
 def run_ours(args) -> dict:
     """Train through `run_fn` in this process; what the train summary measured."""
-    from components.training import flops
-    from components.training.run_fn import Paths, run_fn
-    from pipeline.config import TaskConfig
+    from components.train import flops
+    from components.train.run_fn import Paths, run_fn
+    from pipeline.core.config import TaskConfig
 
     work = Path(args.work)
     model, train = _configs(args)
@@ -252,7 +252,7 @@ def supply(args) -> dict:
     """Examples/s of `data.train_dataset` with no model attached."""
     import tensorflow as tf
 
-    from components.training import data
+    from components.train import data
 
     work = Path(args.work)
     spec = data.read_feature_spec(str(work / "examples"))
@@ -283,7 +283,7 @@ def eval_speed(args, model_dir: str) -> dict:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer's ops for the load)
 
-    from components.training import data
+    from components.train import data
 
     loaded = tf.saved_model.load(os.path.join(model_dir, "saved_model"))
     score = loaded.signatures["score_examples"]

@@ -83,7 +83,7 @@ def sweep(config, inputs: dict, root: str) -> list[dict]:
     import csv
 
     from components import tune
-    from pipeline.artifacts import Artifact
+    from pipeline.core.artifacts import Artifact
     from pipeline.local_runner import Runtime
 
     out = os.path.join(root, "out")
@@ -123,7 +123,7 @@ def measure(config, inputs: dict) -> dict:
 
 def run_seed(base, overrides: list[str], inputs: dict, seed: int, args) -> dict:
     """Hyperband, then random search with as many full trials as Hyperband spent tokens."""
-    from pipeline.configio import load_config
+    from pipeline.core.configio import load_config
 
     space = SPACES.get(args.space, args.space)
     # Diverging configurations are part of a wide space; a failure streak must not end
@@ -151,8 +151,8 @@ def main(argv=None) -> int:
     if args.combine:
         print(combine(args.combine))
         return 0
-    from pipeline.configio import load_config
-    from tuning.command import cached_inputs
+    from pipeline.core.configio import load_config
+    from pipeline.tune_command import cached_inputs
 
     if args.examples:
         inputs = {"examples": args.examples, "tokenizer": args.tokenizer}

@@ -185,7 +185,7 @@ def train_chain(hypermodel, values: dict, units: list[int], scratch: str) -> dic
 
 def build_table(args) -> dict:
     """Train this part's rows; the table part with everything the replay needs to know."""
-    from pipeline.configio import load_config
+    from pipeline.core.configio import load_config
     from tuning.budget import TokenBudget
     from tuning.hypermodel import LmHyperModel
     from tuning.trial import make_context
@@ -196,7 +196,7 @@ def build_table(args) -> dict:
     if args.examples:
         inputs = {"examples": args.examples, "tokenizer": args.tokenizer}
     else:
-        from tuning.command import cached_inputs
+        from pipeline.tune_command import cached_inputs
         inputs = cached_inputs(config, "tune", timeout=0)
     index, parts = args.part
     configurations = draw_configurations(config.tuning.space, args.rows, args.table_seed)
@@ -290,8 +290,8 @@ def make_oracle(settings: dict, algorithm: str, seed: int, max_trials: int,
     row nearest to its values (`nearest_row`)."""
     import keras_tuner
 
-    from pipeline.config import TuningConfig
-    from pipeline.configio import build
+    from pipeline.core.config import TuningConfig
+    from pipeline.core.configio import build
     from tuning import tuner
 
     tuning = build(TuningConfig, {

@@ -2,7 +2,7 @@
 
 Backend-agnostic Keras 3, in the shape of keras-hub's tasks: the task owns only the head
 and takes its backbone as a constructor argument (tokenizer and preprocessing live
-elsewhere: `models/tokenizer.py`, `components/training/data.py`, `models/export.py`).
+elsewhere: `models/tokenizer.py`, `components/train/data.py`, `models/export.py`).
 """
 
 from __future__ import annotations

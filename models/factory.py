@@ -71,8 +71,8 @@ def build_model(model_config, task_config, vocabulary_size: int,
     """The task model for `task.type` on the backbone for `model.family`.
 
     Args:
-        model_config: `pipeline.config.ModelConfig`.
-        task_config: `pipeline.config.TaskConfig`.
+        model_config: `pipeline.core.config.ModelConfig`.
+        task_config: `pipeline.core.config.TaskConfig`.
         vocabulary_size: the tokenizer's vocabulary size.
         num_classes: the label vocabulary's size (task.type classification only).
 

@@ -155,10 +155,10 @@ def objective_for(model_config, tokenizer_info=None, task_config=None):
     """The objective that trains `model.family` (`model.objective`) for `task.type`.
 
     Args:
-        model_config: `pipeline.config.ModelConfig`.
+        model_config: `pipeline.core.config.ModelConfig`.
         tokenizer_info: the tokenizer artifact's `TokenizerInfo` (needed by the masked
             objective: its mask id, special ids and vocabulary size).
-        task_config: `pipeline.config.TaskConfig` (None: task.type lm).
+        task_config: `pipeline.core.config.TaskConfig` (None: task.type lm).
 
     Returns:
         The objective.

@@ -28,10 +28,6 @@ from __future__ import annotations
 import os
 import warnings
 
-FLOAT_DIR = "saved_model"
-INT8_DIR = "saved_model_int8"
-# push.variant -> the model artifact's SavedModel directory.
-VARIANT_DIRS = {"float": FLOAT_DIR, "quantized": INT8_DIR}
 
 
 MODES = ("int8", "int8_weights")

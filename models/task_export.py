@@ -3,7 +3,7 @@
 Like `export.py` (whose public decoding pieces `TextToTextExport` reuses), a fresh process loads them with only
 `tensorflow` and `tensorflow_text` imported and calls them with raw strings. Inputs are
 framed exactly as the transform framed the training examples
-(`components/data/task_examples.py`), from the examples' `task` entry.
+(`components/transform/task_examples.py`), from the examples' `task` entry.
 
 Classification (`ClassifierExport`):
 - `classify(text)`: per text the predicted `label` (string), its `label_id`, the

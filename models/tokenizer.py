@@ -18,7 +18,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from models.tokenizer_info import TokenizerInfo, join, open_file, read_info
+from pipeline.core.contracts.tokenizer import TokenizerInfo, join, open_file, read_info
 
 WORDPIECE_SUFFIX = "##"
 

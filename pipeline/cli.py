@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    from pipeline.errors import LockedError, Terminated, UsageError
+    from pipeline.core.errors import LockedError, Terminated, UsageError
     from pipeline.local_runner import ComponentFailed
 
     if args.filter_stderr:
@@ -70,7 +70,7 @@ _SIGNALS: list[int] = []
 
 
 def _on_signal(signum, frame):
-    from pipeline.errors import Terminated
+    from pipeline.core.errors import Terminated
 
     _SIGNALS.append(signum)
     # The run is being torn down: Beam's log of the wrapped interrupt is noise.
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from pipeline.configio import load_config
+    from pipeline.core.configio import load_config
     from pipeline.local_runner import run_pipeline
 
     config = load_config(args.config, args.set)
@@ -200,7 +200,7 @@ def cmd_run(args) -> int:
 
 def _require_root(root: str) -> None:
     """Create `pipeline.root`, or say in one line why it cannot be used."""
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
 
     if os.path.exists(root) and not os.path.isdir(root):
         raise UsageError(f"pipeline.root: {root} is a file, not a directory")
@@ -244,20 +244,20 @@ def _show_metric(value) -> str:
 
 
 def cmd_config(args) -> int:
-    from pipeline.configio import dump_yaml, load_config
+    from pipeline.core.configio import dump_yaml, load_config
 
     sys.stdout.write(dump_yaml(load_config(args.config, args.set)))
     return 0
 
 
 def cmd_runs(args) -> int:
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
     from pipeline.history import format_runs
 
     if not 1 <= args.limit < 2**63:  # SQLite's LIMIT is a signed 64-bit integer
         raise UsageError(f"--limit {args.limit}: expected a positive number of runs")
     if args.config:
-        from pipeline.configio import load_config
+        from pipeline.core.configio import load_config
 
         root = load_config(args.config, args.set).pipeline.root
     else:
@@ -280,15 +280,15 @@ def cmd_generate(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from pipeline.configio import load_config
-    from tuning.command import tune
+    from pipeline.core.configio import load_config
+    from pipeline.tune_command import tune
 
     print(tune(load_config(args.config, [*args.set, "tuning.enabled=true"])))
     return 0
 
 
 def cmd_component(args) -> int:
-    from pipeline.configio import load_config
+    from pipeline.core.configio import load_config
     from pipeline.entrypoint import run_component, parse_pairs
 
     config = load_config(args.config, args.set)
@@ -299,7 +299,7 @@ def cmd_component(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from pipeline.configio import load_config
+    from pipeline.core.configio import load_config
     from pipeline.vertex_runner import compile_pipeline
 
     path = compile_pipeline(load_config(args.config, args.set), args.output)
@@ -321,7 +321,7 @@ def cmd_schedule(args) -> int:
 
 def _vertex_request(args, action) -> int:
     """Run `submit` or `schedule`; a cloud-side failure is one line and exit status 1."""
-    from pipeline.configio import load_config
+    from pipeline.core.configio import load_config
     from pipeline.vertex.jobs import CloudError
 
     config = load_config(args.config, args.set)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from components import (evaluate, ingest, labels, push, task_evaluate, task_transform,
-                        tokenizer, tokenizer_import, train, transform, tune)
-from pipeline.component import ComponentSpec
+from components import evaluate, ingest, labels, push, tokenizer, train, transform, tune
+from components.evaluate import task as task_evaluate
+from components.transform import task as task_transform
+from components.tokenizer import pretrained as tokenizer_import
+from pipeline.core.component import ComponentSpec
 
 
 @dataclass(frozen=True)

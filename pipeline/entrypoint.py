@@ -1,4 +1,4 @@
-"""Running one component alone: what `python -m components.<name>` and a Vertex step do.
+"""Running one component alone: what `lmpipe component NAME` and a Vertex step do.
 
 No cache and no staging here: the orchestrator (kfp, Vertex) owns both. Inputs arrive as
 URIs; inputs that come from outside the DAG are resolved as the local runner would. Local
@@ -13,13 +13,12 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 
 from pipeline import step_outputs
-from pipeline.artifacts import Artifact
-from pipeline.component import cache_key
+from pipeline.core.artifacts import Artifact
+from pipeline.core.component import cache_key
 from pipeline.dag import create_pipeline
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 
 
 def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -176,43 +175,3 @@ def _work_dir(spec, config, inputs: dict, output_uris: dict[str, str]) -> str | 
 
 def _external(kind: str, uri: str) -> Artifact:
     return Artifact(type=kind, uri=uri, fingerprint=hashlib.sha256(uri.encode()).hexdigest())
-
-
-def main(name: str, argv: list[str] | None = None) -> int:
-    """`python -m components.<name> --config F [--set ...] --input ... --output ...`."""
-    from pipeline import cli
-
-    argv = sys.argv[1:] if argv is None else argv
-    if {"-h", "--help"} & set(argv):
-        print(_help(name))
-        return 0
-    return cli.main(["component", name, *argv])
-
-
-def _help(name: str) -> str:
-    """`lmpipe component`'s help under the module's own name, without its NAME argument."""
-    import argparse
-
-    from pipeline import cli
-
-    caller = sys.modules.get("__main__")
-    module = caller.__spec__.name if getattr(caller, "__spec__", None) else f"components.{name}"
-    spec = getattr(caller, "SPEC", None)
-    parser = argparse.ArgumentParser(
-        prog=f"python -m {module}",
-        description=f"Run the {name} component alone, as a Vertex AI pipeline step does "
-                    f"(the same as `lmpipe component {name}`).",
-        epilog=_artifacts(spec) if spec is not None else None)
-    commands = next(a for a in cli.build_parser()._actions
-                    if isinstance(a, argparse._SubParsersAction))
-    for action in commands.choices["component"]._actions:
-        if action.dest not in ("help", "name"):
-            parser._add_action(action)
-    return parser.format_help()
-
-
-def _artifacts(spec) -> str:
-    inputs = ", ".join(f"{n} ({kind}{', optional' if n in spec.optional_inputs else ''})"
-                       for n, kind in spec.inputs.items())
-    outputs = ", ".join(f"{n} ({kind})" for n, kind in spec.outputs.items())
-    return f"inputs: {inputs or 'none'}; outputs: {outputs}"

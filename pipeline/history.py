@@ -6,8 +6,8 @@ import json
 import os
 import time
 
-from pipeline.errors import UsageError
-from pipeline.metadata import MetadataStore
+from pipeline.core.errors import UsageError
+from pipeline.core.metadata import MetadataStore
 
 STORE = "metadata.sqlite"
 RUNS_HEADER = (f"{'run':<24} {'started (UTC)':<19} {'status':<9} {'docs train/eval':>15} "
@@ -164,7 +164,7 @@ def format_lineage(path: str) -> str:
 def _served_version(path: str):
     """The serving version (a `serving_dir.Version`) that is or holds `path`, the latest
     one when `path` is a serving directory, or None."""
-    from components.evaluation import serving_dir
+    from pipeline.core.contracts import serving_dir
 
     directory = path if os.path.isdir(path) else os.path.dirname(path)
     while True:

@@ -17,14 +17,14 @@ import traceback
 import uuid
 from dataclasses import dataclass, replace
 
-from pipeline import artifacts
-from pipeline.artifacts import Artifact, Staging, write_json_atomic
-from pipeline.component import cache_key
-from pipeline.configio import to_dict
+from pipeline.core import artifacts
+from pipeline.core.artifacts import Artifact, Staging, write_json_atomic
+from pipeline.core.component import cache_key
+from pipeline.core.configio import to_dict
 from pipeline.dag import Node, create_pipeline
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from pipeline.lock import RootLock
-from pipeline.metadata import MetadataStore
+from pipeline.core.metadata import MetadataStore
 
 # DESIGN.md section 4's metrics, and the unigram perplexity of the same eval set beside the
 # model's, so that a reader sees at once whether the model learned anything.

@@ -6,7 +6,7 @@ import fcntl
 import os
 import time
 
-from pipeline.errors import LockedError
+from pipeline.core.errors import LockedError
 
 
 class RootLock:

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Iterator
 
-from pipeline.errors import UsageError, first_line
+from pipeline.core.errors import UsageError, first_line
 
 SAVED_MODEL_FILE = "saved_model.pb"
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
@@ -41,7 +41,7 @@ def resolve_model_dir(path: str) -> str:
     Raises:
         UsageError: nothing loadable there.
     """
-    from components.evaluation import serving_dir
+    from pipeline.core.contracts import serving_dir
 
     if not os.path.isdir(path):
         what = "not a directory" if os.path.exists(path) else "no such directory"

@@ -22,8 +22,8 @@ import json
 import os
 import shutil
 
-from pipeline.artifacts import write_json_atomic
-from pipeline.errors import UsageError
+from pipeline.core.artifacts import write_json_atomic
+from pipeline.core.errors import UsageError
 
 MARK = ".lmpipe-output.json"
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 from typing import Literal
 
-from pipeline.errors import UsageError, first_line
+from pipeline.core.errors import UsageError, first_line
 from pipeline.vertex.steps import DEFAULT_DAG, plan_steps, resolve_dag
 
 # What kfp's compiler writes a spec to (.json is deprecated there and refuses some specs).
@@ -75,7 +75,7 @@ def create_kfp_pipeline(config, *, target: Target = "vertex", dag: str = DEFAULT
 def _local_pythonpath() -> str:
     """PYTHONPATH for kfp.local's task processes: this checkout first, whatever the working
     directory or installed copy (a task imports its component, and a test's DAG, by name)."""
-    from pipeline.component import PROJECT_ROOT
+    from pipeline.core.component import PROJECT_ROOT
 
     return os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
 

@@ -81,8 +81,8 @@ def tiny_config_file(tmp_path, tiny_corpus) -> Path:
 
 
 def build_config(raw: dict):
-    from pipeline.config import LmpipeConfig
-    from pipeline.configio import build
+    from pipeline.core.config import LmpipeConfig
+    from pipeline.core.configio import build
 
     return build(LmpipeConfig, raw)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts import Artifact
+from pipeline.core.artifacts import Artifact
 
 VOCAB = 8
 # Letters h..o: their code points are 0..7 modulo VOCAB, so the text a model generates

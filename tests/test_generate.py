@@ -9,9 +9,9 @@ import os
 import pytest
 
 from components import push
-from components.evaluation import serving_dir
+from pipeline.core.contracts import serving_dir
 from pipeline import serving as serving_lib
-from pipeline.config import PushConfig
+from pipeline.core.config import PushConfig
 from pipeline.local_runner import Runtime
 from tests import lm_fixtures as lm
 from tests.conftest import run_lmpipe

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import pytest
 
 from components import push
-from components.evaluation import serving_dir
+from pipeline.core.contracts import serving_dir
 from pipeline import serving as serving_lib
-from pipeline.config import PushConfig
-from pipeline.errors import UsageError
+from pipeline.core.config import PushConfig
+from pipeline.core.errors import UsageError
 from pipeline.local_runner import Runtime
 from tests import lm_fixtures as lm
 from tests.conftest import REPO, run_lmpipe
@@ -147,7 +147,7 @@ def test_prune_skips_a_version_another_push_already_removed(models, tmp_path, mo
 def _race_worker(index, model, blessing, serving, ready, results):
     sys.path.insert(0, str(REPO))
     from components import push as push_module
-    from pipeline.artifacts import Artifact
+    from pipeline.core.artifacts import Artifact
 
     out = os.path.join(os.path.dirname(serving), f"out-{index}")
     os.makedirs(out)

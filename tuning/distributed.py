@@ -73,7 +73,7 @@ def role(environ: Mapping[str, str]) -> str:
 
 def check_variables(environ: Mapping[str, str]) -> None:
     """Refuse KerasTuner variables that are missing, empty or out of range, by name."""
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
 
     if ORACLE_IP not in environ:
         # Without the chief's address KerasTuner runs a sweep of its own: a worker whose
@@ -110,7 +110,7 @@ def waiting_for_chief(environ: Mapping[str, str], seconds: float):
     import grpc
     from keras_tuner.src.distribute import oracle_client
 
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
 
     waited, oracle_client.TIMEOUT = oracle_client.TIMEOUT, seconds
     try:
@@ -139,7 +139,7 @@ def serving_as_chief(environ: Mapping[str, str]):
     Raises:
         UsageError: the chief could not listen there.
     """
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
 
     try:
         yield

@@ -4,7 +4,7 @@ Each trial leaves `lmpipe_trial.json` in its KerasTuner trial directory (written
 whichever process ran it, so a chief sees its workers' trials on the shared directory):
 status, the one-line reason of a failure, the tokens it trained on, its wall time.
 
-`best.json` is the flat dict of overrides that `components/training/hparams.py` applies
+`best.json` is the flat dict of overrides that `components/train/hparams.py` applies
 (`train.learning_rate`, `model.num_layers`, ...). When the batch size was tuned and the
 training run's budget is `train.steps`, it also carries `train.steps` rescaled to the same
 number of tokens: a run at the tuned batch size then trains on as many tokens as the
@@ -18,7 +18,7 @@ import json
 import math
 import os
 
-from pipeline.artifacts import write_json_atomic
+from pipeline.core.artifacts import write_json_atomic
 
 RECORD = "lmpipe_trial.json"
 BEST_FILE = "best.json"

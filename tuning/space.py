@@ -2,16 +2,16 @@
 
 A tuned hyperparameter is named by the config key it overrides (`train.learning_rate`,
 `model.num_layers`), which is also its key
-in the artifact's `best.json`, the format `components/training/hparams.py` reads. The
+in the artifact's `best.json`, the format `components/train/hparams.py` reads. The
 model builder never declares a hyperparameter: it reads the trial's values through
 `trial_configs`.
 """
 
 from __future__ import annotations
 
-from pipeline.config import FloatRange
-from pipeline.configio import build, to_dict
-from pipeline.errors import ConfigError
+from pipeline.core.config import FloatRange
+from pipeline.core.configio import build, to_dict
+from pipeline.core.errors import ConfigError
 
 # `tuning.space` field -> the config key it tunes, in table order.
 PARAMETERS = {
@@ -32,7 +32,7 @@ def names(space) -> list[str]:
     """The config keys `space` tunes, in table order.
 
     Args:
-        space: `pipeline.config.SearchSpaceConfig`.
+        space: `pipeline.core.config.SearchSpaceConfig`.
 
     Returns:
         Dotted keys such as `train.learning_rate`.
@@ -44,7 +44,7 @@ def hyperparameters(space):
     """The KerasTuner search space of `space`.
 
     Args:
-        space: `pipeline.config.SearchSpaceConfig`.
+        space: `pipeline.core.config.SearchSpaceConfig`.
 
     Returns:
         A `keras_tuner.HyperParameters` with one entry per tuned key: ranges become

@@ -22,8 +22,8 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from pipeline.component import code_version
-from pipeline.configio import to_dict
+from pipeline.core.component import code_version
+from pipeline.core.configio import to_dict
 from tuning import distributed
 
 SWEEPS = os.path.join("tune", ".sweeps")
@@ -87,7 +87,7 @@ def run_sweep(paths: Paths, model, task, train, tuning, log: Callable[[str], Non
     """
     os.environ.update(distributed.keras_tuner_env(os.environ))
     role = distributed.role(os.environ)
-    from components.training import data
+    from components.train import data
     from tuning import budget, trial, tuner
     from tuning.hypermodel import LmHyperModel
 

@@ -1,7 +1,7 @@
 """One trial: build the model, train it for its token budget with the trainer's own loop,
 evaluate it on the eval split.
 
-Trials reuse the trainer's pieces (`components/training`: strategy, optimizer and schedule,
+Trials reuse the trainer's pieces (`components/train/`: strategy, optimizer and schedule,
 the compiled `Trainer` step, `fit`, the tf.data pipelines) so a trial trains exactly as
 `train` would with those hyperparameters. What differs: the budget is tokens (see
 `budget.py`), there is no periodic evaluation, early stopping, warm start or export, and
@@ -18,16 +18,16 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from components.training import data, optimization
-from components.training.fit import Plan, TrainingDiverged, fit
-from components.training.loop import Trainer
-from components.training.monitor import Monitor
-from components.training.precision import dtype_policy
-from components.training.strategy import Placement, make_strategy
+from components.train import data, optimization
+from components.train.fit import Plan, TrainingDiverged, fit
+from components.train.loop import Trainer
+from components.train.monitor import Monitor
+from components.train.precision import dtype_policy
+from components.train.strategy import Placement, make_strategy
 from models.factory import build_model
 from models.objectives import objective_for
 from models.tokenizer import load_tokenizer
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from tuning.budget import TrialPlan
 
 CHECKPOINT = "checkpoint"

@@ -25,7 +25,7 @@ from typing import Callable
 import keras_tuner
 from keras_tuner.engine.trial import Trial, TrialStatus
 
-from pipeline.artifacts import write_json_atomic
+from pipeline.core.artifacts import write_json_atomic
 from tuning import results, space
 from tuning.budget import TokenBudget, bracket_trials, hyperband_trials
 from tuning.hypermodel import LmHyperModel

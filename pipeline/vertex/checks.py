@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.config.cloud import BEAM_STEPS, is_bucket
-from pipeline.errors import ConfigError
+from pipeline.core.config.cloud import BEAM_STEPS, is_bucket
+from pipeline.core.errors import ConfigError
 
 # The steps that run as Vertex training jobs, and the `vertex` section of their machines.
 TRAINING_STEPS = {"tune": "tune", "train": "train"}

@@ -11,8 +11,8 @@ import json
 import re
 from typing import Callable
 
-from pipeline.configio import to_dict
-from pipeline.errors import ConfigError
+from pipeline.core.configio import to_dict
+from pipeline.core.errors import ConfigError
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 

@@ -1,7 +1,7 @@
 """kfp components for the steps: containers for Vertex AI, Python functions for kfp.local.
 
 Both run the same arguments (`steps.config_argv` + `steps.artifact_argv`); the container
-runs `python -m <component module>` in the project's image, the Python function (kfp.local's
+runs `lmpipe component <name>` in the project's image, the Python function (kfp.local's
 subprocess runner only runs Python-function components) parses them with the same CLI parser
 and calls `pipeline.entrypoint.run_component`.
 """
@@ -48,7 +48,7 @@ def component_for(step: Step, target: str, vertex):
 
 
 def container_component(step: Step, image: str):
-    """A kfp container component that runs `python -m <module>` for `step`.
+    """A kfp container component that runs `lmpipe component <name>` for `step`.
 
     Args:
         step: the task.
@@ -70,7 +70,7 @@ def container_component(step: Step, image: str):
         def ref(io: str, name: str):
             return getattr(by_name[name], attribute)
 
-        return dsl.ContainerSpec(image=image, command=["python", "-m", step.module],
+        return dsl.ContainerSpec(image=image, command=["lmpipe", "component", step.name],
                                  args=[*step.argv, *artifact_argv(step.inputs, step.outputs, ref)])
 
     # kfp reads a component's interface from its signature; ours depends on the DAG.
@@ -78,7 +78,7 @@ def container_component(step: Step, image: str):
         inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotations[name])
         for name in names])
     body.__name__ = step.name
-    body.__doc__ = f"lmpipe {step.name}: python -m {step.module}"
+    body.__doc__ = f"lmpipe component {step.name}"
     return dsl.container_component(body)
 
 

@@ -25,7 +25,7 @@ def run_step(name: str, dag: str, argv: list[str], inputs: dict, outputs: dict) 
         What `run_component` returns: output name -> URI and properties.
     """
     from pipeline.cli import build_parser
-    from pipeline.configio import load_config
+    from pipeline.core.configio import load_config
     from pipeline.entrypoint import parse_pairs, run_component
 
     artifacts = {"input": inputs, "output": outputs}

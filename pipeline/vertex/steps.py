@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from pipeline.configio import to_dict
-from pipeline.errors import UsageError
+from pipeline.core.configio import to_dict
+from pipeline.core.errors import UsageError
 
 DEFAULT_DAG = "pipeline.dag:create_pipeline"
 # Sections only the orchestrator reads; components never see them.
@@ -27,7 +27,6 @@ class Step:
 
     Attributes:
         name: the component (also the task's name).
-        module: the module whose `python -m` runs it.
         inputs: input name -> (upstream task, its output name), for the inputs wired here.
         input_types: input name -> lmpipe artifact type.
         outputs: output name -> lmpipe artifact type.
@@ -37,7 +36,6 @@ class Step:
     """
 
     name: str
-    module: str
     inputs: dict[str, tuple[str, str]]
     input_types: dict[str, str]
     outputs: dict[str, str]
@@ -123,7 +121,7 @@ def plan_steps(config, nodes: list, beam_args_for: Callable[[str], tuple[str, ..
                                  f"which this config switches off")
         beam_args = beam_args_for(node.name)
         steps.append(Step(
-            name=node.name, module=node.spec.module, inputs=wiring,
+            name=node.name, inputs=wiring,
             input_types={name: node.spec.inputs[name] for name in wiring},
             outputs=dict(node.spec.outputs), argv=config_argv(config, beam_args),
             use_uris=beam_args is not None,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ModelConfig, TaskConfig
+from pipeline.core.config import ModelConfig, TaskConfig
 
 _ROOT = Path(__file__).resolve().parents[2]
 _PEER_PYTHON = _ROOT / ".venv-peer" / "bin" / "python"

@@ -211,8 +211,8 @@ def test_a_table_extended_with_more_rows_of_its_seed_replays_as_one(tmp_path, ca
     # the smaller one's, and parts of both load as one table.
     import json
 
-    from pipeline.config import SearchSpaceConfig
-    from pipeline.configio import build
+    from pipeline.core.config import SearchSpaceConfig
+    from pipeline.core.configio import build
 
     space = build(SearchSpaceConfig, {"learning_rate": {"min": 1e-4, "max": 3e-1},
                                       "batch_size": [8, 16, 32]})

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from pipeline.artifacts import Artifact
-from pipeline.config import DataConfig, TokenizerConfig, TransformConfig
-from pipeline.configio import build
+from pipeline.core.artifacts import Artifact
+from pipeline.core.config import DataConfig, TokenizerConfig, TransformConfig
+from pipeline.core.configio import build
 from pipeline.local_runner import Runtime
 
 BEAM_ARGS = ("--direct_running_mode=in_memory",)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from components import evaluate, push
-from pipeline.component import ComponentSpec
+from pipeline.core.component import ComponentSpec
 from pipeline.dag import Node
 from tests import lm_fixtures as lm
 

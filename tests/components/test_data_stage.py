@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from components.data import cleaning
+from components.ingest import cleaning
 from tests.components.data_fixtures import (ram_files, ram_filesystem, run_ingest, run_tokenizer,
                                             run_transform, runtime, tree_bytes)
 from tests.conftest import REPO, run_lmpipe, tiny_documents, write_jsonl
@@ -140,8 +140,8 @@ def _run_stage(tmp_path, inputs: list[str], directories: dict[str, str]) -> None
     from types import SimpleNamespace
 
     from components import ingest, tokenizer, transform
-    from pipeline.artifacts import Artifact
-    from pipeline.config import TokenizerConfig, TransformConfig
+    from pipeline.core.artifacts import Artifact
+    from pipeline.core.config import TokenizerConfig, TransformConfig
     from tests.components.data_fixtures import data_config
 
     data = data_config(inputs, domain_field="domain", eval_fraction=0.2)
@@ -172,7 +172,7 @@ def test_data_stage_on_a_non_local_filesystem_matches_a_local_run(tmp_path):
     `ram://` (neither a local path nor open()-able), it writes exactly the local bytes."""
     import tensorflow as tf
 
-    from components.data.reader import read_examples
+    from tests.examples_reader import read_examples
 
     ram_filesystem()
     documents = tiny_documents()

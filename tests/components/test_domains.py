@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.data.domains import (OTHER_DOMAIN, fold_counts, kept_domains, listed_domains,
+from components.shared.domains import (OTHER_DOMAIN, fold_counts, kept_domains, listed_domains,
                                      slice_name)
 
 

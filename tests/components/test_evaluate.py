@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from components import evaluate
-from components.evaluation import report, samples as samples_lib, serving_dir, slicing
-from pipeline.errors import UsageError
+from components.evaluate import report, samples as samples_lib, slicing
+from pipeline.core.contracts import serving_dir
+from pipeline.core.errors import UsageError
 from pipeline.local_runner import Runtime
 from tests import lm_fixtures as lm
 from tests.conftest import build_config, tiny_raw_config
@@ -359,7 +360,7 @@ def test_model_without_saved_model_is_a_usage_error(tmp_path):
 
 
 def test_examples_artifact_problems_are_usage_errors(tmp_path):
-    from components.evaluation.analysis import eval_files
+    from components.evaluate.analysis import eval_files
 
     with pytest.raises(UsageError, match="unreadable feature spec"):
         eval_files(str(tmp_path))
@@ -376,8 +377,8 @@ def test_examples_artifact_problems_are_usage_errors(tmp_path):
 
 
 def test_eval_config_comes_from_the_evaluation_section():
-    from components.evaluation import tfma_config
-    from pipeline.config import EvaluationConfig
+    from components.evaluate import tfma_config
+    from pipeline.core.config import EvaluationConfig
 
     section = EvaluationConfig(max_perplexity=50.0, slice_features=("domain", "source"),
                                min_slice_size=3, max_slice_bits_per_byte_increase=0.02)
@@ -407,7 +408,7 @@ def test_eval_config_comes_from_the_evaluation_section():
     ("num_samples", -1, "must be >= 0, got -1"),
 ])
 def test_bad_evaluation_settings_are_config_errors(tmp_path, key, value, message):
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
 
     raw = tiny_raw_config(tmp_path, Path("corpus"))
     raw["evaluation"] = {key: value}

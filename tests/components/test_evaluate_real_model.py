@@ -114,7 +114,7 @@ def _direct_masked_metrics(model, tokenizer_dir: Path, records: list[dict]) -> d
     corruption (`SCORE_SEED`), summed here in NumPy."""
     from models.export import SCORE_SEED
     from models.objectives import MaskedLMObjective
-    from models.tokenizer_info import read_info
+    from pipeline.core.contracts.tokenizer import read_info
 
     info = read_info(str(tokenizer_dir))
     objective = MaskedLMObjective(info.vocab_size, info.special_tokens)

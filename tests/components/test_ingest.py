@@ -13,10 +13,10 @@ import zlib
 
 import pytest
 
-from components.data import cleaning
-from components.data.records import FileRange, RecordReader, plan_ranges
-from components.data.sources import resolve_raw_files
-from pipeline.errors import UsageError
+from components.ingest import cleaning
+from components.ingest.records import FileRange, RecordReader, plan_ranges
+from components.ingest.sources import resolve_raw_files
+from pipeline.core.errors import UsageError
 from tests.components.data_fixtures import data_config, read_documents, run_ingest, tree_bytes
 from tests.conftest import tiny_documents, write_jsonl
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from components import push
-from components.evaluation import serving_dir
-from pipeline.config import PushConfig
-from pipeline.errors import UsageError
+from pipeline.core.contracts import serving_dir
+from pipeline.core.config import PushConfig
+from pipeline.core.errors import UsageError
 from pipeline.local_runner import Runtime
 from tests import lm_fixtures as lm
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.evaluation import report
-from pipeline.config import EvaluationConfig
+from components.evaluate import report
+from pipeline.core.config import EvaluationConfig
 from tests.report_reader import read_report
 
 

@@ -9,10 +9,10 @@ import unicodedata
 
 import pytest
 
-from components.data import sentencepiece_training as training
-from components.data import tokenizer_sample
-from models.tokenizer_info import read_info
-from pipeline.errors import UsageError
+from components.tokenizer import sentencepiece as training
+from components.tokenizer import sample as tokenizer_sample
+from pipeline.core.contracts.tokenizer import read_info
+from pipeline.core.errors import UsageError
 from tests.components.data_fixtures import TRICKY_TEXTS, run_ingest, run_tokenizer, tree_bytes
 from tests.conftest import REPO, tiny_documents, write_jsonl
 
@@ -162,12 +162,13 @@ def _random_texts(count: int, seed: int) -> list[str]:
 def test_chunked_encoding_gives_exactly_the_library_ids(bpe, tmp_path):
     import sentencepiece as spm
 
-    from components.data.tokenize import SentencePieceEncoder, separable_chunks
+    from components.transform.tokenize import SentencePieceEncoder, separable_chunks
 
     model = (bpe / "spm.model").read_bytes()
     processor = spm.SentencePieceProcessor(model_proto=model)
     texts = TRICKY_TEXTS + UNSEEN_TEXTS + _random_texts(400, seed=3) + [
-        (REPO / "components" / "data" / name).read_text() for name in ("packing.py", "shards.py")]
+        (REPO / name).read_text()
+        for name in ("components/transform/packing.py", "components/shared/shards.py")]
     for text in texts:
         assert "".join(separable_chunks(text)) == text
     encoder = SentencePieceEncoder(model, separable=True)
@@ -179,7 +180,7 @@ def test_chunked_encoding_gives_exactly_the_library_ids(bpe, tmp_path):
 
 
 def test_worker_processes_give_the_same_ids_and_bytes(bpe):
-    from components.data.tokenize import load_batch_tokenizer
+    from components.transform.tokenize import load_batch_tokenizer
 
     texts = TRICKY_TEXTS * 5 + _random_texts(50, seed=4)
     serial, _ = load_batch_tokenizer(str(bpe), processes=1)
@@ -293,7 +294,7 @@ def test_saved_model_in_a_fresh_process_matches_the_transform_engine(bpe, wordpi
     import subprocess
     import sys
 
-    from components.data.tokenize import load_batch_tokenizer
+    from components.transform.tokenize import load_batch_tokenizer
 
     texts = TRICKY_TEXTS + UNSEEN_TEXTS + ["cafe\u0301 decomposed", "  return self.x\n"]
     artifacts = {str(tmp_path / "bpe"): bpe, str(tmp_path / "wordpiece"): wordpiece}
@@ -332,7 +333,7 @@ def test_fast_and_public_sentencepiece_paths_give_the_same_ids(bpe, separable):
     import numpy as np
     import sentencepiece as spm
 
-    from components.data.tokenize import SentencePieceEncoder
+    from components.transform.tokenize import SentencePieceEncoder
 
     model = (bpe / "spm.model").read_bytes()
     texts = [*TRICKY_TEXTS, "def f(x):\n    return x  # tab\there", "", "   ", "Return the value."]
@@ -351,7 +352,8 @@ def test_fast_and_public_sentencepiece_paths_give_the_same_ids(bpe, separable):
                                        ({"type": "classification", "tokenizer": True},
                                         "task.tokenizer")])
 def test_a_source_without_a_tokenizer_names_the_key_it_came_from(tmp_path, task, key):
-    from components import tokenizer, tokenizer_import
+    from components import tokenizer
+    from components.tokenizer import pretrained as tokenizer_import
     from tests.conftest import build_config, tiny_raw_config
 
     source = tmp_path / "not-a-model"

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.config import ModelConfig, TaskConfig, TrainConfig
-from pipeline.errors import ConfigError, UsageError
+from pipeline.core.config import ModelConfig, TaskConfig, TrainConfig
+from pipeline.core.errors import ConfigError, UsageError
 from tests.models import lm_data
 
 MODEL = ModelConfig(num_layers=1, hidden_dim=16, num_heads=2, max_sequence_length=64)
@@ -22,7 +22,7 @@ BANNED = (0, 2, 4)  # pad, bos, [MASK] in the fixture tokenizer
 
 
 def _artifact(kind, path):
-    from pipeline.artifacts import Artifact
+    from pipeline.core.artifacts import Artifact
 
     return Artifact(type=kind, uri=str(path), fingerprint=kind)
 
@@ -244,7 +244,7 @@ def test_sampling_is_reproducible_by_seed(served):
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(trained, tmp_path):
-    from components.training.fit import TrainingDiverged
+    from components.train.fit import TrainingDiverged
 
     absurd = TrainConfig(steps=50, batch_size=8, optimizer="sgd", learning_rate=1e12,
                          clip_norm=None, log_every=1, checkpoint_every=1, keep_checkpoints=2)
@@ -272,7 +272,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(train
     ({"warmup_steps": 30}, "train.warmup_steps", "must be in [0, train.steps)"),
 ])
 def test_bad_train_combinations_are_config_errors(overrides, key, expected):
-    from pipeline.configio import build
+    from pipeline.core.configio import build
 
     raw = {"steps": 30, "batch_size": 8, **overrides}
     with pytest.raises(ConfigError) as caught:

@@ -10,10 +10,12 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from components.data import example_encoding, examples, packing, shards
-from components.data.examples import MIXED_DOMAIN
-from components.data.packing import pack
-from components.data.tokenize import frame_document, token_byte_counts
+from components.transform import encoding as example_encoding, packing
+from pipeline.core.contracts import examples
+from components.shared import shards
+from pipeline.core.contracts.examples import MIXED_DOMAIN
+from components.transform.packing import pack
+from components.transform.tokenize import frame_document, token_byte_counts
 from tests.components.data_fixtures import (TRICKY_TEXTS, read_documents, run_ingest,
                                             run_tokenizer, run_transform, tree_bytes)
 from tests.conftest import tiny_documents, write_jsonl
@@ -38,7 +40,7 @@ def artifacts(tmp_path_factory):
 
 
 def _read(examples_dir, split):
-    from components.data.reader import read_examples
+    from tests.examples_reader import read_examples
 
     return [{k: v.numpy() for k, v in example.items()}
             for example in read_examples(str(examples_dir), split)]
@@ -55,7 +57,7 @@ def _processor(artifacts):
 
 
 def _info(artifacts):
-    from models.tokenizer_info import read_info
+    from pipeline.core.contracts.tokenizer import read_info
 
     return read_info(str(artifacts / "tokenizer"))
 
@@ -152,7 +154,7 @@ def test_serialized_examples_parse_back_with_tensorflow(tmp_path):
     with shards.TFRecordFile(str(path), "none") as out:
         out.write(data, sizes, order)
     spec = {"features": examples.features(16)}
-    from components.data.reader import feature_description
+    from tests.examples_reader import feature_description
 
     parsed = [tf.io.parse_single_example(r, feature_description(spec))
               for r in tf.data.TFRecordDataset(str(path))]  # also checks the CRCs
@@ -232,7 +234,7 @@ def test_domains_beyond_max_domains_are_packed_and_counted_as_one(artifacts, tmp
     """With `data.max_domains` 2 the two domains with the most documents keep their name;
     the others are packed (by the same documented policy) and counted as `(other)`, while
     the documents themselves keep their domain."""
-    from components.data.domains import OTHER_DOMAIN
+    from components.shared.domains import OTHER_DOMAIN
 
     run_ingest(tmp_path, [str(artifacts / "corpus")], tmp_path / "documents",
                domain_field="domain", eval_fraction=0.2, max_domains=2)
@@ -262,7 +264,7 @@ def test_train_leftovers_fill_one_extra_shard_and_eval_windows_are_pure(artifact
     assert spec["splits"]["train"]["shards"] == ["train-00000-of-00002.tfrecord",
                                                  "train-00001-of-00002.tfrecord"]
     assert spec["splits"]["eval"]["shards"] == ["eval-00000-of-00001.tfrecord"]
-    from components.data.reader import example_files
+    from tests.examples_reader import example_files
     import tensorflow as tf
 
     leftover_shard = example_files(str(artifacts / "out" / "examples"), spec, "train")[1]
@@ -374,7 +376,7 @@ def test_tokenizer_processes_use_the_cores_only_when_beam_runs_in_this_process()
     import os
 
     from components.transform import tokenizer_processes
-    from pipeline.config import TransformConfig
+    from pipeline.core.config import TransformConfig
 
     auto, two = TransformConfig(), TransformConfig(tokenizer_processes=2)
     cores = os.cpu_count()
@@ -390,7 +392,7 @@ def test_wordpiece_transform_counts_unknown_tokens(artifacts, tmp_path):
     """A WordPiece tokenizer (the tf-text engine) trained on one corpus, applied to
     documents with characters it never saw: each unseen character is one [UNK] (BERT's
     basic tokenization makes each CJK character a word), and the rate is per text token."""
-    from models.tokenizer_info import read_info
+    from pipeline.core.contracts.tokenizer import read_info
 
     run_tokenizer(tmp_path, artifacts / "documents", tmp_path / "wordpiece", type="wordpiece",
                   vocab_size=400)

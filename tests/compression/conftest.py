@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.config import PruneConfig
+from pipeline.core.config import PruneConfig
 from tests.compression import helpers
 
 # Pruning from step 2 to 10, updating every 4 steps (2, 6, 10), to 50%.

@@ -6,8 +6,8 @@ import gzip
 import json
 from pathlib import Path
 
-from pipeline.artifacts import Artifact
-from pipeline.config import ModelConfig, TaskConfig, TrainConfig
+from pipeline.core.artifacts import Artifact
+from pipeline.core.config import ModelConfig, TaskConfig, TrainConfig
 from tests.conftest import tiny_documents
 from tests.models import lm_data
 

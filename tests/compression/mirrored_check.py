@@ -19,11 +19,11 @@ def main() -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    from components.training.distill import Distiller
-    from components.training.pruning import Pruner, Schedule
-    from components.training.strategy import make_strategy
-    from pipeline.config import TrainConfig
-    from tests.components.training.helpers import make_trainer, repeat
+    from components.train.distill import Distiller
+    from components.train.pruning import Pruner, Schedule
+    from components.train.strategy import make_strategy
+    from pipeline.core.config import TrainConfig
+    from tests.components.train.helpers import make_trainer, repeat
     from tests.compression.helpers import TEACHER
     from tests.compression.test_pruning import _batch
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from tests.conftest import build_config, run_lmpipe, tiny_raw_config
 
 BASE = {"data": {"inputs": ["corpus/*.jsonl"]}}

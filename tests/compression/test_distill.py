@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline.config import DistillConfig, PruneConfig, TrainConfig
-from pipeline.errors import ConfigError
+from pipeline.core.config import DistillConfig, PruneConfig, TrainConfig
+from pipeline.core.errors import ConfigError
 from tests.compression import helpers
 
 
@@ -31,7 +31,7 @@ def _numpy_loss(student, teacher, targets, alpha, temperature):
 def test_loss_and_its_gradient_match_numpy(alpha, temperature):
     import tensorflow as tf
 
-    from components.training.distill import distillation_loss
+    from components.train.distill import distillation_loss
     from models.masking import token_nll
 
     rng = np.random.default_rng(3)
@@ -54,9 +54,9 @@ def test_loss_and_its_gradient_match_numpy(alpha, temperature):
 
 
 def test_alpha_zero_trains_exactly_as_without_a_teacher():
-    from components.training.distill import Distiller
-    from components.training.strategy import make_strategy
-    from tests.components.training.helpers import make_trainer, repeat, weights
+    from components.train.distill import Distiller
+    from components.train.strategy import make_strategy
+    from tests.components.train.helpers import make_trainer, repeat, weights
     from tests.compression.test_pruning import _batch
 
     strategy, _ = make_strategy("default")
@@ -77,8 +77,8 @@ def test_alpha_zero_trains_exactly_as_without_a_teacher():
 
 
 def test_latest_pushed_resolves_to_the_newest_version_unless_it_is_our_own(tmp_path):
-    from components.training.distill import resolve
-    from components.training.warm_start import resolve as warm_resolve
+    from components.train.distill import resolve
+    from pipeline.core.contracts.model import resolve as warm_resolve
 
     serving = tmp_path / "serving"
     with pytest.raises(ConfigError, match="'train.distill.teacher': 'latest_pushed' needs a "
@@ -107,7 +107,7 @@ def test_latest_pushed_resolves_to_the_newest_version_unless_it_is_our_own(tmp_p
 
 
 def test_a_teacher_with_another_tokenizer_is_a_config_error(trained, tmp_path):
-    from components.training.distill import resolve
+    from components.train.distill import resolve
 
     teacher = trained[1]
     helpers.write_inputs(tmp_path, vocab_size=383)
@@ -125,7 +125,7 @@ def test_a_distilled_student_beats_the_same_student_without_a_teacher(tmp_path):
     """Same student, seed, data order and tokens; only the loss differs. Measured here: a
     gap of 0.08-0.09 nats on seeds 0-2 (eval loss about 3.1-3.2); the test asks for 0.03
     on two seeds."""
-    from components.training.distill import resolve
+    from components.train.distill import resolve
 
     helpers.write_inputs(tmp_path)
     teacher_train = replace(helpers.TRAIN, steps=120, learning_rate=1e-2)
@@ -147,7 +147,7 @@ def test_a_distilled_pruned_run_records_its_teacher_and_resumes_exactly(trained,
     """Checkpoints at 4, 8, 12; the masks are fixed after step 6. Resuming at 8 must end
     with the very weights of the uninterrupted run: without restored masks the pruned
     weights would come back to life at step 9 (the teacher is rebuilt, not checkpointed)."""
-    from components.training.distill import resolve
+    from components.train.distill import resolve
 
     root, teacher_dir, _ = trained
     teacher = resolve(str(teacher_dir), "unused", "key")

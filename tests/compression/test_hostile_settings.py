@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from tests.conftest import build_config, run_lmpipe, tiny_raw_config
 
 
@@ -65,11 +65,11 @@ def _classifier_model(tmp_path):
 
 @pytest.mark.parametrize("variant", ["float", "quantized"])
 def test_task_evaluate_judges_the_export_push_publishes(tmp_path, variant):
-    from components import task_evaluate
-    from components.evaluation.serving_dir import saved_model_digest
-    from models.quantize import VARIANT_DIRS
-    from pipeline.artifacts import Artifact
-    from pipeline.config import EvaluationConfig, PushConfig, TaskConfig
+    from components.evaluate import task as task_evaluate
+    from pipeline.core.contracts.serving_dir import saved_model_digest
+    from pipeline.core.contracts.model import VARIANT_DIRS
+    from pipeline.core.artifacts import Artifact
+    from pipeline.core.config import EvaluationConfig, PushConfig, TaskConfig
     from pipeline.local_runner import Runtime
     from tests.tasks import task_fixtures
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import ModelConfig, PruneConfig, TrainConfig
-from pipeline.errors import ConfigError
+from pipeline.core.config import ModelConfig, PruneConfig, TrainConfig
+from pipeline.core.errors import ConfigError
 
 SCHEDULE = dict(target=0.6, initial=0.1, begin=4, end=16, frequency=5, power=3.0)
 
@@ -21,7 +21,7 @@ def _reference_sparsity(step: int) -> float:
 
 
 def test_schedule_is_tf_mot_polynomial_decay_and_always_reaches_the_target():
-    from components.training.pruning import Schedule, make_schedule
+    from components.train.pruning import Schedule, make_schedule
 
     schedule = Schedule(**SCHEDULE)
     for step in range(25):
@@ -38,7 +38,7 @@ def test_schedule_is_tf_mot_polynomial_decay_and_always_reaches_the_target():
 
 
 def test_magnitude_mask_zeroes_exactly_the_smallest_weights():
-    from components.training.pruning import magnitude_mask
+    from components.train.pruning import magnitude_mask
 
     rng = np.random.default_rng(0)
     weights = rng.normal(size=(6, 7)).astype(np.float32)
@@ -53,9 +53,9 @@ def test_magnitude_mask_zeroes_exactly_the_smallest_weights():
 
 @pytest.mark.parametrize("family", ["gpt", "llama", "bert"])
 def test_only_the_blocks_dense_kernels_are_pruned(family):
-    from components.training.pruning import prunable_variables
+    from components.train.pruning import prunable_variables
     from models.factory import build_model
-    from pipeline.config import TaskConfig
+    from pipeline.core.config import TaskConfig
 
     model = build_model(ModelConfig(family=family, num_layers=2, hidden_dim=16, num_heads=2,
                                     max_sequence_length=32), TaskConfig(), 64)
@@ -67,9 +67,9 @@ def test_only_the_blocks_dense_kernels_are_pruned(family):
 
 
 def _trainer_with_pruner(schedule_kwargs: dict, steps: int):
-    from components.training.pruning import Pruner, Schedule
-    from components.training.strategy import make_strategy
-    from tests.components.training.helpers import make_trainer
+    from components.train.pruning import Pruner, Schedule
+    from components.train.strategy import make_strategy
+    from tests.components.train.helpers import make_trainer
 
     strategy, _ = make_strategy("default")
     config = TrainConfig(steps=steps, batch_size=8, learning_rate=3e-2, warmup_steps=0)
@@ -86,7 +86,7 @@ def _batch():
 
 
 def test_training_follows_the_schedule_and_pruned_weights_stay_exactly_zero():
-    from tests.components.training.helpers import repeat
+    from tests.components.train.helpers import repeat
 
     trainer = _trainer_with_pruner(SCHEDULE, 30)
     pruner = trainer.pruner
@@ -117,7 +117,7 @@ def test_training_follows_the_schedule_and_pruned_weights_stay_exactly_zero():
 
 
 def test_without_a_due_step_no_weight_is_touched():
-    from tests.components.training.helpers import repeat
+    from tests.components.train.helpers import repeat
 
     trainer = _trainer_with_pruner({**SCHEDULE, "begin": 10, "end": 20}, 30)
     trainer.run_steps(iter(repeat(_batch())), 9)

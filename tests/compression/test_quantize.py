@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import ModelConfig, TaskConfig
+from pipeline.core.config import ModelConfig, TaskConfig
 
 # The int8 export's eval perplexity may differ from the float one's by at most this
 # fraction (measured here: well under 0.1%; on the demo corpus see docs/compression.md).
@@ -84,7 +84,7 @@ def test_train_summary_describes_both_exports(trained):
 
 
 def test_the_pruned_model_reports_the_sparsity_it_has(trained):
-    from components.training.pruning import prunable_variables
+    from components.train.pruning import prunable_variables
     from models.factory import load_model
 
     _, model, _ = trained

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import DistillConfig
+from pipeline.core.config import DistillConfig
 from tests.compression import helpers
 from tests.conftest import build_config, tiny_raw_config
 from tests.report_reader import lookup, read_report
@@ -80,7 +80,7 @@ def _assert_matches(metrics: dict, sums: dict) -> None:
 
 @pytest.mark.slow
 def test_distill_from_the_pushed_teacher_and_ship_the_int8_student(trained):
-    from components.evaluation import serving_dir
+    from pipeline.core.contracts import serving_dir
     from components.train import resolve_teacher
 
     root, teacher_model, _ = trained

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from tests.compression import helpers
 
 # One step at a negligible rate: only the start matters here.
@@ -28,7 +28,7 @@ def _push_int8(model_dir, serving_dir):
 
 
 def test_an_int8_export_is_refused_as_a_warm_start_in_one_line(trained, tmp_path):
-    from components.training.warm_start import resolve
+    from pipeline.core.contracts.model import resolve
 
     root, model_dir, _ = trained
     version = _push_int8(model_dir, tmp_path / "serving")
@@ -48,7 +48,7 @@ def test_an_int8_export_is_refused_as_a_warm_start_in_one_line(trained, tmp_path
 
 
 def test_the_float_export_beside_it_still_warm_starts(trained, tmp_path):
-    from components.training.warm_start import resolve
+    from pipeline.core.contracts.model import resolve
 
     root, model_dir, _ = trained
     summary = helpers.run_train(root, tmp_path / "out", helpers.TEACHER, STILL,

@@ -47,7 +47,7 @@ def tiny_model(family: str, seed: int = 0, vocabulary_size: int = 384, **overrid
     import keras
 
     from models.factory import build_model
-    from pipeline.config import ModelConfig, TaskConfig
+    from pipeline.core.config import ModelConfig, TaskConfig
 
     args = dict(family=family, num_layers=1, hidden_dim=16, num_heads=2, max_sequence_length=64)
     args.update(overrides)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.tokenizer_info import TokenizerInfo, write_info
+from pipeline.core.contracts.tokenizer import TokenizerInfo, write_info
 from tests.conftest import tiny_documents
 
 SEQUENCE_LENGTH = 32

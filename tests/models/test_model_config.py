@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from tests.conftest import build_config, run_lmpipe, tiny_raw_config
 
 

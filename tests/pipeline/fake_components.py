@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from pipeline.component import ComponentSpec
+from pipeline.core.component import ComponentSpec
 from pipeline.dag import Node
 
 ALPHA = ComponentSpec(name="alpha", module=__name__, inputs={}, outputs={"out": "Thing"},

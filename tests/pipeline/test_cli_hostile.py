@@ -17,11 +17,11 @@ import time
 import pytest
 import yaml
 
-from pipeline.config import LmpipeConfig
-from pipeline.configio import apply_overrides, build, load_config, parse_yaml
+from pipeline.core.config import LmpipeConfig
+from pipeline.core.configio import apply_overrides, build, load_config, parse_yaml
 from pipeline.entrypoint import parse_pairs, run_component
-from pipeline.errors import ConfigError, UsageError
-from pipeline.metadata import MetadataStore
+from pipeline.core.errors import ConfigError, UsageError
+from pipeline.core.metadata import MetadataStore
 from tests.conftest import REPO, build_config, run_lmpipe, tiny_raw_config
 from tests.pipeline import fake_components
 

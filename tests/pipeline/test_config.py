@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import LmpipeConfig
-from pipeline.configio import apply_overrides, build, dump_yaml, load_config, parse_yaml, to_dict
-from pipeline.errors import ConfigError, UsageError
+from pipeline.core.config import LmpipeConfig
+from pipeline.core.configio import apply_overrides, build, dump_yaml, load_config, parse_yaml, to_dict
+from pipeline.core.errors import ConfigError, UsageError
 from tests.conftest import REPO, run_lmpipe
 
 MINIMAL = {"data": {"inputs": ["corpus/*.jsonl"]}}

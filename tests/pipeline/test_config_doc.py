@@ -9,9 +9,9 @@ import types
 import typing
 
 from pipeline import config_doc
-from pipeline.config import LmpipeConfig, config_dataclass
-from pipeline.configio import build, parse_yaml, to_dict
-from pipeline.errors import ConfigError
+from pipeline.core.config import LmpipeConfig, config_dataclass
+from pipeline.core.configio import build, parse_yaml, to_dict
+from pipeline.core.errors import ConfigError
 from tests.conftest import REPO
 
 

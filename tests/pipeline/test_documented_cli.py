@@ -83,7 +83,7 @@ def test_every_module_and_flag_the_docs_run_exists(path):
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
 def test_every_repository_path_the_docs_name_exists(path):
-    """`components/data/examples.py`, `bench/measurements/tuning/`, `configs/vertex.yaml`,
+    """`components/transform/examples.py`, `bench/measurements/tuning/`, `configs/vertex.yaml`,
     `bench/measurements/tuning/table-full-500k-*.json` (a glob matches a file): the paths a
     reader is sent to (what commands write, such as `runs/`, aside)."""
     made = {"runs", "demo", "build"}  # what commands write (.gitignore), absent from a clone

@@ -1,4 +1,4 @@
-"""One component run alone (what `python -m components.<name>` and a Vertex step execute)."""
+"""One component run alone (what `lmpipe component NAME` and a Vertex step execute)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import pytest
 
 from pipeline.entrypoint import parse_pairs, run_component
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
 from pipeline.local_runner import ComponentFailed
 from tests.conftest import build_config
 from tests.pipeline import fake_components
@@ -151,18 +151,3 @@ def test_a_replica_other_than_the_chief_leaves_the_outputs_alone(tmp_path, monke
     run_component("beta", config, {"thing": a}, {"out": str(out)}, nodes=nodes)
     assert (out / "chief.txt").read_text() == "the chief's"
     assert not (out / ".lmpipe-output.json").exists()
-
-
-def test_a_component_module_has_help_of_its_own():
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
-    result = subprocess.run([sys.executable, "-m", "components.ingest", "--help"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: python -m components.ingest [-h] --config CONFIG")
-    assert "positional arguments" not in result.stdout
-    assert "--output NAME=URI" in result.stdout
-    assert "outputs: documents (Documents)" in result.stdout

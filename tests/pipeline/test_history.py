@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from pipeline.artifacts import Artifact
+from pipeline.core.artifacts import Artifact
 from pipeline.history import format_runs, pushed_version, run_data
-from pipeline.metadata import MetadataStore
+from pipeline.core.metadata import MetadataStore
 from tests.conftest import run_lmpipe
 
 ORDER = ["ingest", "tokenizer", "train", "evaluate", "push"]

@@ -12,10 +12,10 @@ import os
 
 import pytest
 
-from pipeline.artifacts import Artifact
-from pipeline.errors import UsageError
+from pipeline.core.artifacts import Artifact
+from pipeline.core.errors import UsageError
 from pipeline.history import format_lineage
-from pipeline.metadata import MetadataStore
+from pipeline.core.metadata import MetadataStore
 from tests.conftest import run_lmpipe
 
 RAW = "/data/corpus/*.jsonl"

@@ -79,8 +79,8 @@ def test_run_record_survives_in_the_store(tmp_path):
 def test_an_outside_input_changed_in_place_is_described_as_it_is_now(tmp_path):
     """A serving version wiped and pushed to again is the same URI with new content: the
     store's row follows the content (its run id), and an unchanged input keeps its row."""
-    from pipeline.artifacts import Artifact
-    from pipeline.metadata import MetadataStore
+    from pipeline.core.artifacts import Artifact
+    from pipeline.core.metadata import MetadataStore
 
     store = MetadataStore(str(tmp_path / "metadata.sqlite"))
     store.start_run("r1", {})

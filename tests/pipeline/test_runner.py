@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from pipeline.errors import LockedError, UsageError
+from pipeline.core.errors import LockedError, UsageError
 from pipeline.local_runner import ComponentFailed, run_pipeline
 from pipeline.lock import RootLock
 from tests.conftest import build_config
@@ -119,7 +119,7 @@ def test_failed_step_publishes_nothing_and_the_next_run_redoes_it(tmp_path):
 
 
 def test_an_interrupted_run_is_recorded_failed_and_publishes_nothing(tmp_path):
-    from pipeline.metadata import MetadataStore
+    from pipeline.core.metadata import MetadataStore
 
     with pytest.raises(KeyboardInterrupt):
         _run(_config(tmp_path, train={"seed": 15}))
@@ -133,7 +133,7 @@ def test_an_interrupted_run_is_recorded_failed_and_publishes_nothing(tmp_path):
 def test_a_run_whose_process_died_is_recorded_failed_by_the_next_run(tmp_path):
     # SIGKILL leaves no chance to write anything: the next run, holding the root's lock,
     # knows that no other process is running and closes the dead run's record.
-    from pipeline.metadata import MetadataStore
+    from pipeline.core.metadata import MetadataStore
 
     config = _config(tmp_path)
     store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from components.data import task_examples
+from components.transform import task_examples
+from pipeline.core.contracts import examples
 
 WINDOW = 8
 
@@ -36,11 +37,11 @@ def write_examples(directory: Path, records: list[dict], task: dict) -> Path:
         for record in records:
             ints = {k: v for k, v in record.items() if k not in strings}
             texts = {k: record.get(k, "") for k in strings
-                     if k in task_examples.features(WINDOW, task["type"])}
+                     if k in examples.features(WINDOW, task["type"])}
             writer.write(task_examples.encode_example(ints, texts))
     splits = {"eval": {"shards": ["eval-00000-of-00001.tfrecord"], "examples": len(records)},
               "train": {"shards": [], "examples": 0}}
-    spec = task_examples.feature_spec(WINDOW, 0, "none", splits, [128], task)
+    spec = examples.feature_spec(WINDOW, 0, "none", splits, [128], task)
     (directory / "feature_spec.json").write_text(json.dumps(spec))
     return directory
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.config import ModelConfig, TaskConfig, TrainConfig
-from pipeline.errors import UsageError
+from pipeline.core.config import ModelConfig, TaskConfig, TrainConfig
+from pipeline.core.errors import UsageError
 
 MODEL = ModelConfig(num_layers=1, hidden_dim=16, num_heads=2, max_sequence_length=32)
 VOCAB = 96
@@ -32,8 +32,8 @@ def _values(variables) -> list[np.ndarray]:
 def test_the_backbone_stays_frozen_for_exactly_its_steps_then_trains():
     import tensorflow as tf
 
-    from components.training import optimization, tasks
-    from components.training.loop import Trainer
+    from components.train import optimization, tasks
+    from components.train.loop import Trainer
     from models.objectives import objective_for
 
     strategy = tf.distribute.get_strategy()
@@ -62,7 +62,7 @@ def test_the_backbone_stays_frozen_for_exactly_its_steps_then_trains():
 
 
 def test_no_freezer_unless_a_classifier_asks_for_one():
-    from components.training import tasks
+    from components.train import tasks
 
     model = _classifier(0)
     assert tasks.freezer(model, TaskConfig(type="classification")) is None
@@ -90,7 +90,7 @@ def _pretrained(tmp_path, tokenizer_sha: str):
 
 @pytest.mark.parametrize("source", ["lm", "lm/model.keras"])
 def test_a_classifier_warm_starts_from_the_backbone_of_a_pretrained_lm(tmp_path, source):
-    from components.training import tasks
+    from components.train import tasks
 
     lm = _pretrained(tmp_path, "a" * 64)
     classifier = _classifier(5)
@@ -108,7 +108,7 @@ def test_a_classifier_warm_starts_from_the_backbone_of_a_pretrained_lm(tmp_path,
 def test_a_backbone_of_another_shape_is_refused_in_one_line(tmp_path):
     import keras
 
-    from components.training import tasks
+    from components.train import tasks
     from models.factory import build_model
 
     _pretrained(tmp_path, "a" * 64)

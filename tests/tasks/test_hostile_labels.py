@@ -30,7 +30,7 @@ def _labels(tmp_path, label_of) -> dict:
 
 def _train_count(label_of, label: str) -> int:
     """How many train documents carry `label` (the split is a hash of the text)."""
-    from components.data.cleaning import assign_split
+    from components.ingest.cleaning import assign_split
 
     return sum(1 for r in _records(label_of)
                if r["label"] == label and assign_split(r["text"], "lmpipe", 0.2) == "train")
@@ -63,7 +63,7 @@ def test_unicode_and_number_labels_are_one_line_each_in_labels_txt(tmp_path):
 
 
 def test_one_train_class_stops_the_run(tmp_path):
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
     from pipeline.local_runner import ComponentFailed
 
     with pytest.raises((UsageError, ComponentFailed), match=r"the train split has 1 distinct "

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from components.data.cleaning import assign_split
+from components.ingest.cleaning import assign_split
 from tests.conftest import build_config, tiny_documents, tiny_raw_config, write_jsonl
 
 SALT, FRACTION = "lmpipe", 0.2
@@ -116,7 +116,7 @@ def test_a_label_that_is_also_the_domain_keeps_every_value_past_max_domains(tmp_
     largest label or `(other)`."""
     import tensorflow as tf
 
-    from components.data.domains import OTHER_DOMAIN
+    from components.shared.domains import OTHER_DOMAIN
     from pipeline.local_runner import run_pipeline
 
     records = [{"text": d["text"], "label": d["domain"]} for d in tiny_documents()]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.data import labels
+from components.labels import vocabulary as labels
 
 
 def _doc(meta: dict, domain: str = "") -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.data import task_examples
+from components.transform import task_examples
 
 
 def _batch():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.data import task_examples
+from components.transform import task_examples
+from pipeline.core.contracts import examples
 
 BOS, EOS, PAD = 2, 3, 0
 
@@ -51,7 +52,7 @@ def test_encoded_examples_parse_back_with_tensorflow():
         {"token_ids": framed["token_ids"], "segment_ids": framed["segment_ids"],
          "num_bytes": [1234567], "target_start": [framed["target_start"]]},
         {"domain": "ünï", "input_text": "in", "target_text": "", "length_bucket": "0-127"})
-    spec = task_examples.features(12, "text_to_text")
+    spec = examples.features(12, "text_to_text")
     description = {name: tf.io.FixedLenFeature(f["shape"], tf.int64 if f["dtype"] == "int64"
                                                else tf.string) for name, f in spec.items()}
     parsed = tf.io.parse_single_example(record, description)

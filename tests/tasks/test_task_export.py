@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from components.data import task_examples
-from pipeline.config import ModelConfig, TaskConfig
+from components.transform import task_examples
+from pipeline.core.config import ModelConfig, TaskConfig
 from tests.models import lm_data
 
 WINDOW = 24

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import EvaluationConfig, TaskConfig
+from pipeline.core.config import EvaluationConfig, TaskConfig
 from tests.tasks import task_fixtures
 
 LABELS = ["asyncio", "email", "logging", "xml"]
@@ -17,7 +17,7 @@ BEAM_ARGS = ("--direct_running_mode=in_memory",)
 
 
 def _evaluate(tmp_path, name: str, task: TaskConfig, model: str, examples, labels: list[str]):
-    from components.evaluation import analysis, blessing, task_analysis
+    from components.evaluate import analysis, blessing, task_analysis
 
     evaluation = EvaluationConfig(batch_size=16)
     eval_config = task_analysis.build_eval_config(task, evaluation, ["domain"],
@@ -43,7 +43,7 @@ def classification(tmp_path_factory):
 
 
 def test_classification_metrics_match_a_direct_count(classification):
-    from components.evaluation import task_analysis
+    from components.evaluate import task_analysis
 
     tmp_path, table, records, examples, model = classification
     reference = task_fixtures.reference_classification(table, records)

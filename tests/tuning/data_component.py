@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from components import tune
-from pipeline.component import ComponentSpec
+from pipeline.core.component import ComponentSpec
 from pipeline.dag import Node
 
 SPEC = ComponentSpec(name="transform", module=__name__, inputs={},

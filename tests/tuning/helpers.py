@@ -36,7 +36,7 @@ def config(tmp_path: Path, **tuning):
 def run_tune(config, examples: Path, tokenizer: Path, output: Path) -> dict:
     """Run the tune component in this process (as the local runner would)."""
     from components import tune
-    from pipeline.artifacts import Artifact
+    from pipeline.core.artifacts import Artifact
     from pipeline.local_runner import Runtime
 
     output.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ TUNING = {"enabled": False, "max_trials": 2, "tokens_per_trial": 4000,
 def test_lmpipe_tune_then_train_takes_the_best_values(tmp_path, tiny_corpus):
     from pipeline.local_runner import run_pipeline
     from tests.conftest import tiny_raw_config
-    from tuning.command import cached_inputs
+    from pipeline.tune_command import cached_inputs
 
     raw = {**tiny_raw_config(tmp_path, tiny_corpus), "tuning": TUNING}
     path = tmp_path / "pipeline.yaml"
@@ -71,7 +71,7 @@ def _train_summary(record: dict) -> dict:
 
 
 def _component_command(config: Path, examples: Path, tokenizer: Path, out: Path) -> list:
-    return [sys.executable, "-m", "components.tune", "--config", str(config),
+    return [sys.executable, "-m", "pipeline.cli", "component", "tune", "--config", str(config),
             "--input", f"examples={examples}", "--input", f"tokenizer={tokenizer}",
             "--output", f"hyperparameters={out}"]
 

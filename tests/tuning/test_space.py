@@ -9,7 +9,7 @@ import math
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from tests.conftest import run_lmpipe
 from tests.tuning import helpers
 
@@ -190,7 +190,7 @@ def test_keras_tuner_variables_from_vertex_cluster_spec_and_edge_cases():
       "KERASTUNER_TUNER_ID": "worker0"}, "KERASTUNER_ORACLE_PORT=abc: expected a port number"),
 ])
 def test_keras_tuner_variables_that_cannot_make_a_sweep_are_refused(environ, message):
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
     from tuning.distributed import role
 
     with pytest.raises(UsageError, match=message):

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from pipeline.cli import build_parser  # noqa: E402
-from pipeline.configio import load_config  # noqa: E402
+from pipeline.core.configio import load_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE_DAG = "tests.pipeline.fake_components:create_pipeline"

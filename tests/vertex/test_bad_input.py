@@ -12,7 +12,7 @@ import re
 import pytest
 
 from pipeline import cli
-from pipeline.config import ScheduleConfig, VertexConfig, cloud
+from pipeline.core.config import ScheduleConfig, VertexConfig, cloud
 from pipeline.vertex import checks
 from tests.conftest import run_lmpipe
 from tests.vertex.conftest import VERTEX_SETS, default_config, read_spec

@@ -10,8 +10,8 @@ import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline.config import TrainConfig, VertexMachineConfig
-from pipeline.configio import load_config, to_dict
+from pipeline.core.config import TrainConfig, VertexMachineConfig
+from pipeline.core.configio import load_config, to_dict
 from pipeline.dag import create_pipeline
 from pipeline.vertex.dataflow import dataflow_args
 from pipeline.vertex_runner import compile_pipeline
@@ -68,7 +68,7 @@ def test_each_task_runs_its_component_entry_point_with_the_compiled_config(tmp_p
             continue
         image, command, args = step_command(spec, node.name)
         assert image == config.vertex.image
-        assert command == ["python", "-m", f"components.{node.name}"]
+        assert command == ["lmpipe", "component", node.name]
         config_args, inputs, outputs = split_args(args)
         rebuilt = config_from_args(node.name, config_args)
         expected = _without_orchestrator(config)
@@ -153,7 +153,7 @@ def test_replicas_are_a_chief_pool_and_a_worker_pool():
     from pipeline.vertex.steps import Step
 
     config = default_config()
-    step = Step(name="train", module="components.train", inputs={}, input_types={},
+    step = Step(name="train", inputs={}, input_types={},
                 outputs={"model": "Model"}, argv=("--config", "/dev/null"))
     machine = VertexMachineConfig(machine_type="ct5lp-hightpu-4t", replica_count=3,
                                   tpu_topology="4x4")
@@ -163,7 +163,7 @@ def test_replicas_are_a_chief_pool_and_a_worker_pool():
     assert [p["replica_count"] for p in pools] == [1, 2]
     for pool in pools:
         assert pool["machine_spec"] == {"machine_type": "ct5lp-hightpu-4t", "tpu_topology": "4x4"}
-        assert pool["container_spec"]["command"] == ["python", "-m", "components.train"]
+        assert pool["container_spec"]["command"] == ["lmpipe", "component", "train"]
 
 
 @pytest.mark.skipif("multi_worker" not in typing.get_args(

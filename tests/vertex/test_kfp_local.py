@@ -85,15 +85,15 @@ def test_local_tasks_get_the_arguments_of_the_vertex_containers(tmp_path):
         constants = local["root"]["dag"]["tasks"][task]["inputs"]["parameters"]
         assert constants["dag"]["runtimeValue"]["constant"] == FAKE_DAG
         _, command, args = step_command(vertex, task)
-        assert command == ["python", "-m", "tests.pipeline.fake_components"]
+        assert command == ["lmpipe", "component", task]
         assert constants["argv"]["runtimeValue"]["constant"] == split_args(args)[0]
 
 
 @pytest.mark.slow
 def test_kfp_local_runs_the_real_dag_to_a_pushed_model(tmp_path):
-    from components.data.cleaning import document_id, split_of
-    from components.evaluation.serving_dir import saved_model_digest
-    from components.training.warm_start import tokenizer_digest
+    from components.ingest.cleaning import document_id, split_of
+    from pipeline.core.contracts.serving_dir import saved_model_digest
+    from pipeline.core.contracts.tokenizer import tokenizer_digest
     from tests.conftest import write_jsonl
 
     corpus = write_jsonl(tmp_path / "corpus" / "corpus.jsonl", tiny_documents()).parent

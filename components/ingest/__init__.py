@@ -1,0 +1,152 @@
+"""ingest (TFX ExampleGen): raw text files -> cleaned documents split into train and eval.
+
+Input `raw` is resolved from `data.inputs` (files, directories, globs on any Beam
+filesystem; .txt and .jsonl, optionally .gz or .bz2). Output `documents/` holds
+`train-*.jsonl.gz` and `eval-*.jsonl.gz` shards of `{"text", "domain", "meta"}` records,
+cleaned, deduplicated and sorted by content hash, and `stats.json` with every drop counted
+by reason and every skipped file (binary, not UTF-8, corrupt) named (see
+`pipeline/core/files.py`, `cleaning.py`). The split of a document
+depends only on its text and `data.split_salt`.
+"""
+
+from __future__ import annotations
+
+from pipeline.core.component import ComponentSpec
+
+# When nothing is left: the setting behind a drop reason, named when that reason dropped
+# the most records, and what to say (formatted with the count `n`, `read` and the config).
+_CULPRITS = {
+    "missing_text_field": ("text_field", "{n} of {read} records have no field "
+                                         "{data.text_field!r}"),
+    "text_not_string": ("text_field", "{n} of {read} records have a {data.text_field!r} "
+                                      "that is not a string"),
+    "too_short": ("min_chars", "{n} of {read} documents are shorter than {data.min_chars} "
+                               "characters"),
+    "invalid_utf8": ("invalid_utf8", "{n} of {read} records are not UTF-8 "
+                                     "(data.invalid_utf8=replace keeps them, bad bytes replaced)"),
+}
+
+
+def resolve_raw(config, inputs):
+    """The `RawFiles` artifact for `data.inputs` (its fingerprint enters the cache key)."""
+    from components.ingest.sources import resolve_raw_files
+
+    return resolve_raw_files(config.data.inputs)
+
+
+SPEC = ComponentSpec(
+    name="ingest",
+    module="components.ingest",
+    inputs={},
+    outputs={"documents": "Documents"},
+    config=("data",),
+    resolvers={"raw": resolve_raw},
+)
+
+
+def run(inputs, outputs, runtime, data):
+    """Read, clean and split the raw files into the documents artifact.
+
+    Args:
+        inputs: `raw`, the `RawFiles` artifact (properties `files`, `sizes`, `bytes`).
+        outputs: `documents`, the directory to write.
+        runtime: the run's `Runtime` (Beam options in `beam_args`).
+        data: the `DataConfig`.
+
+    Returns:
+        Small properties of the documents artifact (per-split counts).
+
+    Raises:
+        UsageError: nothing is left after cleaning, a split is empty, or cleaning dropped
+            more than `data.max_dropped_fraction` of the records.
+    """
+    import apache_beam as beam
+
+    from pipeline.core.contracts import documents
+    from pipeline.core.beam import pipeline_options
+    from components.ingest.beam import build_ingest
+
+    raw = inputs["raw"]
+    out = outputs["documents"]
+    sources = list(zip(raw.properties["files"], raw.properties["sizes"]))
+    runtime.log(f"[ingest] {len(sources)} files, {raw.properties['bytes']} bytes")
+    with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
+        build_ingest(pipeline, sources, data, out)
+    stats = documents.read_stats(out)
+    _log_drops(stats, runtime)
+    _check_nonempty(stats, data)
+    return {"documents": {split: stats["splits"][split]["documents"] for split in documents.SPLITS}}
+
+
+def _log_drops(stats: dict, runtime) -> None:
+    runtime.log(f"[ingest] {stats['documents_read']} read, {stats['documents_kept']} kept; "
+                f"dropped: {_listed(stats['dropped'])}")
+    for skipped in stats["files"]["skipped"]:
+        why = "binary" if skipped["reason"] == "binary" else "not UTF-8"
+        runtime.log(f"[ingest] skipped {why} file {skipped['path']} (judged by its first "
+                    f"bytes)")
+    for corrupt in stats["files"]["corrupt"]:
+        runtime.log(f"[ingest] skipped the rest of corrupt file {corrupt['path']} "
+                    f"({corrupt['error']})")
+
+
+def _check_nonempty(stats: dict, data) -> None:
+    from pipeline.core.errors import UsageError
+
+    if stats["documents_kept"] == 0:
+        raise UsageError(_nothing_left(stats, data))
+    _check_dropped_share(stats, data)
+    for split in ("train", "eval"):
+        if stats["splits"][split]["documents"] == 0:
+            raise UsageError(f"data.eval_fraction={data.eval_fraction} leaves the {split} split "
+                             f"empty ({stats['documents_kept']} documents kept); "
+                             f"change data.eval_fraction or add documents")
+
+
+def _check_dropped_share(stats: dict, data) -> None:
+    """Refuse a corpus that cleaning mostly dropped (`data.max_dropped_fraction`)."""
+    from pipeline.core.errors import UsageError
+
+    limit, read = data.max_dropped_fraction, stats["documents_read"]
+    dropped = {reason: n for reason, n in stats["dropped"].items()
+               if n and reason != "duplicate"}
+    total = sum(dropped.values())
+    if limit is None or not read or total / read <= limit:
+        return
+    message = (f"data.max_dropped_fraction: cleaning dropped {total} of {read} records read "
+               f"({total / read:.1%}, duplicates aside; the limit is {limit:g}): "
+               f"{_listed(dropped)}")
+    culprit = _culprit(dropped, read, data)
+    raise UsageError(message + (f"; {culprit[1]}" if culprit else ""))
+
+
+def _nothing_left(stats: dict, data) -> str:
+    """The error for a corpus that cleaning emptied, naming the setting most likely at
+    fault: the one behind the commonest drop reason, else `data.inputs`."""
+    from components.ingest.cleaning import FILE_SKIP_REASONS
+
+    dropped = {reason: n for reason, n in stats["dropped"].items() if n}
+    message = (f"no documents left after cleaning ({stats['documents_read']} read; dropped: "
+               f"{_listed(dropped)}")
+    skipped = [f"{reason}={stats['files'][reason]}" for reason in FILE_SKIP_REASONS
+               if stats["files"][reason]]
+    skipped += [f"corrupt={len(stats['files']['corrupt'])}"] if stats["files"]["corrupt"] else []
+    message += f"; files skipped: {', '.join(skipped)})" if skipped else ")"
+    culprit = _culprit(dropped, stats["documents_read"], data)
+    if culprit is None:
+        return f"data.inputs: {message}"
+    key, why = culprit
+    return f"data.{key}: {message}: {why}"
+
+
+def _culprit(dropped: dict, read: int, data) -> tuple[str, str] | None:
+    """(the setting, what to say) behind the commonest drop reason, when one is known."""
+    commonest = max(dropped, key=dropped.get, default=None)
+    if commonest not in _CULPRITS:
+        return None
+    key, why = _CULPRITS[commonest]
+    return key, why.format(n=dropped[commonest], read=read, data=data)
+
+
+def _listed(dropped: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "none"

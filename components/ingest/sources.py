@@ -1,0 +1,137 @@
+"""Matching `data.inputs` on any Beam filesystem, and the raw input artifact.
+
+A pattern is a file, a directory (every supported file below it) or a glob. Matching
+goes through `FileSystems.match`, so `gs://` works as local paths do.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+import stat
+
+from pipeline.core.artifacts import Artifact
+from pipeline.core.errors import UsageError
+
+FORMATS = (".txt", ".jsonl")
+COMPRESSIONS = ("", ".gz", ".bz2")
+_GLOB = re.compile(r"[*?\[]")
+
+
+def file_format(path: str) -> str | None:
+    """`txt` or `jsonl` for a supported file name (optionally .gz/.bz2), else None."""
+    name = path.lower()
+    for compression in COMPRESSIONS:
+        for fmt in FORMATS:
+            if name.endswith(fmt + compression):
+                return fmt[1:]
+    return None
+
+
+def _supported_names() -> str:
+    return ", ".join(f + c for f in FORMATS for c in COMPRESSIONS)
+
+
+def match_pattern(pattern: str) -> list:
+    """The files one input pattern stands for.
+
+    Args:
+        pattern: a path, a directory or a glob.
+
+    Returns:
+        `FileMetadata` of the matched files (supported formats only for a directory).
+
+    Raises:
+        UsageError: nothing matched, or a named file has an unsupported format.
+    """
+    found = []
+    # A local path that exists is meant literally, even with glob characters in its name.
+    literal = _is_local(pattern) and os.path.exists(pattern)
+    escaped = glob.escape(pattern) if literal else pattern
+    if literal or not _GLOB.search(pattern):
+        below = _match(escaped.rstrip("/") + "/**", pattern)
+        found = [m for m in below if file_format(m.path)]
+        if not found and (below or _is_local_directory(pattern)):
+            raise UsageError(f"data.inputs: directory {pattern} holds no "
+                             f"{_supported_names()} files")
+    if not found:
+        found = _match(escaped, pattern)
+        for meta in found:
+            if file_format(meta.path) is None:
+                raise UsageError(f"data.inputs: {meta.path} (from {pattern}) is not a supported "
+                                 f"file type ({_supported_names()})")
+    if not found:
+        raise UsageError(f"data.inputs: {pattern} matches no files")
+    for meta in found:
+        _require_regular_file(meta.path, pattern)
+    return found
+
+
+def _require_regular_file(path: str, pattern: str) -> None:
+    """Refuse a local FIFO, socket or device (or a link to one): reading it would block
+    ingest or never end, and it has no size or time for the cache key."""
+    if not _is_local(path):
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # gone since the listing: the reader reports it by name
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
+        raise UsageError(f"data.inputs: {path} (from {pattern}) is {kind}, not a regular file")
+
+
+def _is_local(path: str) -> bool:
+    """Whether `path` is on local disk (no scheme such as gs://)."""
+    return "://" not in path
+
+
+def _is_local_directory(path: str) -> bool:
+    """Whether `path` is a directory on local disk (object stores such as gs:// have no
+    empty directories: there a prefix with nothing below it matches no files)."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    return isinstance(FileSystems.get_filesystem(path), LocalFileSystem) and os.path.isdir(path)
+
+
+def _match(spec: str, pattern: str) -> list:
+    from apache_beam.io.filesystem import BeamIOError
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        return FileSystems.match([spec])[0].metadata_list
+    except BeamIOError as err:
+        causes = "; ".join(str(e) for e in err.exception_details.values()) or str(err)
+        raise UsageError(f"data.inputs: cannot list {pattern}: {causes}") from None
+    except ValueError:
+        scheme = pattern.split("://", 1)[0]
+        raise UsageError(f"data.inputs: {pattern}: no Beam filesystem for {scheme}:// (local "
+                         f"paths take no scheme; gs:// needs apache-beam[gcp])") from None
+
+
+def resolve_raw_files(patterns: tuple[str, ...]) -> Artifact:
+    """The `RawFiles` artifact for `data.inputs`.
+
+    Args:
+        patterns: the configured paths, directories and globs.
+
+    Returns:
+        An artifact whose fingerprint covers every matched file's path, size and mtime,
+        whose `files` property lists the paths in sorted order and `sizes` their sizes.
+    """
+    metadata = {}
+    for pattern in patterns:
+        for meta in match_pattern(pattern):
+            metadata[meta.path] = meta
+    entries = sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds)
+                     for m in metadata.values())
+    fingerprint = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+    return Artifact(type="RawFiles", uri=",".join(patterns), fingerprint=fingerprint,
+                    properties={"files": [e[0] for e in entries],
+                                "sizes": [e[1] for e in entries],
+                                "bytes": sum(e[1] for e in entries)})

@@ -1,0 +1,132 @@
+"""tf.data input pipelines over the transform component's packed TFRecords.
+
+Examples artifact layout: `train-*.tfrecord` and `eval-*.tfrecord` shards of
+`tf.train.Example` (`token_ids` int64 [L], `segment_ids` int64 [L], `num_bytes` int64 [1],
+`domain` bytes [1]) and `feature_spec.json` (`sequence_length`, `compression`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from pipeline.core.contracts import examples
+
+_COMPRESSION = {"none": "", "gzip": "GZIP"}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the trainer needs from `feature_spec.json`.
+
+    Attributes:
+        sequence_length: L, the fixed length of every example.
+        compression: `none` or `gzip`.
+        task: the `task` entry of a fine-tuning task's examples (`task_examples.py`:
+            type, batch features, labels, separator), None for packed LM examples.
+    """
+
+    sequence_length: int
+    compression: str
+    task: dict | None = None
+
+    @property
+    def batch_features(self) -> tuple[str, ...]:
+        """One-value int features a batch carries beside the tokens (a task's label...)."""
+        return tuple((self.task or {}).get("batch_features", ()))
+
+    @property
+    def compression_type(self) -> str:
+        return _COMPRESSION[self.compression]
+
+
+def read_feature_spec(directory: str) -> FeatureSpec:
+    """Read and check `feature_spec.json` of an examples artifact.
+
+    Args:
+        directory: the examples artifact directory.
+
+    Returns:
+        The spec.
+    """
+    raw = examples.read_feature_spec(directory)
+    return FeatureSpec(sequence_length=int(raw["sequence_length"]),
+                       compression=raw.get("compression", "none"), task=raw.get("task"))
+
+
+def split_files(directory: str, split: str) -> list[str]:
+    """The sorted shard files of `split` (`train` or `eval`); may be empty."""
+    return sorted(tf.io.gfile.glob(examples.shard_pattern(directory, split)))
+
+
+def parse_batch(serialized: tf.Tensor, sequence_length: int, extra: tuple[str, ...] = ()) -> dict:
+    """Serialized examples [B] -> {token_ids, segment_ids} int32 [B, L], and each one-value
+    int feature named in `extra` as int32 [B]."""
+    features = {name: tf.io.FixedLenFeature([sequence_length], tf.int64)
+                for name in ("token_ids", "segment_ids")}
+    features.update({name: tf.io.FixedLenFeature([], tf.int64) for name in extra})
+    parsed = tf.io.parse_example(serialized, features)
+    return {name: tf.cast(value, tf.int32) for name, value in parsed.items()}
+
+
+def train_dataset(files: list[str], spec: FeatureSpec, batch_size: int, seed: int,
+                  shuffle_buffer: int) -> tf.data.Dataset:
+    """Endless, shuffled, fixed-size global batches for training.
+
+    Files are read in order and shuffled with a fixed seed, so the same seed gives the
+    same batches. Its iterator is checkpointable (`tf.train.Checkpoint(iterator=...)`),
+    shuffle buffer included, which is how a resumed run continues where it stopped.
+
+    Args:
+        files: the train shards.
+        spec: the examples' feature spec.
+        batch_size: the global batch size.
+        seed: the shuffle seed.
+        shuffle_buffer: examples in the shuffle buffer.
+
+    Returns:
+        A dataset of {token_ids, segment_ids} int32 [batch_size, L].
+    """
+    records = tf.data.TFRecordDataset(files, compression_type=spec.compression_type)
+    dataset = (records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+               .repeat()
+               .batch(batch_size, drop_remainder=True)
+               .map(lambda batch: parse_batch(batch, spec.sequence_length, spec.batch_features),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+               .prefetch(tf.data.AUTOTUNE))
+    return dataset.with_options(_options())
+
+
+def eval_dataset(files: list[str], spec: FeatureSpec, batch_size: int,
+                 num_batches: int) -> tf.data.Dataset:
+    """The first `num_batches` batches of the eval split, in file order.
+
+    A short last batch is padded to `batch_size` with empty rows (segment id 0, so no
+    targets), so every batch splits evenly over the replicas.
+    """
+    records = tf.data.TFRecordDataset(files, compression_type=spec.compression_type)
+    dataset = (records.batch(batch_size)
+               .take(num_batches)
+               .map(lambda batch: _pad_rows(parse_batch(batch, spec.sequence_length,
+                                                        spec.batch_features), batch_size))
+               .prefetch(tf.data.AUTOTUNE))
+    return dataset.with_options(_options())
+
+
+def _pad_rows(batch: dict, batch_size: int) -> dict:
+    missing = batch_size - tf.shape(batch["token_ids"])[0]
+    # A task's one-value features pad with -1 (no label), which carries no loss either.
+    return {name: tf.pad(value, [[0, missing]] + [[0, 0]] * (value.shape.rank - 1),
+                         constant_values=0 if value.shape.rank > 1 else -1)
+            for name, value in batch.items()}
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = True
+    # Every worker reads the same global batches and keeps its replicas' rows (see
+    # `loop.Trainer`), so the pipeline is identical everywhere and one checkpoint of the
+    # iterator serves every worker: no auto-sharding.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options

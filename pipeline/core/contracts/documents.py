@@ -1,0 +1,56 @@
+"""The documents artifact (ingest) and the statistics artifact (transform).
+
+documents/:
+    train-XXXXX-of-NNNNN.jsonl.gz, eval-...   one JSON object per line, sorted by the
+        hash of the text: {"text": str, "domain": str ("" if none), "meta": {other
+        scalar JSONL fields}}
+    stats.json   counts (files, read, kept, dropped by reason, changed by cleaning step,
+                 per split and domain: the `data.max_domains` largest, the rest as
+                 `(other)`, `domains_folded` of them), the cleaning settings, and the
+                 shard names
+statistics/ (transform):
+    stats.json, length_histogram.png, domain_tokens.png
+
+Paths go through `pipeline/core/files.py`, so any Beam filesystem (local, gs://) works.
+"""
+
+from __future__ import annotations
+
+from pipeline.core import files
+
+SPLITS = ("train", "eval")
+STATS_FILE = "stats.json"
+DOCUMENTS_SUFFIX = ".jsonl.gz"
+
+
+def shard_names(split: str, num_shards: int, suffix: str) -> list[str]:
+    """The file names of a split's shards, e.g. `train-00000-of-00002.jsonl.gz`.
+
+    Args:
+        split: `train` or `eval`.
+        num_shards: how many shards the split has.
+        suffix: the file suffix including its dot.
+
+    Returns:
+        The names, in shard order.
+    """
+    return [f"{split}-{i:05d}-of-{num_shards:05d}{suffix}" for i in range(num_shards)]
+
+
+def split_paths(directory: str, stats: dict, split: str) -> list[str]:
+    """The shard paths of `split` listed in an artifact's stats/spec file.
+
+    Args:
+        directory: the artifact directory.
+        stats: its parsed `stats.json` (documents) or `feature_spec.json` (examples).
+        split: `train` or `eval`.
+
+    Returns:
+        Full paths, in shard order.
+    """
+    return [files.join(directory, name) for name in stats["splits"][split]["shards"]]
+
+
+def read_stats(directory: str) -> dict:
+    """An artifact's `stats.json` (documents or statistics)."""
+    return files.read_json(files.join(directory, STATS_FILE))

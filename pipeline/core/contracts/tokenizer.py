@@ -1,0 +1,99 @@
+"""The tokenizer artifact's description, readable without TensorFlow.
+
+Artifact layout (written by `components/tokenizer/__init__.py`):
+    tokenizer.json   {"type", "vocab_size", "model_file", "normalization", "special_tokens",
+                      "options"}
+    spm.model        SentencePiece types (`bpe`, `unigram`): the model proto
+    vocab.txt        one piece per line, line number = id. SentencePiece: control
+                     characters in a piece (e.g. a newline) written as JSON string escapes;
+                     WordPiece (`wordpiece`): the model itself, BERT's format
+    training.json    the training sample and options actually used
+
+The directory may be local or on any filesystem TensorFlow's `tf.io.gfile` reads (gs://).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+INFO_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What the model and the export need to know about a tokenizer.
+
+    Special token ids are always read from here, never assumed.
+
+    Attributes:
+        type: `bpe`, `unigram` or `wordpiece`.
+        vocab_size: number of ids.
+        model_file: the model file's name inside the artifact directory.
+        normalization: Unicode normalization applied before tokenizing (`NFC`, `NFKC`, `none`).
+        special_tokens: name (`pad`, `unk`, `bos`, `eos`, `mask`; `cls`, `sep` for
+            WordPiece, where bos is cls and eos is sep) -> id.
+        options: type-specific settings (WordPiece: `lower_case`, `suffix_indicator`).
+    """
+
+    type: str
+    vocab_size: int
+    model_file: str
+    normalization: str
+    special_tokens: dict
+    options: dict = field(default_factory=dict)
+
+    @property
+    def pad_id(self) -> int:
+        return self.special_tokens["pad"]
+
+    @property
+    def bos_id(self) -> int:
+        return self.special_tokens["bos"]
+
+    @property
+    def eos_id(self) -> int:
+        return self.special_tokens["eos"]
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "vocab_size": self.vocab_size, "model_file": self.model_file,
+                "normalization": self.normalization, "special_tokens": dict(self.special_tokens),
+                "options": dict(self.options)}
+
+
+def open_file(path: str, mode: str = "rb"):
+    """Open a local file, or a URL (gs://...) through `tf.io.gfile`."""
+    if "://" in path:
+        import tensorflow as tf
+
+        return tf.io.gfile.GFile(path, mode)
+    return open(path, mode)
+
+
+def join(directory: str, name: str) -> str:
+    """`directory/name` for a local path or a URL."""
+    return f"{directory.rstrip('/')}/{name}" if "://" in directory else os.path.join(directory, name)
+
+
+def read_info(directory: str) -> TokenizerInfo:
+    """Read `tokenizer.json` from a tokenizer artifact directory (local or gs://)."""
+    with open_file(join(directory, INFO_FILE)) as f:
+        return TokenizerInfo(**json.loads(f.read().decode("utf-8")))
+
+
+def write_info(directory: str, info: TokenizerInfo) -> None:
+    """Write `tokenizer.json` into a tokenizer artifact directory (local or gs://)."""
+    text = json.dumps(info.to_json(), indent=2, sort_keys=True)
+    with open_file(join(directory, INFO_FILE), "wb") as f:
+        f.write(text.encode("utf-8"))
+
+
+def tokenizer_digest(tokenizer_dir: str) -> str:
+    """SHA-256 of a tokenizer artifact's description and model file: its identity."""
+    info = read_info(tokenizer_dir)
+    digest = hashlib.sha256(json.dumps(info.to_json(), sort_keys=True).encode())
+    with open_file(join(tokenizer_dir, info.model_file)) as f:
+        digest.update(f.read())
+    return digest.hexdigest()
