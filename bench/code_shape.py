@@ -42,7 +42,11 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             if node.level:
                 parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 base = f"{parent}.{base}" if base else parent
-            candidates = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            # `from package import module` depends on that module; a package's light
+            # `__init__` that it also runs is not counted, or every stage package whose
+            # `__init__` imports its own modules lazily would be a cycle.
+            candidates = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                          for alias in node.names]
         else:
             continue
         for candidate in candidates:

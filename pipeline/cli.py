@@ -101,20 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lmpipe", description="Train, tune, evaluate and serve a Transformer LM.")
     parser.set_defaults(command=None, filter_stderr=True)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    _add_local_commands(sub)
+    _add_generate(sub)
+    _add_step_and_vertex_commands(sub)
+    return parser
 
-    def config_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", required=True, help="pipeline YAML file (e.g. pipeline.yaml)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key; VALUE is YAML (repeatable)")
 
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="pipeline YAML file (e.g. pipeline.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key; VALUE is YAML (repeatable)")
+
+
+def _add_local_commands(sub) -> None:
+    """run, config, runs, lineage, tune: the pipeline on this machine and its records."""
     run = sub.add_parser("run", help="run the pipeline locally")
-    config_args(run)
+    _config_args(run)
     run.add_argument("--until", metavar="COMPONENT", help="stop after this component")
     run.add_argument("--no-cache", action="store_true", help="run every component again")
     run.set_defaults(handler=cmd_run)
 
     config = sub.add_parser("config", help="print the resolved config")
-    config_args(config)
+    _config_args(config)
     config.set_defaults(handler=cmd_config)
 
     runs = sub.add_parser("runs", help="the retraining history of a pipeline root: date, data "
@@ -132,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "directory (its latest version), or a file inside one")
     lineage.set_defaults(handler=cmd_lineage)
 
+    tune = sub.add_parser("tune", help="run the hyperparameter sweep alone and print its trials")
+    _config_args(tune)
+    tune.set_defaults(handler=cmd_tune)
+
+
+def _add_generate(sub) -> None:
+    """generate: text from an exported or pushed model."""
     generate = sub.add_parser("generate", help="generate text with an exported or pushed model")
     generate.add_argument("--model", required=True,
                           help="a SavedModel directory, a model artifact (its saved_model/), "
@@ -154,14 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "call can make; default %(default)s)")
     generate.set_defaults(handler=cmd_generate)
 
-    tune = sub.add_parser("tune", help="run the hyperparameter sweep alone and print its trials")
-    config_args(tune)
-    tune.set_defaults(handler=cmd_tune)
 
+def _add_step_and_vertex_commands(sub) -> None:
+    """component (one step alone, as Vertex runs it), compile, submit, schedule."""
     component = sub.add_parser(
         "component", help="run one component alone (what a Vertex AI pipeline step executes)")
     component.add_argument("name", help="the component, e.g. transform")
-    config_args(component)
+    _config_args(component)
     component.add_argument("--input", action="append", default=[], metavar="NAME=URI",
                            help="an input artifact's location (repeatable)")
     component.add_argument("--output", action="append", default=[], metavar="NAME=URI",
@@ -171,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_ = sub.add_parser("compile", help="write the Vertex AI pipeline spec (kfp v2)")
     compile_.add_argument("--target", choices=["vertex"], default="vertex",
                           help="where the pipeline runs (default and only: vertex)")
-    config_args(compile_)
+    _config_args(compile_)
     compile_.add_argument("--output", required=True, metavar="PATH", help="the spec file (YAML)")
     compile_.set_defaults(handler=cmd_compile)
 
@@ -180,11 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
         cloud = sub.add_parser(name, help=text)
         cloud.add_argument("--target", choices=["vertex"], default="vertex",
                            help="where the pipeline runs (default and only: vertex)")
-        config_args(cloud)
+        _config_args(cloud)
         cloud.add_argument("--dry-run", action="store_true",
                            help="print the request instead of sending it (no credentials needed)")
         cloud.set_defaults(handler=handler)
-    return parser
 
 
 def cmd_run(args) -> int:

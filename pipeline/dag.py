@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from components import evaluate, ingest, labels, push, tokenizer, train, transform, tune
 from components.evaluate import task as task_evaluate
 from components.transform import task as task_transform
-from components.tokenizer import pretrained as tokenizer_import
+from components.tokenizer import pretrained as pretrained_tokenizer
 from pipeline.core.component import ComponentSpec
 
 
@@ -77,8 +77,8 @@ def _task_pipeline(config) -> list[Node]:
     nodes = [Node(ingest.SPEC)]
     if classification:
         nodes.append(Node(labels.SPEC, {"documents": documents}))
-    if tokenizer_import.requested_source(config) is not None:
-        nodes.append(Node(tokenizer_import.SPEC))
+    if pretrained_tokenizer.requested_source(config) is not None:
+        nodes.append(Node(tokenizer.SPEC))
     else:
         nodes.append(Node(tokenizer.SPEC, {"documents": documents}))
     transform_inputs = {"documents": documents, "tokenizer": tokenizer_model}

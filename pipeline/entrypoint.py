@@ -49,12 +49,33 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
     Returns:
         Output name -> its URI and properties.
     """
-    from pipeline.local_runner import ComponentFailed, Runtime, new_run_id, save_traceback
-
     nodes = {node.name: node for node in (create_pipeline(config) if nodes is None else nodes)}
     if name not in nodes:
         raise UsageError(f"component {name!r}: unknown (one of {', '.join(nodes)})")
     spec = nodes[name].spec
+    inputs = _inputs(spec, config, input_uris, output_uris)
+    # Only the chief of a training cluster owns the outputs; the other replicas get the same
+    # paths and write nothing there.
+    owner = _is_chief_replica()
+    # A gs:// output (a Beam step on Dataflow) has no directory to create or mark.
+    local_outputs = {out: uri for out, uri in output_uris.items() if "://" not in uri}
+    _claim_outputs(name, local_outputs, owner)
+    work_dir = _work_dir(spec, config, inputs, output_uris)
+    properties = _execute(spec, config, inputs, output_uris, work_dir)
+    if owner:
+        for uri in local_outputs.values():
+            step_outputs.finish(name, uri)
+    if work_dir is not None and owner:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(work_dir))  # only when no other step's is there
+    return {out: {"uri": uri, "properties": properties.get(out, {})}
+            for out, uri in output_uris.items()}
+
+
+def _inputs(spec, config, input_uris: dict[str, str], output_uris: dict[str, str]) -> dict:
+    """The step's input artifacts: the given locations, checked, and the resolved ones."""
+    name = spec.name
     missing = set(spec.outputs) - set(output_uris)
     unknown = (set(input_uris) - set(spec.inputs)) | (set(output_uris) - set(spec.outputs))
     if unknown:
@@ -74,11 +95,10 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
         inputs[input_name] = _external(kind, uri) if uri else None
     for input_name, resolver in spec.resolvers.items():
         inputs[input_name] = resolver(config, inputs)
-    # Only the chief of a training cluster owns the outputs; the other replicas get the same
-    # paths and write nothing there.
-    owner = _is_chief_replica()
-    # A gs:// output (a Beam step on Dataflow) has no directory to create or mark.
-    local_outputs = {out: uri for out, uri in output_uris.items() if "://" not in uri}
+    return inputs
+
+
+def _claim_outputs(name: str, local_outputs: dict[str, str], owner: bool) -> None:
     for output_name, uri in local_outputs.items():
         _make_output_dir(name, output_name, uri)
     if owner:
@@ -87,13 +107,18 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
         except OSError as err:
             raise UsageError(f"component {name}: --output {err.filename}: cannot be written "
                              f"({err.strerror or err.__class__.__name__})") from None
-    root = os.path.abspath(config.pipeline.root)
-    work_dir = _work_dir(spec, config, inputs, output_uris)
-    runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args,
-                      work_dir=work_dir)
+
+
+def _execute(spec, config, inputs: dict, output_uris: dict[str, str], work_dir) -> dict:
+    """Run the component's code; a failure other than a usage error keeps its traceback in
+    the root's logs and becomes `ComponentFailed`."""
+    from pipeline.local_runner import ComponentFailed, Runtime, new_run_id, save_traceback
+
+    runtime = Runtime(run_id=new_run_id(), root=os.path.abspath(config.pipeline.root),
+                      beam_args=config.pipeline.beam_args, work_dir=work_dir)
     try:
-        properties = spec.load().run(inputs=inputs, outputs=output_uris, runtime=runtime,
-                                     **spec.sections(config)) or {}
+        return spec.load().run(inputs=inputs, outputs=output_uris, runtime=runtime,
+                               **spec.sections(config)) or {}
     except UsageError:
         raise
     except FileNotFoundError as err:
@@ -105,15 +130,6 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
     except Exception as err:
         save_traceback(runtime, spec.name, err)
         raise ComponentFailed(spec.name, err) from err
-    if owner:
-        for uri in local_outputs.values():
-            step_outputs.finish(name, uri)
-    if work_dir is not None and owner:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(work_dir))  # only when no other step's is there
-    return {out: {"uri": uri, "properties": properties.get(out, {})}
-            for out, uri in output_uris.items()}
 
 
 def _make_output_dir(component: str, output_name: str, uri: str) -> None:

@@ -26,8 +26,8 @@ from pipeline.core.errors import UsageError
 from pipeline.lock import RootLock
 from pipeline.core.metadata import MetadataStore
 
-# DESIGN.md section 4's metrics, and the unigram perplexity of the same eval set beside the
-# model's, so that a reader sees at once whether the model learned anything.
+# The run summary's metrics (latest_run.json, README), and the unigram perplexity of the
+# same eval set beside the model's, so that a reader sees at once whether it learned anything.
 RUN_METRICS = ("eval_perplexity", "eval_bits_per_byte", "eval_token_accuracy", "blessed",
                "train_tokens_per_second", "eval_unigram_perplexity")
 

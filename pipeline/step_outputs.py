@@ -22,10 +22,8 @@ import json
 import os
 import shutil
 
-from pipeline.core.artifacts import write_json_atomic
+from pipeline.core.artifacts import STEP_OUTPUT_MARK as MARK, write_json_atomic
 from pipeline.core.errors import UsageError
-
-MARK = ".lmpipe-output.json"
 
 
 def claim(component: str, outputs: dict[str, str]) -> None:

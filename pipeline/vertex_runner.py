@@ -1,8 +1,8 @@
 """The Vertex AI runner: the DAG of `pipeline.dag.create_pipeline` as a kfp v2 pipeline.
 
-The same steps compile to a Vertex AI Pipelines spec (container tasks in `vertex.image`,
+The same steps compile to a Vertex AI Pipelines spec (container steps in `vertex.image`,
 Beam steps on Dataflow, `tune`/`train` as Vertex training jobs) and run on this machine
-through kfp.local (Python-function tasks, no container), so the entry points and argument
+through kfp.local (Python-function steps, no container), so the entry points and argument
 passing that Vertex uses are exercised by the tests. TFX analogue: `kubeflow_v2_runner.py`.
 """
 
@@ -26,7 +26,7 @@ def create_kfp_pipeline(config, *, target: Target = "vertex", dag: str = DEFAULT
 
     Args:
         config: the resolved `LmpipeConfig`.
-        target: `vertex` (container tasks for Vertex AI) or `local` (kfp.local tasks).
+        target: `vertex` (container steps for Vertex AI) or `local` (kfp.local steps).
         dag: `module:function` returning the DAG for a config (tests give their own).
 
     Returns:
@@ -51,30 +51,30 @@ def create_kfp_pipeline(config, *, target: Target = "vertex", dag: str = DEFAULT
     @dsl.pipeline(name=vertex_name(config.pipeline.name),
                   pipeline_root=vertex.pipeline_root if target == "vertex" else None)
     def lmpipe_pipeline():
-        tasks = {}
+        launched = {}
         for step in steps:
-            arguments = {name: tasks[upstream].outputs[output]
+            arguments = {name: launched[upstream].outputs[output]
                          for name, (upstream, output) in step.inputs.items()}
             if target == "local":
                 arguments.update(dag=dag, argv=list(step.argv))
-            task = components[step.name](**arguments)
+            kfp_step = components[step.name](**arguments)
             if target == "local":
-                task.set_env_variable("PYTHONPATH", _local_pythonpath())
-            task.set_display_name(step.name)
-            task.set_caching_options(step.caching and vertex.enable_caching)
+                kfp_step.set_env_variable("PYTHONPATH", _local_pythonpath())
+            kfp_step.set_display_name(step.name)
+            kfp_step.set_caching_options(step.caching and vertex.enable_caching)
             if target == "vertex" and step.name not in TRAINING_STEPS:
                 if vertex.cpu_limit:
-                    task.set_cpu_limit(vertex.cpu_limit)
+                    kfp_step.set_cpu_limit(vertex.cpu_limit)
                 if vertex.memory_limit:
-                    task.set_memory_limit(vertex.memory_limit)
-            tasks[step.name] = task
+                    kfp_step.set_memory_limit(vertex.memory_limit)
+            launched[step.name] = kfp_step
 
     return lmpipe_pipeline
 
 
 def _local_pythonpath() -> str:
-    """PYTHONPATH for kfp.local's task processes: this checkout first, whatever the working
-    directory or installed copy (a task imports its component, and a test's DAG, by name)."""
+    """PYTHONPATH for kfp.local's step processes: this checkout first, whatever the working
+    directory or installed copy (a step imports its component, and a test's DAG, by name)."""
     from pipeline.core.component import PROJECT_ROOT
 
     return os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
@@ -165,7 +165,7 @@ def run_kfp_local(config, *, dag: str = DEFAULT_DAG, pipeline_root: str | None =
         The kfp.local pipeline root.
 
     Raises:
-        RuntimeError: a task failed (kfp.local's own error).
+        RuntimeError: a step failed (kfp.local's own error).
     """
     from kfp import local
 

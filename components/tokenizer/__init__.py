@@ -1,4 +1,4 @@
-"""tokenizer (TFX Transform, analyze phase): train documents -> a trained tokenizer.
+"""tokenizer (TFX Transform, analyze phase): train documents -> a tokenizer, trained or copied.
 
 Trains on a seeded sample of the train split (`tokenizer.sample_bytes`, one streaming
 pass, so memory holds only the sample):
@@ -8,9 +8,14 @@ pass, so memory holds only the sample):
 Both write `tokenizer.json` (type, special ids, normalization; read everywhere through
 `pipeline/core/contracts/tokenizer.py` `read_info`) and `training.json` (the sample and options).
 
-A language model that `train.warm_start` continues from only understands its own
-tokenizer's ids, so while one is in service (`in_service`, resolved outside the DAG) a
-retraining run on grown data copies that tokenizer instead of training a new one.
+A model only understands the ids of the tokenizer it was trained with, so when the run
+continues from one, that model's tokenizer is copied instead of trained (the `source`
+input, resolved outside the DAG by `resolve_source`, see `pretrained.py`):
+- a language model that `train.warm_start` continues from, while one is in service: a
+  retraining run on grown data keeps the tokenizer in service;
+- a fine-tuning task (`task.type` not `lm`) with `task.tokenizer` or `train.warm_start`
+  set: the pretrained model's tokenizer (TFX's Importer), so that a model trained from
+  scratch for comparison sees the same ids too.
 """
 
 from __future__ import annotations
@@ -20,12 +25,8 @@ import os
 from pipeline.core.component import ComponentSpec
 
 
-def resolve_in_service(config, inputs: dict):
-    """The tokenizer of the model `train.warm_start` continues from, or None to train one.
-
-    None without a warm start, before anything is in service, and when the tokenizer in
-    service is this step's own published output for these documents (so a rerun on the
-    same data stays cached instead of copying it).
+def resolve_source(config, inputs: dict):
+    """The tokenizer to copy instead of training one, or None to train one.
 
     Args:
         config: the resolved `LmpipeConfig`.
@@ -33,28 +34,53 @@ def resolve_in_service(config, inputs: dict):
 
     Returns:
         A Tokenizer artifact fingerprinted by its digest, or None.
+
+    Raises:
+        UsageError: a fine-tuning task's source names no usable tokenizer.
     """
-    from components.tokenizer import pretrained as tokenizer_import
-    from pipeline.core.contracts import model as model_contract
-    from pipeline.core.contracts.tokenizer import tokenizer_digest
+    from components.tokenizer import pretrained
+
+    if config.task.type != "lm":
+        return pretrained.task_source(config) if pretrained.requested_source(config) else None
+    return _in_service(config, inputs)
+
+
+def _in_service(config, inputs: dict):
+    """The tokenizer of the language model `train.warm_start` continues from.
+
+    None without a warm start, before anything is in service, and when the tokenizer in
+    service is this step's own published output for these documents (so a rerun on the
+    same data stays cached instead of copying it).
+    """
+    from components.tokenizer import pretrained
     from pipeline.core import artifacts
     from pipeline.core.component import cache_key
+    from pipeline.core.contracts import model as model_contract
+    from pipeline.core.contracts.tokenizer import tokenizer_digest
 
-    if config.train.warm_start is None or config.task.type != "lm":
+    if config.train.warm_start is None:
         return None
     source = model_contract.resolve(config.train.warm_start, config.push.serving_dir, base_key="")
     if not source.uri:
         return None
-    directory, digest = tokenizer_import.tokenizer_of(os.path.abspath(source.uri),
-                                                      config.train.warm_start, "train.warm_start")
+    directory, digest = pretrained.tokenizer_of(os.path.abspath(source.uri),
+                                                config.train.warm_start, "train.warm_start")
     own = artifacts.read_marker(artifacts.execution_dir(
         os.path.abspath(config.pipeline.root), SPEC.name,
-        cache_key(SPEC, config, {**inputs, "in_service": None})))
+        cache_key(SPEC, config, {**inputs, "source": None})))
     trained = ((own or {}).get("outputs") or {}).get("tokenizer", {}).get("uri")
     if trained and os.path.isdir(trained) and tokenizer_digest(trained) == digest:
         return None
     return artifacts.Artifact(type="Tokenizer", uri=directory, fingerprint=digest,
                               properties={"source": source.uri, "sha256": digest})
+
+
+def _reads_outside_dag(config) -> bool:
+    from components.tokenizer import pretrained
+
+    if config.task.type != "lm":
+        return pretrained.requested_source(config) is not None
+    return config.train.warm_start is not None
 
 
 SPEC = ComponentSpec(
@@ -63,17 +89,18 @@ SPEC = ComponentSpec(
     inputs={"documents": "Documents"},
     outputs={"tokenizer": "Tokenizer"},
     config=("tokenizer",),
-    optional_inputs=("in_service",),
-    resolvers={"in_service": resolve_in_service},
-    uses_resolvers=lambda config: config.train.warm_start is not None and config.task.type == "lm",
+    optional_inputs=("documents", "source"),
+    resolvers={"source": resolve_source},
+    uses_resolvers=_reads_outside_dag,
 )
 
 
 def run(inputs, outputs, runtime, tokenizer):
-    """Train the tokenizer on the documents artifact's train split.
+    """Train the tokenizer on the documents artifact's train split, or copy `source`.
 
     Args:
-        inputs: `documents`, the ingest artifact, and `in_service` (see `resolve_in_service`).
+        inputs: `documents`, the ingest artifact (absent when a fine-tuning task copies its
+            pretrained model's tokenizer), and `source` (see `resolve_source`).
         outputs: `tokenizer`, the directory to write.
         runtime: the run's `Runtime`.
         tokenizer: the `TokenizerConfig`.
@@ -88,10 +115,10 @@ def run(inputs, outputs, runtime, tokenizer):
     from components.tokenizer.sample import read_texts, sample_texts
     from pipeline.core.errors import UsageError
 
-    if inputs.get("in_service") is not None:
-        from components.tokenizer import pretrained as tokenizer_import
+    if inputs.get("source") is not None:
+        from components.tokenizer import pretrained
 
-        return tokenizer_import.run({"source": inputs["in_service"]}, outputs, runtime)
+        return pretrained.copy_tokenizer(inputs["source"], outputs["tokenizer"], runtime)
     documents_dir = inputs["documents"].uri
     stats = documents.read_stats(documents_dir)
     texts = read_texts(documents.split_paths(documents_dir, stats, "train"))

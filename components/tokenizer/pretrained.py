@@ -1,10 +1,9 @@
-"""tokenizer, imported (TFX Importer): a fine-tuning task takes its pretrained model's tokenizer.
+"""The tokenizer of a model the run continues from (the tokenizer step copies it).
 
-The DAG runs this module as its `tokenizer` node when `task.type` is not `lm` and a
-source is set (`pipeline/dag.py`): `task.tokenizer`, else `train.warm_start`. A
-pretrained backbone only understands the ids of the tokenizer it was trained with, and a
-model trained from scratch for comparison must see the same ids, so neither may train a
-new one on the task's documents.
+A fine-tuning task's source is `task.tokenizer`, else `train.warm_start`: a pretrained
+backbone only understands the ids of the tokenizer it was trained with, and a model
+trained from scratch for comparison must see the same ids, so neither may train a new one
+on the task's documents. A language model's is the model `train.warm_start` continues from.
 
 A source is a tokenizer artifact (a directory with `tokenizer.json`), or a model whose
 training record names its tokenizer: a model artifact (`train_summary.json`), a serving
@@ -18,7 +17,6 @@ from __future__ import annotations
 import os
 
 from pipeline.core.artifacts import Artifact
-from pipeline.core.component import ComponentSpec
 from pipeline.core.errors import UsageError
 
 
@@ -34,8 +32,8 @@ def source_key(config) -> str:
     return "task.tokenizer" if config.task.tokenizer else "train.warm_start"
 
 
-def resolve_source(config, inputs: dict) -> Artifact:
-    """The `source` input: the tokenizer artifact to copy, fingerprinted by its digest.
+def task_source(config) -> Artifact:
+    """A fine-tuning task's tokenizer to copy, fingerprinted by its digest.
 
     Raises:
         UsageError: the source names no usable tokenizer.
@@ -91,22 +89,12 @@ def tokenizer_of(path: str, requested: str, key: str) -> tuple[str, str]:
     return directory, expected
 
 
-SPEC = ComponentSpec(
-    name="tokenizer",
-    module="components.tokenizer.pretrained",
-    inputs={},
-    outputs={"tokenizer": "Tokenizer"},
-    config=(),
-    resolvers={"source": resolve_source},
-)
-
-
-def run(inputs, outputs, runtime):
+def copy_tokenizer(source: Artifact, output: str, runtime) -> dict:
     """Copy the source's tokenizer artifact into the output.
 
     Args:
-        inputs: `source`, the resolved tokenizer artifact.
-        outputs: `tokenizer`, the directory to write.
+        source: the resolved tokenizer artifact (`resolve_source`).
+        output: the tokenizer directory to write.
         runtime: the run's `Runtime`.
 
     Returns:
@@ -114,19 +102,17 @@ def run(inputs, outputs, runtime):
     """
     import shutil
 
-    from pipeline.core.contracts.tokenizer import tokenizer_digest
-    from pipeline.core.contracts.tokenizer import read_info
-    from pipeline import step_outputs
+    from pipeline.core.contracts.tokenizer import read_info, tokenizer_digest
+    from pipeline.core.artifacts import STEP_OUTPUT_MARK
 
-    source = inputs["source"]
     for name in sorted(os.listdir(source.uri)):
         # A step run alone marks its output as its own; the copy gets this step's mark.
-        if name != step_outputs.MARK and os.path.isfile(os.path.join(source.uri, name)):
-            shutil.copy2(os.path.join(source.uri, name), os.path.join(outputs["tokenizer"], name))
-    copied = tokenizer_digest(outputs["tokenizer"])
+        if name != STEP_OUTPUT_MARK and os.path.isfile(os.path.join(source.uri, name)):
+            shutil.copy2(os.path.join(source.uri, name), os.path.join(output, name))
+    copied = tokenizer_digest(output)
     if copied != source.fingerprint:
         raise UsageError(f"task.tokenizer: {source.uri} changed while it was copied")
-    info = read_info(outputs["tokenizer"])
+    info = read_info(output)
     runtime.log(f"[tokenizer] imported {info.type} ({info.vocab_size} ids) from "
                 f"{source.properties.get('source')}")
     return {"tokenizer": {"type": info.type, "vocab_size": info.vocab_size,

@@ -15,6 +15,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 MARKER = "lmpipe_execution.json"
+# What `lmpipe component` leaves in an output directory it writes (`pipeline/step_outputs.py`).
+STEP_OUTPUT_MARK = ".lmpipe-output.json"
 STAGING = ".staging"
 WORK = ".work"
 

@@ -1,4 +1,5 @@
-"""Beam pipeline options from `pipeline.beam_args`."""
+"""Beam pipeline options from `pipeline.beam_args`: the one place that builds them, for every
+Beam step (ingest, labels, transform, and TFMA's in evaluate)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ def pipeline_options(beam_args: tuple[str, ...] | list[str]):
     """Build `PipelineOptions`, giving the DirectRunner an explicit running mode.
 
     Without a running mode Beam 2.77's DirectRunner first tries the Prism runner, which
-    downloads a binary at run time (DESIGN.md section 6), so one is always set.
+    downloads a binary at run time (docs/architecture.md, quirks), so one is always set.
 
     Args:
         beam_args: Beam command-line options, passed through verbatim.

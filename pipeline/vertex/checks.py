@@ -9,9 +9,9 @@ from pipeline.core.errors import ConfigError
 TRAINING_STEPS = {"tune": "tune", "train": "train"}
 # The longest pipeline job ID Vertex AI takes.
 JOB_ID_LENGTH = 128
-# Where Vertex AI mounts Cloud Storage in its tasks and training replicas.
+# Where Vertex AI mounts Cloud Storage in its steps and training replicas.
 GCS_MOUNT = "/gcs/"
-# Directories the components open as local files, which must outlive a task's container.
+# Directories the components open as local files, which must outlive a step's container.
 MOUNTED_DIRECTORIES = (("pipeline", "root"), ("push", "serving_dir"))
 
 
@@ -59,7 +59,7 @@ def _check_name(name: str) -> None:
 def _check_mounted(config) -> None:
     """The components open `pipeline.root` and `push.serving_dir` as local directories: on
     Vertex anything outside the Cloud Storage mount (a relative path, a gs:// URI that
-    `os.path` reads as a relative path) is written inside a task's container and lost."""
+    `os.path` reads as a relative path) is written inside a step's container and lost."""
     for section, name in MOUNTED_DIRECTORIES:
         value = getattr(getattr(config, section), name)
         bucket = value[len(GCS_MOUNT):].split("/", 1)[0] if value.startswith(GCS_MOUNT) else ""
@@ -68,13 +68,13 @@ def _check_mounted(config) -> None:
         hint = (f" (write {GCS_MOUNT}{value[len('gs://'):]} for {value})"
                 if value.startswith("gs://") else "")
         raise ConfigError(f"{section}.{name}", f"must be under {GCS_MOUNT}BUCKET/ on Vertex AI, "
-                          f"where its tasks mount Cloud Storage{hint}; anywhere else is inside "
-                          f"a task's container and lost when it ends, got {value!r}")
+                          f"where its steps mount Cloud Storage{hint}; anywhere else is inside "
+                          f"a step's container and lost when it ends, got {value!r}")
 
 
 def _check_inputs(config) -> None:
     """`data.inputs` as ingest will read them on Vertex: a Dataflow worker mounts no Cloud
-    Storage, and a task's working directory is the image's, not the user's checkout."""
+    Storage, and a step's working directory is the image's, not the user's checkout."""
     on_dataflow = (config.vertex.dataflow.runner == "DataflowRunner"
                    and "ingest" in config.vertex.dataflow.steps)
     for i, pattern in enumerate(config.data.inputs):
@@ -87,7 +87,7 @@ def _check_inputs(config) -> None:
         if not pattern.startswith("/"):
             raise ConfigError(f"data.inputs[{i}]", "must be a gs:// URI, a /gcs/ path or an "
                               "absolute path in the image on Vertex AI (a relative path is read "
-                              f"from the task's working directory), got {pattern!r}")
+                              f"from the step's working directory), got {pattern!r}")
 
 
 def _check_machine(config, section: str, strategy: str | None) -> None:

@@ -17,7 +17,7 @@ def dataflow_args(config) -> tuple[str, ...] | None:
         config: the resolved `LmpipeConfig`.
 
     Returns:
-        The options, or None when `vertex.dataflow.runner` keeps Beam inside the task
+        The options, or None when `vertex.dataflow.runner` keeps Beam inside the step
         (the steps then run with `pipeline.beam_args` alone).
     """
     vertex, dataflow = config.vertex, config.vertex.dataflow

@@ -1,4 +1,4 @@
-"""What a kfp.local task runs: the component's command line, parsed and run as the CLI would."""
+"""What a kfp.local step runs: the component's command line, parsed and run as the CLI would."""
 
 from __future__ import annotations
 

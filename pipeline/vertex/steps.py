@@ -1,6 +1,6 @@
-"""What each kfp task runs: the component's entry point, its config, its artifact arguments.
+"""What each kfp step runs: the component's entry point, its config, its artifact arguments.
 
-A task receives the whole resolved config as `--config /dev/null --set SECTION=<json>`,
+A step receives the whole resolved config as `--config /dev/null --set SECTION=<json>`,
 one `--set` per section, so the container needs no config file and `load_config` rebuilds
 exactly the config that was compiled (JSON is YAML). Artifacts are `--input NAME=PATH` and
 `--output NAME=PATH`, as in `lmpipe component`.
@@ -23,11 +23,11 @@ ORCHESTRATOR_SECTIONS = ("vertex", "schedule")
 
 @dataclass(frozen=True)
 class Step:
-    """One kfp task.
+    """One kfp step.
 
     Attributes:
-        name: the component (also the task's name).
-        inputs: input name -> (upstream task, its output name), for the inputs wired here.
+        name: the component (also the step's name).
+        inputs: input name -> (upstream step, its output name), for the inputs wired here.
         input_types: input name -> lmpipe artifact type.
         outputs: output name -> lmpipe artifact type.
         argv: the config arguments (`--config ... --set ...`).
@@ -92,9 +92,9 @@ def artifact_argv(inputs, outputs, ref: Callable[[str, str], object]) -> list:
 
 
 def plan_steps(config, nodes: list, beam_args_for: Callable[[str], tuple[str, ...] | None]) -> list[Step]:
-    """The enabled nodes as kfp tasks, wired like the local DAG.
+    """The enabled nodes as kfp steps, wired like the local DAG.
 
-    An optional input whose upstream is switched off is left out of the task (not passed
+    An optional input whose upstream is switched off is left out of the step (not passed
     as an absent optional input), so the compiled spec never depends on a runtime
     `IfPresent` check.
 

@@ -353,7 +353,6 @@ def test_fast_and_public_sentencepiece_paths_give_the_same_ids(bpe, separable):
                                         "task.tokenizer")])
 def test_a_source_without_a_tokenizer_names_the_key_it_came_from(tmp_path, task, key):
     from components import tokenizer
-    from components.tokenizer import pretrained as tokenizer_import
     from tests.conftest import build_config, tiny_raw_config
 
     source = tmp_path / "not-a-model"
@@ -367,7 +366,5 @@ def test_a_source_without_a_tokenizer_names_the_key_it_came_from(tmp_path, task,
     if task["type"] != "lm":
         raw["data"]["label_field"] = "label"
     config = build_config(raw)
-    resolve = (tokenizer.resolve_in_service if task["type"] == "lm"
-               else tokenizer_import.resolve_source)
     with pytest.raises(UsageError, match=rf"^{key}: {source} is neither a tokenizer artifact "):
-        resolve(config, {})
+        tokenizer.resolve_source(config, {})

@@ -24,7 +24,7 @@ VERTEX_SETS = [
     "vertex.pipeline_root=gs://test-bucket/root",
     "vertex.service_account=runner@test-project.iam.gserviceaccount.com",
     'data.inputs=["gs://test-bucket/corpus/*.jsonl"]',
-    # Vertex tasks open these as files: on the Cloud Storage mount.
+    # Vertex steps open these as files: on the Cloud Storage mount.
     "pipeline.root=/gcs/test-bucket/lmpipe/root",
     "push.serving_dir=/gcs/test-bucket/lmpipe/serving",
 ]

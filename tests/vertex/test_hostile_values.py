@@ -21,8 +21,8 @@ PROJECT = ("must be a Google Cloud project ID (6-30 lowercase letters, digits an
 BUCKET = "must be gs://BUCKET/... with a Cloud Storage bucket name (lowercase letters, digits, -, _ and .)"
 IMAGE = ("must be a container image such as REGION-docker.pkg.dev/PROJECT/REPO/lmpipe:TAG "
          "(lowercase repository path, optional :tag and @sha256:<64 hex digits>)")
-MOUNT = ("must be under /gcs/BUCKET/ on Vertex AI, where its tasks mount Cloud Storage{hint}; "
-         "anywhere else is inside a task's container and lost when it ends")
+MOUNT = ("must be under /gcs/BUCKET/ on Vertex AI, where its steps mount Cloud Storage{hint}; "
+         "anywhere else is inside a step's container and lost when it ends")
 
 BAD = [
     ("vertex.project=My_Project", f"config key 'vertex.project': {PROJECT}, got 'My_Project'"),

@@ -42,7 +42,7 @@ VERTEX_REGIONS = frozenset({
 })
 # The Beam components, the only steps that can run on Dataflow.
 BEAM_STEPS = ("ingest", "labels", "transform", "evaluate")
-# kfp's checks of a task's limits (PipelineTask._validate_cpu_request_limit and
+# kfp's checks of a step's limits (PipelineTask._validate_cpu_request_limit and
 # _validate_memory_request_limit).
 _KFP_CPU = re.compile(r"([0-9]*[.])?[0-9]+m?$")
 _KFP_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki){0,1}$")
@@ -98,7 +98,7 @@ class DataflowConfig:
 
     Attributes:
         runner: `DataflowRunner` sends the Beam steps to Dataflow; `DirectRunner` keeps
-            them inside their Vertex task, with `pipeline.beam_args` alone.
+            them inside their Vertex step, with `pipeline.beam_args` alone.
         steps: the Beam components that go to Dataflow: ingest, transform, evaluate
             (and labels, in a classification task's DAG).
         project, region: Dataflow's project and region (None: `vertex.project` and
@@ -186,14 +186,14 @@ class VertexConfig:
     Attributes:
         project, location: the Google Cloud project and region of the pipeline job.
         image: the project's container image (built from the Dockerfile) that runs every
-            task; required to compile for Vertex.
+            step; required to compile for Vertex.
         pipeline_root: the gs:// root of the pipeline's artifacts on Vertex.
         service_account: the service account the job, its training jobs and Dataflow
             workers run as (None: the project's default).
         labels: key=value labels on the job (lowercase letters, digits, _ and -).
-        enable_caching: whether Vertex may reuse a task's earlier outputs; a task whose
+        enable_caching: whether Vertex may reuse a step's earlier outputs; a step whose
             config reads outside the DAG (such as `latest_pushed`) is never cached.
-        cpu_limit, memory_limit: resource limits of the tasks that run in a plain
+        cpu_limit, memory_limit: resource limits of the steps that run in a plain
             container (such as "4" and "16G"); tune and train use their machines instead.
             CPU: a number, or an integer followed by m (millicores); memory: an integer,
             optionally followed by K, M, G, T, P, E or Ki, Mi, Gi, Ti, Pi, Ei.
