@@ -56,12 +56,12 @@ def _transform_steps(paths: list[str], work: Path, tokenizer_dir: Path, transfor
                      clock: _Clock) -> None:
     import numpy as np
 
-    from components.transform import packing
-    from pipeline.core.contracts import examples
     from components.shared import shards
-    from components.transform.encoding import encode_examples
+    from components.shared.example_wire import encode_examples
+    from components.transform import packing
+    from components.transform.lm import read_chunks
     from components.transform.tokenize import frame_document, load_batch_tokenizer
-    from components.transform.beam import read_chunks
+    from pipeline.core.contracts import examples
 
     engine, info = load_batch_tokenizer(str(tokenizer_dir))
     packer = packing.GroupPacker(transform.sequence_length, info.pad_id)

@@ -57,6 +57,7 @@ def run_ours(corpus: Path, work: Path, tokenizer_dir: Path, beam_args) -> dict:
     """ingest + transform into `work`; returns their wall times."""
     from components import ingest, transform
     from pipeline.core.artifacts import Artifact
+    from pipeline.core.config import TaskConfig
 
     data, _, transform_config = _configs(corpus)
     shutil.rmtree(work, ignore_errors=True)
@@ -71,7 +72,7 @@ def run_ours(corpus: Path, work: Path, tokenizer_dir: Path, beam_args) -> dict:
     transform.run({"documents": Artifact("Documents", str(outputs["documents"]), "d"),
                    "tokenizer": Artifact("Tokenizer", str(tokenizer_dir), "t")},
                   {name: str(outputs[name]) for name in ("examples", "statistics")},
-                  runtime, transform_config)
+                  runtime, data=data, transform=transform_config, task=TaskConfig())
     done = time.perf_counter()
     stats = json.loads((outputs["statistics"] / "stats.json").read_text())
     return {"ingest": ingested - started, "transform": done - ingested,

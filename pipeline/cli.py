@@ -228,6 +228,8 @@ def _require_root(root: str) -> None:
 
 def format_run(record: dict, root: str) -> str:
     """The human summary of a run, for stdout."""
+    from pipeline.core.contracts.blessing import METRICS_FILE
+
     lines = [f"run {record['run_id']}: {record['status']}"]
     for name, entry in record["components"].items():
         lines.append(f"  {name:<10} {entry['status']:<9} {entry['seconds']:>8.1f}s")
@@ -240,7 +242,7 @@ def format_run(record: dict, root: str) -> str:
         lines.append(f"model: {model}")
     evaluation = record["components"].get("evaluate", {}).get("outputs", {}).get("evaluation")
     if evaluation:
-        lines.append(f"metrics file: {os.path.join(evaluation, 'metrics.json')}")
+        lines.append(f"metrics file: {os.path.join(evaluation, METRICS_FILE)}")
         report = os.path.join(evaluation, "report.html")
         if os.path.exists(report):
             lines.append(f"report: {report}")

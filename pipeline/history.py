@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+from pipeline.core.contracts.documents import STATS_FILE
 from pipeline.core.errors import UsageError
 from pipeline.core.metadata import MetadataStore
 
@@ -13,7 +14,7 @@ STORE = "metadata.sqlite"
 RUNS_HEADER = (f"{'run':<24} {'started (UTC)':<19} {'status':<9} {'docs train/eval':>15} "
                f"{'data':>8} {'ppl':>9} {'bpb':>7} {'task':>10} {'blessed':>7} {'pushed':>7}  "
                "executed")
-# A downstream task run's headline metric (task_evaluate's summary): the first it has.
+# A downstream task run's headline metric (evaluate's summary for a task): the first it has.
 TASK_METRICS = (("eval_accuracy", "acc", ".3f"), ("eval_bleu", "bleu", ".1f"))
 
 
@@ -82,7 +83,7 @@ def run_data(components: dict) -> dict | None:
         {"train", "eval", "bytes"}, or None when the run has no (readable) documents.
     """
     uri = components.get("ingest", {}).get("outputs", {}).get("documents")
-    stats = _read_json(os.path.join(uri, "stats.json")) if uri else None
+    stats = _read_json(os.path.join(uri, STATS_FILE)) if uri else None
     try:
         train, evaluation = stats["splits"]["train"], stats["splits"]["eval"]
         return {"train": int(train["documents"]), "eval": int(evaluation["documents"]),

@@ -20,8 +20,6 @@ import sys
 from typing import Iterator
 
 from pipeline.core.errors import UsageError, first_line
-
-SAVED_MODEL_FILE = "saved_model.pb"
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # larger temperatures become inf in the float32 signature
 # What `generate` takes (models.export.GENERATE_SIGNATURE, without importing TensorFlow here).
@@ -42,14 +40,15 @@ def resolve_model_dir(path: str) -> str:
         UsageError: nothing loadable there.
     """
     from pipeline.core.contracts import serving_dir
+    from pipeline.core.contracts.model import find_saved_model
 
     if not os.path.isdir(path):
         what = "not a directory" if os.path.exists(path) else "no such directory"
         raise UsageError(f"--model {path}: {what} (expected a SavedModel, a model artifact "
                          "or a serving directory)")
-    for candidate in (path, os.path.join(path, "saved_model")):
-        if os.path.isfile(os.path.join(candidate, SAVED_MODEL_FILE)):
-            return candidate
+    saved_model = find_saved_model(path)
+    if saved_model is not None:
+        return saved_model
     latest = serving_dir.latest(path)
     if latest is None:
         raise UsageError(f"--model {path}: not a SavedModel, a model artifact, "

@@ -1,27 +1,20 @@
 """The tests' own reader of the examples artifact, with tf.data and nothing of the trainer's:
 what transform writes is checked against `pipeline/core/contracts/examples.py` by a second
-reader, not by the code that trains on it.
+reader, not by the code that trains on it (`feature_spec.json` is read by the contract's
+one reader).
 
-    spec = load_feature_spec(examples_dir)
     dataset = read_examples(examples_dir, "train")   # dicts of the contract's features
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import tensorflow as tf
 
-from pipeline.core.contracts.examples import FEATURE_SPEC_FILE
+from pipeline.core.contracts.examples import read_feature_spec
 
 _DTYPES = {"int64": tf.int64, "string": tf.string}
-
-
-def load_feature_spec(examples_dir: str) -> dict:
-    """The parsed `feature_spec.json` of an examples artifact (local or gs://)."""
-    with tf.io.gfile.GFile(os.path.join(examples_dir, FEATURE_SPEC_FILE), "r") as f:
-        return json.load(f)
 
 
 def feature_description(spec: dict) -> dict:
@@ -46,7 +39,7 @@ def read_examples(examples_dir: str, split: str) -> tf.data.Dataset:
         `tf.data.Dataset` of dicts: token_ids int64 [L], segment_ids int64 [L],
         num_bytes int64 [1], domain string [1].
     """
-    spec = load_feature_spec(examples_dir)
+    spec = read_feature_spec(examples_dir)
     compression = "GZIP" if spec["compression"] == "gzip" else ""
     description = feature_description(spec)
     files = example_files(examples_dir, spec, split)

@@ -16,7 +16,7 @@ import pytest
 from components import push
 from pipeline.core.contracts import serving_dir
 from pipeline import serving as serving_lib
-from pipeline.core.config import PushConfig
+from pipeline.core.config import PushConfig, TaskConfig
 from pipeline.core.errors import UsageError
 from pipeline.local_runner import Runtime
 from tests import lm_fixtures as lm
@@ -104,7 +104,8 @@ def test_a_serving_dir_that_is_a_file_is_a_usage_error(models, tmp_path):
     serving.write_text("not a directory")
     with pytest.raises(UsageError, match=f"^serving directory {serving}: not a directory$"):
         _push(tmp_path, models[0], serving, "push")
-    config = SimpleNamespace(push=PushConfig(serving_dir=str(serving)))  # what the resolver reads
+    # What the resolver reads.
+    config = SimpleNamespace(task=TaskConfig(), push=PushConfig(serving_dir=str(serving)))
     with pytest.raises(UsageError, match="not a directory"):
         resolve_baseline(config, {"model": lm.artifact("Model", models[0], "fp")})
     assert serving.read_text() == "not a directory"

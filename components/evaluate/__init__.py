@@ -1,38 +1,40 @@
 """evaluate (TFX Evaluator): model + eval TFRecords (+ model in service) -> metrics, blessing.
 
-TFMA runs the candidate's `score_examples` signature over the eval split, with the model in
-service (the latest pushed version that is not this very model) as its baseline, and
-computes the LM metrics of `components.evaluate.metrics` overall and per slice (each
-feature of `evaluation.slice_features`; `length_bucket` is derived from the windows when
-the examples lack it, see `components.evaluate.slicing`). The thresholds of
-the `evaluation` section decide the blessing. Eval document beginnings (from the optional
-`documents` input) get greedy and sampled continuations. A report page shows it all.
+One code path for every task type; what differs between a language model, a classifier
+and a text-to-text task is one object per `task.type` (`components/evaluate/tasks.py`).
+TFMA runs the signature the task type names of the export push publishes (`push.variant`)
+over the eval split, overall and per slice (each feature of `evaluation.slice_features`;
+`length_bucket` is derived from the windows when the examples lack it, see
+`components/evaluate/slicing.py`):
+
+    lm              perplexity, bits per byte, token accuracy... (`metrics.py`) of
+                    `score_examples`, with the model in service (the latest pushed version
+                    that is not this very model) as its baseline; the gate is the
+                    `evaluation` section's thresholds; eval document beginnings (from the
+                    optional `documents` input) get greedy and sampled continuations
+    classification  accuracy, macro and per-class precision/recall/F1, one-vs-rest AUC
+                    (`classification.py`) and the confusion matrix of `classify_examples`
+    text_to_text    corpus BLEU, ROUGE-L F1 and exact match (`text_metrics.py`) of
+                    `generate_examples`' greedy completions, some shown as samples
+
+A fine-tuning task's gate is `task.min_*` (value thresholds on the overall slice); the
+model in service is not consulted for it. A report page shows it all.
 
 Outputs:
-    evaluation/metrics.json   {"overall": {...}, "slices": {"domain=x": {...}},
-                               "baseline": {"overall", "slices"} | null, "diff": ... | null,
-                               "comparison": {metric: {candidate, baseline, change,
-                               relative_change}} | null,
-                               "derived_slice_features": [names evaluate derived],
-                               "objective": `causal` or `masked` (bert: perplexity, mean
-                               NLL and accuracy over the masked tokens; bits_per_byte
-                               null, see components/evaluate/objective.py),
-                               "variant": the export judged (`push.variant`: float
-                               saved_model/ or quantized saved_model_int8/) and its sizes,
-                               "teacher": a distilled model's teacher, TFMA's metrics beside
-                               the candidate's (not gated) | null; see
-                               components/evaluate/compression.py}
-                              (TFMA's wall time is the `tfma_seconds` output property)
-    evaluation/samples.json   prompts, continuations, ROUGE-L and BLEU (see samples.py)
+    evaluation/metrics.json   the metrics document of the task type (`tasks.py` lists its
+                              fields); TFMA's wall time is the `tfma_seconds` output property
+    evaluation/samples.json   prompts or inputs, the model's text and the reference
+                              (`samples.py`)
     evaluation/report.html    the page, with its PNGs beside it
     evaluation/tfma/          TFMA's own results (tfma.load_metrics and friends read them)
     blessing/blessing.json    {"blessed", "failures": [{"metric", "slice", "kind",
                                "threshold", "value", ...}], "ignored_failures",
-                               "skipped_thresholds": [{"setting", "value", "metric",
-                               "reason"}] (settings that cannot apply to the objective),
-                               "objective", "baseline", "metrics", "slices", "comparison",
-                               "candidate", "lineage", "evaluation", "run_id"}: what push
-                               needs for the model card
+                               "baseline", "metrics", "slices", "comparison", "candidate",
+                               "lineage", "evaluation", "run_id"; a language model's also
+                               "objective" and "skipped_thresholds": [{"setting", "value",
+                               "metric", "reason"}] (settings that cannot apply to its
+                               objective)}: what push needs for the model card
+                               (`pipeline/core/contracts/blessing.py`)
 """
 
 from __future__ import annotations
@@ -41,13 +43,10 @@ import hashlib
 import os
 import time
 
+from components.evaluate import tasks
 from pipeline.core.artifacts import Artifact
 from pipeline.core.component import ComponentSpec
 from pipeline.core.errors import UsageError
-
-METRICS_FILE = "metrics.json"
-BLESSING_FILE = "blessing.json"
-HEADLINE = ("perplexity", "bits_per_byte", "token_accuracy")
 
 
 def resolve_baseline(config, inputs: dict) -> Artifact | None:
@@ -55,9 +54,13 @@ def resolve_baseline(config, inputs: dict) -> Artifact | None:
 
     The candidate is recognised by its SavedModel's digest, so a model pushed from a local
     run is itself in a single-component (Vertex) run too. The baseline's fingerprint covers
-    the version's path and digest, so a new push changes evaluate's cache key.
+    the version's path and digest, so a new push changes evaluate's cache key. Only a
+    task type that is judged against the model in service has one (a language model).
     """
     from pipeline.core.contracts import serving_dir
+
+    if not _consults_baseline(config):
+        return None
 
     candidate = inputs.get("model")
     version = serving_dir.baseline_for(
@@ -75,90 +78,94 @@ def resolve_baseline(config, inputs: dict) -> Artifact | None:
 
 def candidate_digest(model: Artifact, variant: str = "float") -> str | None:
     """The digest of a model artifact's SavedModel of `variant` (None if it has none)."""
-    from pipeline.core import files
     from pipeline.core.contracts import serving_dir
-    from pipeline.core.contracts.model import VARIANT_DIRS
+    from pipeline.core.contracts.model import VARIANT_DIRS, is_saved_model
 
     path = model.path(VARIANT_DIRS[variant])
-    if not files.exists(files.join(path, "saved_model.pb")):
+    if not is_saved_model(path):
         return None
     return serving_dir.saved_model_digest(path)
+
+
+def _consults_baseline(config) -> bool:
+    return tasks.TASK_TYPES[config.task.type].consults_baseline
 
 
 SPEC = ComponentSpec(
     name="evaluate",
     module="components.evaluate",
     inputs={"model": "Model", "examples": "Examples", "documents": "Documents",
-            "tokenizer": "Tokenizer"},
+            "tokenizer": "Tokenizer", "statistics": "Statistics"},
     outputs={"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"},
-    config=("evaluation", "push"),
-    optional_inputs=("documents", "tokenizer"),
+    config=("evaluation", "task", "push"),
+    optional_inputs=("documents", "tokenizer", "statistics"),
     resolvers={"baseline": resolve_baseline},
+    uses_resolvers=_consults_baseline,
 )
 
 
-def run(inputs, outputs, runtime, evaluation, push):
+def run(inputs, outputs, runtime, evaluation, task, push):
     """Evaluate the candidate (and baseline) with TFMA; write metrics, samples, report, blessing.
 
     Args:
-        inputs: `model`, `examples`; optional `documents` (eval prompts for samples) and
-            `tokenizer` (its fingerprint goes into the lineage); `baseline` (None when
-            nothing is in service).
+        inputs: `model`, `examples`; optional `documents` (a language model's eval prompts
+            for samples), `tokenizer` (its fingerprint goes into the lineage) and
+            `statistics` (the transform's counts of what it left out, for a fine-tuning
+            task); `baseline` (None when nothing is in service or the task type is not
+            compared with it).
         outputs: `evaluation` and `blessing` directories.
         runtime: the run's `Runtime` (run id, Beam options, logging).
         evaluation: the `EvaluationConfig` section.
+        task: the `TaskConfig` section: its type picks the evaluation (`tasks.py`); a
+            fine-tuning task's gate.
         push: the `PushConfig` section: `variant` is the export judged (the one push
             publishes); its serving directory holds the baseline (via the resolver).
 
     Returns:
         Output properties: the headline metrics and the verdict.
     """
-    from components.evaluate import blessing, compression, objective, report, slicing
-    from pipeline.core import files
-    from pipeline.core.configio import to_dict
+    from components.evaluate import blessing, compression, slicing
+    from pipeline.core.contracts.blessing import write_blessing, write_metrics
+    from pipeline.core.contracts.examples import read_feature_spec
 
     candidate = _saved_model(inputs["model"], push.variant)
+    examples = inputs["examples"].uri
+    task_type = tasks.task_for(task, examples, read_feature_spec(examples),
+                               compression.read_training(inputs["model"]))
     baseline = inputs.get("baseline")
-    derived = slicing.features_to_derive(evaluation.slice_features, inputs["examples"].uri)
-    kind = objective.of_training(compression.read_training(inputs["model"]))
-    metrics, failures, seconds = _run_tfma(inputs, outputs, runtime, evaluation, candidate,
-                                           baseline, derived, kind)
-    compression.add_to_metrics(metrics, inputs, outputs, runtime, evaluation, push.variant,
-                               derived)
-    files.write_json(files.join(outputs["evaluation"], METRICS_FILE), metrics)
-    samples = _samples(inputs.get("documents"), candidate, outputs, runtime, evaluation)
+    derived = slicing.features_to_derive(evaluation.slice_features, examples)
+    metrics, failures, seconds = _run_tfma(task_type, inputs, outputs, runtime, evaluation,
+                                           candidate, baseline, derived)
+    task_type.add_to_metrics(metrics, inputs, outputs, runtime, evaluation, push.variant,
+                             derived)
+    write_metrics(outputs["evaluation"], metrics)
+    samples = _write_samples(task_type.samples(inputs, candidate, evaluation, runtime),
+                             outputs)
     verdict = blessing.decide(failures, metrics,
                               slice_gate_min_examples=evaluation.slice_gate_min_examples,
                               baseline=_describe(baseline))
-    skipped = objective.skipped_thresholds(evaluation, kind)
-    for item in skipped:
-        runtime.log(f"[evaluate] {item['setting']} skipped: {item['reason']}")
-    verdict.update(blessing.provenance(inputs, candidate, runtime,
-                                       ("examples", "documents", "tokenizer"),
-                                       to_dict(evaluation)),
-                   comparison=metrics["comparison"], slices=metrics["slices"],
-                   objective=kind, skipped_thresholds=skipped)
-    files.write_json(files.join(outputs["blessing"], BLESSING_FILE), verdict)
-    report.write_report(outputs["evaluation"], metrics=metrics, verdict=verdict, samples=samples,
-                        evaluation=evaluation)
-    headline = {k: metrics["overall"].get(k) for k in HEADLINE}
-    shown = ", ".join(f"{k.replace('_', ' ')} {report.fmt(v)}" for k, v in headline.items())
-    runtime.log(f"[evaluate] {shown}; blessed: {verdict['blessed']}; TFMA took {seconds:.1f}s")
+    verdict.update(blessing.provenance(inputs, candidate, runtime, task_type.lineage_inputs,
+                                       task_type.settings(evaluation, task)),
+                   **task_type.verdict_fields(metrics, evaluation, runtime))
+    write_blessing(outputs["blessing"], verdict)
+    task_type.write_report(outputs["evaluation"], metrics, verdict, samples, evaluation)
+    headline = {k: metrics["overall"].get(k) for k in task_type.headline}
+    runtime.log(f"[evaluate] {task_type.headline_line(headline)}; "
+                f"blessed: {verdict['blessed']}; TFMA took {seconds:.1f}s")
     return {"evaluation": {**headline, "tfma_seconds": seconds},
             "blessing": {"blessed": verdict["blessed"]}}
 
 
-def _run_tfma(inputs, outputs, runtime, evaluation, candidate: str, baseline, derived,
-              objective: str):
-    from components.evaluate import analysis, tfma_config
+def _run_tfma(task_type, inputs, outputs, runtime, evaluation, candidate: str, baseline,
+              derived):
+    """TFMA over the eval split: the metrics document, the failed thresholds, the seconds."""
+    from components.evaluate import analysis
     from pipeline.core import files
     from pipeline.core.contracts import serving_dir
 
-    eval_config = tfma_config.build_eval_config(evaluation, with_baseline=baseline is not None,
-                                                objective=objective)
+    eval_config = task_type.eval_config(evaluation, with_baseline=baseline is not None)
     tfma_dir = files.join(outputs["evaluation"], "tfma")
-    runtime.log(f"[evaluate] TFMA over {inputs['examples'].uri}"
-                + (f" against baseline version {baseline.properties.get('version')}" if baseline else ""))
+    runtime.log(task_type.start_line(inputs["examples"].uri, baseline))
     if baseline is not None and (problem := serving_dir.damage(baseline.uri)):
         raise UsageError(_unloadable(baseline, problem))
     started = time.perf_counter()
@@ -176,8 +183,7 @@ def _run_tfma(inputs, outputs, runtime, evaluation, candidate: str, baseline, de
             raise
         raise UsageError(_unloadable(baseline, problem)) from None
     seconds = round(time.perf_counter() - started, 3)
-    metrics = _metrics_document(analysis.read_metrics(tfma_dir), baseline, objective)
-    metrics["derived_slice_features"] = list(derived)
+    metrics = task_type.metrics_document(tfma_dir, baseline, derived)
     return metrics, analysis.read_validation(tfma_dir), seconds
 
 
@@ -186,58 +192,28 @@ def _unloadable(baseline: Artifact, problem: str) -> str:
             f"({problem}); move that version out of the serving directory")
 
 
-def _samples(documents: Artifact | None, candidate: str, outputs, runtime, evaluation) -> dict:
-    """samples.json: continuations of eval document beginnings (or why there are none)."""
+def _write_samples(samples: dict, outputs) -> dict:
+    from components.evaluate.samples import SAMPLES_FILE
     from pipeline.core import files
-    from components.evaluate import samples
 
-    if documents is None or evaluation.num_samples == 0:
-        reason = ("evaluation.num_samples is 0" if documents is not None
-                  else "no documents input to take prompts from")
-        result = {"skipped": reason, "samples": [], "summary": None}
-    else:
-        prompts = samples.pick_prompts(documents.uri, evaluation.num_samples,
-                                       evaluation.sample_prompt_words)
-        result = samples.continue_prompts(candidate, prompts, evaluation) if prompts else {
-            "skipped": f"no eval document has more than {evaluation.sample_prompt_words} words",
-            "samples": [], "summary": None}
-    if "skipped" in result:
-        runtime.log(f"[evaluate] no samples: {result['skipped']}")
-    files.write_json(files.join(outputs["evaluation"], samples.SAMPLES_FILE), result)
-    return result
+    files.write_json(files.join(outputs["evaluation"], SAMPLES_FILE), samples)
+    return samples
 
 
 def _saved_model(model: Artifact, variant: str = "float") -> str:
-    from pipeline.core import files
-    from pipeline.core.contracts.model import VARIANT_DIRS
+    """The candidate's SavedModel of `variant` (any Beam filesystem).
+
+    Raises:
+        UsageError: the model artifact has none.
+    """
+    from pipeline.core.contracts.model import VARIANT_DIRS, is_saved_model
 
     path = model.path(VARIANT_DIRS[variant])
-    if not files.exists(files.join(path, "saved_model.pb")):
+    if not is_saved_model(path):
         raise UsageError(f"{model.uri}: no SavedModel at {VARIANT_DIRS[variant]}/"
                          + (" (push.variant quantized needs train.quantize int8)"
                             if variant == "quantized" else ""))
     return path
-
-
-def _metrics_document(by_model: dict, baseline: Artifact | None, objective: str) -> dict:
-    """metrics.json: the candidate's metrics at the top, the baseline's and the diff beside;
-    the metrics the objective does not support are there as null."""
-    from components.evaluate import blessing
-    from components.evaluate.objective import CAUSAL_ONLY, computes
-    from components.evaluate.tfma_config import BASELINE, CANDIDATE
-
-    for document in by_model.values():
-        for values in (document.get("overall", {}), *document.get("slices", {}).values()):
-            values.update({name: None for name in CAUSAL_ONLY if not computes(name, objective)})
-    candidate = by_model.get(CANDIDATE, {})
-    overall = candidate.get("overall", {})
-    # TFMA reports 0 rather than failing when it is misconfigured: refuse empty results.
-    if not overall.get("example_count") or not overall.get("token_count"):
-        raise RuntimeError(f"TFMA computed no examples or no target tokens: {overall}")
-    base = by_model.get(BASELINE) if baseline else None
-    return {"objective": objective, "overall": overall, "slices": candidate.get("slices", {}),
-            "baseline": base, "diff": by_model.get("diff") if baseline else None,
-            "comparison": blessing.compare(overall, base["overall"], "baseline") if base else None}
 
 
 def _describe(baseline: Artifact | None) -> dict | None:
@@ -247,13 +223,17 @@ def _describe(baseline: Artifact | None) -> dict | None:
 
 
 def summary(outputs: dict) -> dict:
-    """Run-level metrics for latest_run.json (None for what was not computed)."""
-    from pipeline.core.files import read_artifact_json
+    """Run-level metrics for latest_run.json (None for what was not computed): a language
+    model's perplexity, unigram perplexity, bits per byte and token accuracy, or a
+    fine-tuning task's headline metrics; and whether the model was blessed.
 
-    metrics = (read_artifact_json(outputs.get("evaluation"), METRICS_FILE) or {}).get("overall", {})
-    verdict = read_artifact_json(outputs.get("blessing"), BLESSING_FILE) or {}
-    return {"eval_perplexity": metrics.get("perplexity"),
-            "eval_unigram_perplexity": metrics.get("unigram_perplexity"),
-            "eval_bits_per_byte": metrics.get("bits_per_byte"),
-            "eval_token_accuracy": metrics.get("token_accuracy"),
-            "blessed": verdict.get("blessed")}
+    Args:
+        outputs: evaluate's output artifacts (`evaluation`, `blessing`).
+
+    Returns:
+        Metric name -> value.
+    """
+    from pipeline.core.contracts.blessing import read_outputs
+
+    metrics, verdict = read_outputs(outputs.get("evaluation"), outputs.get("blessing"))
+    return tasks.summary(metrics, verdict)

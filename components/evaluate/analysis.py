@@ -1,34 +1,18 @@
-"""Running TFMA over the eval split on Beam, and reading its results back as plain data."""
+"""Running TFMA over the eval split on Beam, and reading its results back as plain data.
+
+Every task type runs here: its `tfma.EvalConfig` (`tfma_config.py`) says which signature,
+metrics and thresholds; the results come back by model, slice and, for a classifier's
+per-class metrics, class.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 
-from pipeline.core.contracts.examples import FEATURE_SPEC_FILE
 from components.evaluate.tfma_config import BASELINE, CANDIDATE, slice_name
 from pipeline.core.errors import UsageError
 
-EVAL_PATTERN = "eval-*.tfrecord"
-
-
-def read_feature_spec(examples_dir: str) -> dict:
-    """The examples artifact's `feature_spec.json` (any Beam filesystem).
-
-    Raises:
-        UsageError: it is missing or not JSON.
-    """
-    from apache_beam.io.filesystems import FileSystems
-
-    spec_path = FileSystems.join(examples_dir, FEATURE_SPEC_FILE)
-    try:
-        with FileSystems.open(spec_path) as f:
-            spec = json.loads(f.read().decode("utf-8"))
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{spec_path}: unreadable feature spec ({err.__class__.__name__})") from None
-    if not isinstance(spec, dict):
-        raise UsageError(f"{spec_path}: expected a JSON object")
-    return spec
+CONFUSION_PLOT = "multi_class_confusion_matrix_plot"
 
 
 def eval_files(examples_dir: str) -> tuple[str, str]:
@@ -37,19 +21,22 @@ def eval_files(examples_dir: str) -> tuple[str, str]:
     Any Beam filesystem works (a local directory, gs://...).
 
     Raises:
-        UsageError: the artifact has no feature spec or no eval shards.
+        UsageError: the artifact has no readable feature spec or no eval shards.
     """
-    from apache_beam.io.filesystems import FileSystems
+    from pipeline.core import files
+    from pipeline.core.contracts.examples import read_feature_spec, shard_pattern
 
     spec = read_feature_spec(examples_dir)
-    pattern = FileSystems.join(examples_dir, EVAL_PATTERN)
-    if not FileSystems.match([pattern])[0].metadata_list:
-        raise UsageError(f"{examples_dir}: no eval shards ({EVAL_PATTERN})")
-    compression = spec.get("compression", "none")
-    if compression not in ("none", "gzip"):
-        raise UsageError(f"{FileSystems.join(examples_dir, FEATURE_SPEC_FILE)}: compression "
-                         f"must be none or gzip, got {compression!r}")
-    return pattern, ("gzip" if compression == "gzip" else "uncompressed")
+    pattern = shard_pattern(examples_dir, "eval")
+    if not _matches(pattern):
+        raise UsageError(f"{examples_dir}: no eval shards ({files.basename(pattern)})")
+    return pattern, ("gzip" if spec.get("compression") == "gzip" else "uncompressed")
+
+
+def _matches(pattern: str) -> bool:
+    from apache_beam.io.filesystems import FileSystems
+
+    return bool(FileSystems.match([pattern])[0].metadata_list)
 
 
 def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir: str,
@@ -63,15 +50,17 @@ def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir:
         baseline: the baseline's SavedModel directory, or None.
         examples_dir: the examples artifact (eval shards and feature spec).
         output_dir: where TFMA writes its results.
-        beam_args: Beam pipeline options (e.g. an explicit DirectRunner running mode).
+        beam_args: `pipeline.beam_args`; the options come from
+            `pipeline.core.beam.pipeline_options`, as every Beam step's do.
         batch_size: examples per inference call.
         derived: slice features to derive (see `slicing.features_to_derive`).
         length_buckets: boundaries of a derived `length_bucket`.
     """
     import apache_beam as beam
     import tensorflow_model_analysis as tfma
-    from apache_beam.options.pipeline_options import PipelineOptions
     from tfx_bsl.public import tfxio
+
+    from pipeline.core.beam import pipeline_options
 
     pattern, compression = eval_files(examples_dir)
     models = [_shared_model(eval_config, candidate, CANDIDATE)]
@@ -80,7 +69,7 @@ def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir:
     extractors = _extractors(eval_config, models, derived, length_buckets)
     records = tfxio.TFExampleBeamRecord(physical_format="inmem", telemetry_descriptors=["lmpipe"],
                                         raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
-    with beam.Pipeline(options=PipelineOptions(list(beam_args))) as pipeline:
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         _ = (pipeline
              | "ReadEvalExamples" >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)
              | "ToRecordBatches" >> records.BeamSource(batch_size=batch_size)
@@ -131,10 +120,16 @@ class _SavedModelLoader:
         return tf.saved_model.load(self.path, tags=["serve"])
 
 
-def read_metrics(output_dir: str) -> dict:
+def read_metrics(output_dir: str, labels: list[str] | tuple[str, ...] = ()) -> dict:
     """TFMA's metrics as {model: {"overall": {...}, "slices": {"domain=x": {...}}}}.
 
-    Diff metrics (candidate minus baseline) appear under model `diff`.
+    Diff metrics (candidate minus baseline) appear under model `diff`. Per-class metrics
+    (a classifier's) go under "classes" {label: {...}}: the model's for the overall
+    slice, each slice's own inside it.
+
+    Args:
+        output_dir: TFMA's output directory.
+        labels: the label vocabulary (class id -> name); () without per-class metrics.
     """
     import tensorflow_model_analysis as tfma
 
@@ -145,10 +140,34 @@ def read_metrics(output_dir: str) -> dict:
             if item.key.name.startswith("_"):
                 continue
             model = "diff" if item.key.is_diff else (item.key.model_name or CANDIDATE)
-            slices = result.setdefault(model, {"overall": {}, "slices": {}})
-            target = slices["overall"] if name == "overall" else slices["slices"].setdefault(name, {})
+            document = result.setdefault(model, {"overall": {}, "slices": {}})
+            overall = name == "overall"
+            target = document["overall"] if overall else document["slices"].setdefault(name, {})
+            if item.key.sub_key.HasField("class_id"):
+                classes = (document if overall else target).setdefault("classes", {})
+                label = labels[item.key.sub_key.class_id.value]
+                target = classes.setdefault(label, {})
             target[item.key.name] = plain(item.value)
     return result
+
+
+def read_confusion(output_dir: str, num_classes: int) -> dict:
+    """The overall confusion matrix of TFMA's `MultiClassConfusionMatrixPlot`:
+    {"matrix": [[count]] (rows: true class, columns: predicted class), "source"}."""
+    import tensorflow_model_analysis as tfma
+
+    matrix = [[0.0] * num_classes for _ in range(num_classes)]
+    for record in tfma.load_plots(output_dir):
+        if slice_features(record.slice_key):
+            continue
+        for item in record.plot_keys_and_values:
+            if item.key.name != CONFUSION_PLOT:
+                continue
+            plot = item.value.multi_class_confusion_matrix_at_thresholds
+            for entry in plot.matrices[0].entries:
+                matrix[entry.actual_class_id][entry.predicted_class_id] = \
+                    entry.num_weighted_examples
+    return {"matrix": matrix, "source": f"TFMA {CONFUSION_PLOT}, threshold 0 (argmax)"}
 
 
 def read_validation(output_dir: str) -> list[dict]:

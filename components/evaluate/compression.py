@@ -9,22 +9,22 @@ second TFMA run evaluates the teacher alone into `evaluation/tfma_teacher/`.
 
 from __future__ import annotations
 
-import json
 import os
 
 from components.evaluate.blessing import compare
-from pipeline.core.contracts.model import SUMMARY_FILE
 from pipeline.core.artifacts import Artifact
+from pipeline.core.contracts.model import SUMMARY_FILE
 
 TEACHER_TFMA_DIR = "tfma_teacher"
 
 
-def add_to_metrics(metrics: dict, inputs: dict, outputs: dict, runtime, evaluation,
-                   variant: str, derived: tuple[str, ...]) -> None:
+def add_to_metrics(metrics: dict, training: dict, inputs: dict, outputs: dict, runtime,
+                   evaluation, variant: str, derived: tuple[str, ...]) -> None:
     """Add `variant` and `teacher` (None without one) to evaluate's metrics document.
 
     Args:
         metrics: the metrics document (changed in place).
+        training: the candidate's train summary (`read_training`).
         inputs, outputs, runtime: evaluate's.
         evaluation: the `EvaluationConfig` section.
         variant: `push.variant`, the export evaluated.
@@ -47,21 +47,16 @@ def add_to_metrics(metrics: dict, inputs: dict, outputs: dict, runtime, evaluati
         return analysis.read_metrics(output).get(tfma_config.CANDIDATE,
                                                  {"overall": {}, "slices": {}})
 
-    training = read_training(inputs["model"])
     metrics["variant"] = variant_record(training, variant)
     metrics["teacher"] = teacher_reference(training, metrics, inputs.get("baseline"), run_alone)
 
 
 def read_training(model: Artifact) -> dict:
     """The model artifact's `train_summary.json` ({} when it has none)."""
-    from apache_beam.io.filesystems import FileSystems
-
     from pipeline.core import files
 
-    path = files.join(model.uri, SUMMARY_FILE)
     try:
-        with FileSystems.open(path) as f:
-            summary = json.loads(f.read().decode("utf-8"))
+        summary = files.read_json(files.join(model.uri, SUMMARY_FILE))
     except (OSError, ValueError):
         return {}
     return summary if isinstance(summary, dict) else {}
@@ -79,11 +74,9 @@ def variant_record(training: dict, variant: str) -> dict:
 def teacher_saved_model(source: str) -> str | None:
     """The SavedModel of a teacher source (a SavedModel, model artifact or `.keras` file
     beside a `saved_model/`), or None when there is none."""
-    directory = source if os.path.isdir(source) else os.path.dirname(source)
-    for candidate in (directory, os.path.join(directory, "saved_model")):
-        if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
-            return candidate
-    return None
+    from pipeline.core.contracts.model import find_saved_model
+
+    return find_saved_model(source if os.path.isdir(source) else os.path.dirname(source))
 
 
 def teacher_reference(training: dict, metrics: dict, baseline: Artifact | None,

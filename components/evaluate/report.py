@@ -1,5 +1,10 @@
 """The evaluation report: one HTML page and its PNG charts, beside metrics.json.
 
+The page is a list of sections; each task type picks its own (`tasks.py`): the verdict,
+the headline metrics, the thresholds and the slices are every task type's, the rest (a
+language model's compression and samples, a classifier's classes and confusion matrix, a
+text-to-text task's completions) its own.
+
 Every number on the page comes from the metrics document, blessing or samples it is given;
 a number's cell names its source (`data-doc`, `data-path` as a JSON list of keys, and the
 full-precision `data-value`), so a reader or a test can trace it back.
@@ -13,13 +18,16 @@ import json
 import math
 import numbers
 
-from pipeline.core import files
 from components.evaluate import objective as objectives, slicing
+from pipeline.core import files
+from pipeline.core.contracts.blessing import threshold_text
 
 REPORT_FILE = "report.html"
+CONFUSION_PNG = "confusion_matrix.png"
 CHART_METRICS = ("bits_per_byte", "perplexity")
 TABLE_METRICS = ("perplexity", "bits_per_byte", "mean_nll", "token_accuracy",
                  "unigram_perplexity", "example_count", "token_count")
+CLASS_METRICS = ("precision", "recall", "f1", "auc", "support")
 # Labels of a masked LM's metrics: they cover the masked tokens only.
 _MASKED_LABELS = {"perplexity": "masked-token perplexity", "mean_nll": "masked-token mean_nll",
                   "token_accuracy": "masked-token accuracy",
@@ -29,36 +37,29 @@ _MASKED_LABELS = {"perplexity": "masked-token perplexity", "mean_nll": "masked-t
 _LARGEST_WHOLE = 1e15
 
 
-def write_report(directory: str, *, metrics: dict, verdict: dict, samples: dict, evaluation) -> str:
-    """Write `report.html` and its charts into `directory`.
+def write_page(directory: str, title: str, sections: list[str]) -> str:
+    """Write `report.html` into `directory`.
 
     Args:
         directory: the evaluation output directory.
-        metrics: the content of metrics.json.
-        verdict: the content of blessing.json.
-        samples: the content of samples.json.
-        evaluation: the `EvaluationConfig` (slice order, thresholds shown).
+        title: the page's title.
+        sections: the page's HTML sections, in order.
 
     Returns:
         The page's path.
     """
-    slices = ordered_slices(metrics.get("slices", {}), evaluation)
-    kind = metrics.get("objective", objectives.CAUSAL)
-    charts = [name for name in (_chart(directory, metrics, slices, m) for m in CHART_METRICS
-                                if objectives.computes(m, kind)) if name]
-    body = "\n".join([
-        verdict_section(verdict),
-        _headline_section(metrics),
-        _compression_section(metrics),
-        failures_section(verdict),
-        _slices_section(metrics, slices, charts, evaluation),
-        _samples_section(samples),
-        _settings_section(evaluation),
-    ])
     page = files.join(directory, REPORT_FILE)
-    text = PAGE.format(title="lmpipe evaluation", style=STYLE, body=body)
+    text = PAGE.format(title=title, style=STYLE, body="\n".join(sections))
     files.write_bytes(page, text.encode("utf-8"), "text/html")
     return page
+
+
+def charts(directory: str, metrics: dict, slices: list[str]) -> list[str]:
+    """Write a language model's per-slice bar charts (`CHART_METRICS` that its objective
+    computes) into `directory`; return their file names."""
+    kind = metrics.get("objective", objectives.CAUSAL)
+    return [name for name in (_chart(directory, metrics, slices, m) for m in CHART_METRICS
+                              if objectives.computes(m, kind)) if name]
 
 
 def ordered_slices(slices: dict, evaluation) -> list[str]:
@@ -114,6 +115,7 @@ def num_cell(value, doc: str, *path) -> str:
 
 
 def text_cell(value) -> str:
+    """A table cell holding text."""
     return f"<td>{html.escape(str(value))}</td>"
 
 
@@ -124,6 +126,7 @@ def table(header: list[str], rows: list[str]) -> str:
 
 
 def verdict_section(verdict: dict) -> str:
+    """BLESSED or NOT BLESSED, for which model, against what."""
     blessed = verdict.get("blessed") is True
     baseline = verdict.get("baseline")
     against = (f"compared with version {baseline.get('version')} in service ({baseline.get('uri')})"
@@ -137,12 +140,22 @@ def verdict_section(verdict: dict) -> str:
             f"{len(verdict.get('ignored_failures', []))} ignored on small slices.</p>")
 
 
-def _headline_section(metrics: dict) -> str:
+def headline_section(metrics: dict, names: tuple[str, ...], caption: str) -> str:
+    """The overall metrics `names` of the candidate, and of the baseline beside it if any.
+
+    Args:
+        metrics: the content of metrics.json.
+        names: the metrics shown, in order.
+        caption: the HTML between the heading and the table.
+
+    Returns:
+        The section's HTML.
+    """
     overall, baseline = metrics["overall"], (metrics.get("baseline") or {}).get("overall")
     comparison = metrics.get("comparison") or {}
     kind = metrics.get("objective", objectives.CAUSAL)
     rows = []
-    for name in TABLE_METRICS:
+    for name in names:
         cells = text_cell(metric_label(name, kind)) + num_cell(overall.get(name), "metrics", "overall", name)
         if baseline is not None:
             change = comparison.get(name, {})
@@ -153,8 +166,14 @@ def _headline_section(metrics: dict) -> str:
         rows.append(cells)
     header = ["metric", "candidate"] + (["baseline", "change", "relative change"]
                                         if baseline is not None else [])
-    return ("<h2>Headline metrics</h2>\n<p>TFMA over the eval split, token-weighted.</p>\n"
-            + _objective_note(kind) + table(header, rows))
+    return "<h2>Headline metrics</h2>\n" + caption + table(header, rows)
+
+
+def lm_caption(metrics: dict) -> str:
+    """What a language model's headline numbers are (token-weighted; a masked LM's over
+    the masked tokens only)."""
+    kind = metrics.get("objective", objectives.CAUSAL)
+    return "<p>TFMA over the eval split, token-weighted.</p>\n" + _objective_note(kind)
 
 
 def _objective_note(kind: str) -> str:
@@ -171,7 +190,7 @@ _VARIANT_FIELDS = ("parameters", "int8_weights", "bytes", "variables_bytes",
                    "variables_gzip_bytes")
 
 
-def _compression_section(metrics: dict) -> str:
+def compression_section(metrics: dict) -> str:
     """The export judged (float or int8) and, for a distilled model, its teacher's metrics."""
     variant, teacher = metrics.get("variant") or {}, metrics.get("teacher")
     if variant.get("name", "float") == "float" and teacher is None:
@@ -206,6 +225,7 @@ def _compression_section(metrics: dict) -> str:
 
 
 def failures_section(verdict: dict) -> str:
+    """The thresholds skipped, failed, and ignored on slices too small to count."""
     parts = ["<h2>Thresholds</h2>"]
     skipped = verdict.get("skipped_thresholds") or []
     if skipped:
@@ -232,51 +252,54 @@ def failures_section(verdict: dict) -> str:
     return "\n".join(parts)
 
 
-def threshold_text(threshold) -> str:
-    """A TFMA threshold (as JSON) in words."""
-    if not threshold:
-        return "(none recorded)"
-    value = threshold.get("valueThreshold")
-    if value is not None:
-        bounds = [f">= {value['lowerBound']}" if "lowerBound" in value else "",
-                  f"<= {value['upperBound']}" if "upperBound" in value else ""]
-        return "value " + " and ".join(b for b in bounds if b)
-    change = threshold.get("changeThreshold", {})
-    limits = [f"relative {change['relative']:.4%}" if "relative" in change else "",
-              f"absolute {change['absolute']}" if "absolute" in change else ""]
-    direction = change.get("direction", "").lower().replace("_", " ")
-    return f"may not worsen by more than {' or '.join(l for l in limits if l)} ({direction})"
-
-
-def _slices_section(metrics: dict, slices: list[str], charts: list[str], evaluation) -> str:
+def lm_slices_section(metrics: dict, slices: list[str], chart_files: list[str],
+                      evaluation) -> str:
+    """A language model's slices: its charts (`charts`), then every `TABLE_METRICS` per
+    slice."""
     if not slices:
         return ("<h2>Slices</h2>\n<p>No slice reached min_slice_size "
                 f"({evaluation.min_slice_size}).</p>")
+    images = "\n".join(f'<img src="{html.escape(c)}" alt="{html.escape(c)}">'
+                       for c in chart_files)
+    derived = metrics.get("derived_slice_features") or []
+    origin = (f" The examples carry no {', '.join(derived)}: it is derived from each window's "
+              "longest document span (evaluation.length_buckets)." if derived else "")
+    return (f"<h2>Slices</h2>\n<p>Slices with fewer than {evaluation.min_slice_size} examples "
+            f"are not computed.{html.escape(origin)}</p>\n" + images + "\n"
+            + slices_table(metrics, slices, TABLE_METRICS))
+
+
+def task_slices_section(metrics: dict, names: tuple[str, ...], evaluation) -> str:
+    """A fine-tuning task's slices: its headline metrics and example count per slice."""
+    slices = ordered_slices(metrics.get("slices", {}), evaluation)
+    if not slices:
+        return "<h2>Slices</h2>\n<p>None (or all below evaluation.min_slice_size).</p>"
+    return "<h2>Slices</h2>\n" + slices_table(metrics, slices, (*names, "example_count"))
+
+
+def slices_table(metrics: dict, slices: list[str], columns: tuple[str, ...]) -> str:
+    """The metrics `columns` of each slice, and the baseline's on a slice if there is one:
+    bits per byte, or perplexity for a model that has none."""
     baseline = (metrics.get("baseline") or {}).get("slices", {})
     kind = metrics.get("objective", objectives.CAUSAL)
-    # The baseline column: bits per byte, or perplexity for a model that has none.
     compared = "bits_per_byte" if objectives.computes("bits_per_byte", kind) else "perplexity"
     rows = []
     for name in slices:
         values = metrics["slices"][name]
         cells = text_cell(name) + "".join(num_cell(values.get(m), "metrics", "slices", name, m)
-                                      for m in TABLE_METRICS)
+                                      for m in columns)
         if metrics.get("baseline") is not None:
             cells += num_cell(baseline.get(name, {}).get(compared), "metrics", "baseline",
                           "slices", name, compared)
         rows.append(cells)
-    header = (["slice", *(metric_label(m, kind) for m in TABLE_METRICS)]
+    header = (["slice", *(metric_label(m, kind) for m in columns)]
               + ([f"baseline {metric_label(compared, kind)}"]
                  if metrics.get("baseline") is not None else []))
-    images = "\n".join(f'<img src="{html.escape(c)}" alt="{html.escape(c)}">' for c in charts)
-    derived = metrics.get("derived_slice_features") or []
-    origin = (f" The examples carry no {', '.join(derived)}: it is derived from each window's "
-              "longest document span (evaluation.length_buckets)." if derived else "")
-    return (f"<h2>Slices</h2>\n<p>Slices with fewer than {evaluation.min_slice_size} examples "
-            f"are not computed.{html.escape(origin)}</p>\n" + images + "\n" + table(header, rows))
+    return table(header, rows)
 
 
-def _samples_section(samples: dict) -> str:
+def lm_samples_section(samples: dict) -> str:
+    """A language model's continuations of eval document beginnings, with their scores."""
     if samples.get("skipped"):
         return f"<h2>Samples</h2>\n<p>None: {html.escape(samples['skipped'])}.</p>"
     rows = []
@@ -303,7 +326,83 @@ def _samples_section(samples: dict) -> str:
             + totals + "</table>")
 
 
-def _settings_section(evaluation) -> str:
+def classes_section(metrics: dict, labels: list[str]) -> str:
+    """A classifier's one-vs-rest metrics of each class."""
+    rows = []
+    for label in labels:
+        values = metrics["classes"].get(label, {})
+        rows.append(text_cell(label) + "".join(num_cell(values.get(m), "metrics", "classes", label, m)
+                                           for m in CLASS_METRICS))
+    return ("<h2>Per class</h2>\n<p>One-vs-rest: precision and recall of the argmax "
+            "prediction, ROC AUC of the class's probability; support is the class's eval "
+            "examples.</p>\n" + table(["label", *CLASS_METRICS], rows))
+
+
+def confusion_section(directory: str, metrics: dict) -> str:
+    """A classifier's confusion matrix: a table, and `confusion_matrix.png` beside the page."""
+    confusion = metrics.get("confusion") or {}
+    labels, matrix = confusion.get("labels", []), confusion.get("matrix", [])
+    if not labels:
+        return "<h2>Confusion matrix</h2>\n<p>None computed.</p>"
+    _confusion_png(directory, labels, matrix)
+    rows = [text_cell(label) + "".join(num_cell(matrix[i][j], "metrics", "confusion", "matrix", i, j)
+                                   for j in range(len(labels)))
+            for i, label in enumerate(labels)]
+    return (f"<h2>Confusion matrix</h2>\n<p>Rows: true label; columns: predicted label "
+            f"({html.escape(confusion.get('source', ''))}).</p>\n"
+            f'<img src="{CONFUSION_PNG}" alt="confusion matrix">\n'
+            + table(["true \\ predicted", *labels], rows))
+
+
+def _confusion_png(directory: str, labels: list[str], matrix: list[list[float]]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    size = 1.5 + 0.55 * len(labels)
+    figure = Figure(figsize=(size + 1.5, size), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes)
+    ticks = list(range(len(labels)))
+    axes.set_xticks(ticks, labels=labels, rotation=45, ha="right")
+    axes.set_yticks(ticks, labels=labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    peak = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            axes.text(j, i, fmt(count), ha="center", va="center",
+                      color="white" if count > peak / 2 else "black", fontsize=8)
+    axes.set_title("confusion matrix (eval)")
+    figure.tight_layout()
+    png = io.BytesIO()
+    figure.savefig(png, format="png", metadata={"Software": None})
+    files.write_bytes(files.join(directory, CONFUSION_PNG), png.getvalue(), "image/png")
+
+
+def excluded_section(metrics: dict) -> str:
+    """The eval documents the transform left out (nothing when it left none out)."""
+    excluded = metrics.get("excluded")
+    if not excluded:
+        return ""
+    return ("<h2>Left out of the eval split</h2>\n<p>Documents the transform could not turn "
+            "into examples (no label, a label the train split does not have, no target): "
+            f"<code>{html.escape(json.dumps(excluded, sort_keys=True))}</code></p>")
+
+
+def completions_section(samples: dict) -> str:
+    """A text-to-text task's greedy completions beside their references."""
+    if not samples.get("samples"):
+        return ""
+    rows = [text_cell(s["input"]) + f'<td class="gen">{html.escape(s["completion"])}</td>'
+            + text_cell(s["reference"]) for s in samples["samples"]]
+    return ("<h2>Samples</h2>\n<p>Greedy completions of the first eval inputs.</p>\n"
+            + table(["input", "completion", "reference"], rows))
+
+
+def settings_section(evaluation) -> str:
+    """The `evaluation` section as configured."""
     from pipeline.core.configio import to_dict
 
     rows = [text_cell(k) + text_cell(json.dumps(v)) for k, v in to_dict(evaluation).items()]

@@ -1,10 +1,13 @@
-"""Samples: eval document beginnings, the model's continuations, and how close they come.
+"""Samples: what the model writes, beside what it should have written.
 
-Prompts are the first `sample_prompt_words` words of eval documents (taken in shard order,
-round-robin over domains, so every domain shows up). Each gets a greedy and a sampled
-continuation from the SavedModel's `generate` signature, scored against the document's
-true next words with ROUGE-L (F1, `rouge_score`) and BLEU (`sacrebleu`, the libraries
-TFMA's own Rouge and Bleu metrics use).
+A language model: prompts are the first `sample_prompt_words` words of eval documents
+(taken in shard order, round-robin over domains, so every domain shows up). Each gets a
+greedy and a sampled continuation from the SavedModel's `generate` signature, scored
+against the document's true next words with ROUGE-L (F1, `rouge_score`) and BLEU
+(`sacrebleu`, the libraries TFMA's own Rouge and Bleu metrics use).
+
+A text-to-text task: the first eval examples' inputs, their greedy completions from the
+`generate_examples` signature, and their references (`complete_examples`).
 """
 
 from __future__ import annotations
@@ -176,3 +179,35 @@ def summarize(samples: list[dict]) -> dict:
             metric: (sum(s[f"{kind}_{metric}"] for s in samples) / count if count else None)
             for metric in ("rouge_l", "bleu")}
     return summary
+
+
+def complete_examples(saved_model: str, pattern: str, compression: str, count: int) -> dict:
+    """Greedy completions of the first `count` eval examples beside their references.
+
+    Args:
+        saved_model: the candidate's SavedModel directory (a text-to-text export).
+        pattern: the eval shards' glob.
+        compression: their Beam compression type (`gzip` or `uncompressed`).
+        count: how many examples.
+
+    Returns:
+        The content of `samples.json`.
+    """
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the tokenizer's ops)
+
+    records = (tf.data.TFRecordDataset(tf.io.gfile.glob(pattern),
+                                       compression_type="GZIP" if compression == "gzip" else "")
+               .take(count))
+    serialized = [record.numpy() for record in records]
+    signature = tf.saved_model.load(saved_model).signatures["generate_examples"]
+    predictions = signature(examples=tf.constant(serialized))["prediction"].numpy()
+    text = {"input_text": tf.io.FixedLenFeature([], tf.string),
+            "target_text": tf.io.FixedLenFeature([], tf.string)}
+    samples = []
+    for record, prediction in zip(serialized, predictions):
+        parsed = tf.io.parse_single_example(record, text)
+        samples.append({"input": parsed["input_text"].numpy().decode("utf-8", "replace"),
+                        "reference": parsed["target_text"].numpy().decode("utf-8", "replace"),
+                        "completion": prediction.decode("utf-8", "replace")})
+    return {"decoding": "greedy", "samples": samples}

@@ -71,8 +71,7 @@ def features_to_derive(names: tuple[str, ...], examples_dir: str) -> tuple[str, 
     Raises:
         UsageError: a name is not usable.
     """
-    from pipeline.core.contracts.examples import FEATURE_SPEC_FILE
-    from components.evaluate.analysis import read_feature_spec
+    from pipeline.core.contracts.examples import FEATURE_SPEC_FILE, read_feature_spec
 
     features = read_feature_spec(examples_dir).get("features")
     if not isinstance(features, dict):

@@ -1,8 +1,18 @@
-"""The `tfma.EvalConfig` of an evaluation, built from the `evaluation` config section.
+"""The `tfma.EvalConfig` of an evaluation, built from the `evaluation` and `task` sections.
 
 The candidate (and the baseline, when a model is in service) run as generic SavedModels
-through their `score_examples` signature: TFMA 0.52 cannot load a Keras 3 model as Keras,
-and naming the model type stops it from trying (DESIGN.md section 6).
+through a signature of their export: TFMA 0.52 cannot load a Keras 3 model as Keras, and
+naming the model type stops it from trying (DESIGN.md section 6). A language model runs
+`score_examples` (the metrics of `metrics.py`, its gate in the `evaluation` section); a
+fine-tuning task its own signature against the examples' label feature:
+
+    classification  `classify_examples` -> `probabilities` against `label`
+                    (`classification.py`, and TFMA's confusion matrix plot)
+    text_to_text    `generate_examples` -> the greedy `prediction` against `target_text`
+                    (`text_metrics.py`)
+
+with value thresholds on the overall slice as its gate (`task.min_*`). Every task type is
+sliced overall and by each of `evaluation.slice_features`.
 """
 
 from __future__ import annotations
@@ -12,13 +22,20 @@ import json
 from tensorflow_model_analysis.proto import config_pb2
 from google.protobuf import wrappers_pb2
 
-from components.evaluate import metrics as lm_metrics
+from components.evaluate import classification, metrics as lm_metrics, text_metrics
 from components.evaluate.objective import CAUSAL, computes
 
 CANDIDATE = "candidate"
 BASELINE = "baseline"
 SIGNATURE = "score_examples"
 MODEL_TYPE = "tf_generic"
+# task.type -> (signature, label key, prediction key) of a fine-tuning task.
+TASK_MODEL_INPUTS = {"classification": ("classify_examples", "label", "probabilities"),
+                     "text_to_text": ("generate_examples", "target_text", "prediction")}
+# task config key -> the metric it bounds from below.
+TASK_GATES = {"min_accuracy": "accuracy", "min_macro_f1": "macro_f1",
+              "min_macro_auc": "macro_auc", "min_bleu": "bleu", "min_rouge_l": "rouge_l",
+              "min_exact_match": "exact_match"}
 
 
 def slice_name(feature_keys: dict) -> str:
@@ -44,12 +61,38 @@ def build_eval_config(evaluation, *, with_baseline: bool,
     model_specs = [_model_spec(CANDIDATE, is_baseline=False)]
     if with_baseline:
         model_specs.append(_model_spec(BASELINE, is_baseline=True))
+    return _eval_config(model_specs, _metrics_spec(evaluation, with_baseline, objective),
+                        evaluation)
+
+
+def build_task_eval_config(task, evaluation, num_classes: int | None) -> config_pb2.EvalConfig:
+    """The TFMA config of a fine-tuning task's evaluation (no baseline).
+
+    Args:
+        task: the `TaskConfig` section (type, gate).
+        evaluation: the `EvaluationConfig` section (slices, min slice size).
+        num_classes: the label vocabulary's size (classification).
+
+    Returns:
+        The `tfma.EvalConfig`.
+    """
+    signature, label_key, prediction_key = TASK_MODEL_INPUTS[task.type]
+    model_spec = config_pb2.ModelSpec(name=CANDIDATE, signature_name=signature,
+                                      model_type=MODEL_TYPE, label_key=label_key,
+                                      prediction_key=prediction_key)
+    metrics_spec = config_pb2.MetricsSpec(metrics=_task_metrics(task, num_classes))
+    return _eval_config([model_spec], metrics_spec, evaluation)
+
+
+def _eval_config(model_specs: list, metrics_spec: config_pb2.MetricsSpec,
+                 evaluation) -> config_pb2.EvalConfig:
+    """Overall and by each of `evaluation.slice_features`; no metric TFMA adds by itself."""
     slicing_specs = [config_pb2.SlicingSpec()]
     slicing_specs += [config_pb2.SlicingSpec(feature_keys=[key]) for key in evaluation.slice_features]
     return config_pb2.EvalConfig(
         model_specs=model_specs,
         slicing_specs=slicing_specs,
-        metrics_specs=[_metrics_spec(evaluation, with_baseline, objective)],
+        metrics_specs=[metrics_spec],
         options=config_pb2.Options(
             min_slice_size=wrappers_pb2.Int32Value(value=evaluation.min_slice_size),
             include_default_metrics=wrappers_pb2.BoolValue(value=False),
@@ -105,3 +148,30 @@ def _worsening_limit(relative: float) -> config_pb2.MetricThreshold:
     threshold.change_threshold.direction = config_pb2.MetricDirection.LOWER_IS_BETTER
     threshold.change_threshold.relative.value = relative
     return threshold
+
+
+def _task_metrics(task, num_classes: int | None) -> list[config_pb2.MetricConfig]:
+    configs = [config_pb2.MetricConfig(class_name="ExampleCount")]
+    if task.type == "classification":
+        table, module, arguments = (classification.CLASSIFICATION_METRICS, classification.MODULE,
+                                    {"num_classes": num_classes})
+    else:
+        table, module, arguments = text_metrics.TEXT_METRICS, text_metrics.MODULE, {}
+    bounds = {metric: getattr(task, key) for key, metric in TASK_GATES.items()
+              if getattr(task, key) is not None}
+    for name, class_name in table.items():
+        configs.append(config_pb2.MetricConfig(
+            class_name=class_name, module=module, config=json.dumps(arguments),
+            per_slice_thresholds=_lower_bound(bounds.get(name))))
+    if task.type == "classification":
+        configs.append(config_pb2.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
+    return configs
+
+
+def _lower_bound(bound: float | None) -> list[config_pb2.PerSliceMetricThreshold]:
+    if bound is None:
+        return []
+    threshold = config_pb2.MetricThreshold()
+    threshold.value_threshold.lower_bound.value = bound
+    return [config_pb2.PerSliceMetricThreshold(slicing_specs=[config_pb2.SlicingSpec()],
+                                               threshold=threshold)]

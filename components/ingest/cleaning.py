@@ -21,6 +21,9 @@ order (each set in `data.*`):
                    lines at both ends removed; `collapse`: every whitespace run -> one space
     min_chars      shorter documents dropped (`too_short`)
 
+The control_chars, normalization and whitespace steps are in
+`components/shared/text_cleaning.py` (transform cleans text-to-text targets with them too).
+
 Over-long documents (`data.max_chars`) are split into pieces by `split_long`, and exact
 duplicates removed, when the documents are written (see `ingest_beam.WriteShard`).
 """
@@ -32,7 +35,9 @@ import hashlib
 import json
 import math
 import re
-import unicodedata
+
+from components.shared.text_cleaning import (normalize_unicode, normalize_whitespace,
+                                               remove_control_chars)
 
 # Every drop reason, so stats list them all (with zeros) and readers can rely on the keys.
 DROP_REASONS = ("empty", "binary", "invalid_utf8", "malformed_json", "not_an_object",
@@ -59,14 +64,6 @@ _WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
 # search of a parsed record for one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_HORIZONTAL = " \t\f\v"
-_TRAILING_MARKS = tuple(c + "\n" for c in _HORIZONTAL)
-# ASCII fast paths (most text): bytes.translate scans ~5x faster than a regex or four
-# substring searches. The C0 controls `_CONTROL` matches (ASCII has no C1 controls), and
-# horizontal whitespace mapped to a space, so one search finds a trailing one.
-_ASCII_CONTROL = bytes(range(0x00, 0x09)) + b"\x0b\x0c" + bytes(range(0x0e, 0x20)) + b"\x7f"
-_HORIZONTAL_TO_SPACE = bytes.maketrans(b"\t\f\v", b"   ")
 
 
 class Cleaner:
@@ -283,49 +280,6 @@ def _note(changes: list[str], change: str) -> None:
         changes.append(change)
 
 
-def remove_control_chars(text: str) -> str:
-    """Drop C0 and C1 control characters except tab, line feed and carriage return."""
-    if text.isascii():
-        encoded = text.encode("ascii")
-        if len(encoded.translate(None, _ASCII_CONTROL)) == len(encoded):
-            return text
-    return _CONTROL.sub("", text) if _CONTROL.search(text) else text
-
-
-def normalize_unicode(text: str, form: str) -> str:
-    """`NFC`/`NFKC` normalization (`none` leaves the text as it is)."""
-    return text if form == "none" else unicodedata.normalize(form, text)
-
-
-def normalize_whitespace(text: str, mode: str) -> str:
-    """Whitespace cleaning.
-
-    Args:
-        text: the text.
-        mode: `normalize` (line breaks to LF, no trailing spaces or tabs on a line, no
-            blank lines at either end; indentation kept) or `collapse` (each run of
-            whitespace, line breaks included, becomes one space; both ends stripped).
-
-    Returns:
-        The cleaned text.
-    """
-    if mode == "collapse":
-        return " ".join(text.split())
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if _has_trailing_horizontal(text):
-        text = "\n".join(line.rstrip(_HORIZONTAL) for line in text.split("\n"))
-    return text.strip("\n")
-
-
-def _has_trailing_horizontal(text: str) -> bool:
-    """Whether a line of `text` (the last one included) ends in a space, tab, FF or VT."""
-    if text.isascii():
-        spaced = text.encode("ascii").translate(_HORIZONTAL_TO_SPACE)
-        return spaced.endswith(b" ") or b" \n" in spaced
-    return text.endswith(tuple(_HORIZONTAL)) or any(mark in text for mark in _TRAILING_MARKS)
-
-
 def split_long(text: str, max_chars: int) -> list[str]:
     """Cut an over-long text into pieces of at most `max_chars` characters.
 
@@ -382,11 +336,6 @@ def split_of(doc_id: str, salt: str, eval_fraction: float) -> str:
     """
     digest = hashlib.sha256(f"{salt}\x00{doc_id}".encode("utf-8")).digest()
     return "eval" if int.from_bytes(digest[:8], "big") / 2.0**64 < eval_fraction else "train"
-
-
-def assign_split(text: str, salt: str, eval_fraction: float) -> str:
-    """`split_of` a text (see there)."""
-    return split_of(document_id(text), salt, eval_fraction)
 
 
 def encode_document(document: dict) -> str:

@@ -3,8 +3,9 @@
 Runs only for `task.type: classification` (`pipeline/dag.py`). One Beam pass over both
 splits of the documents artifact counts every label of `data.label_field` and the
 unlabeled documents; the vocabulary is the train split's labels (see
-`components/labels/vocabulary.py` for the rules and the artifact layout). The transform turns
-labels into ids with it; eval labels missing from it are counted there, not guessed.
+`components/labels/vocabulary.py` for the rules, `pipeline/core/contracts/labels.py` for the
+artifact layout). The transform turns labels into ids with it; eval labels missing from it
+are counted there, not guessed.
 """
 
 from __future__ import annotations
@@ -40,20 +41,17 @@ def run(inputs, outputs, runtime, data):
     """
     import apache_beam as beam
 
-    from components.labels import vocabulary as labels
-    from pipeline.core import files
-    from pipeline.core.contracts import documents
     from pipeline.core.beam import pipeline_options
+    from pipeline.core.contracts import documents, labels
     from pipeline.core.errors import UsageError
 
     documents_dir = inputs["documents"].uri
     stats = documents.read_stats(documents_dir)
     shards = [(split, path) for split in documents.SPLITS
               for path in documents.split_paths(documents_dir, stats, split)]
-    target = files.join(outputs["labels"], labels.VOCABULARY_FILE)
     with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
-        build_labels(pipeline, shards, data, target)
-    vocabulary = files.read_json(target)
+        build_labels(pipeline, shards, data, labels.vocabulary_path(outputs["labels"]))
+    vocabulary = labels.read_vocabulary(outputs["labels"])
     names = vocabulary["labels"]
     if len(names) < MIN_LABELS:
         raise UsageError(f"data.label_field {data.label_field!r}: the train split has "
@@ -67,8 +65,7 @@ def run(inputs, outputs, runtime, data):
         raise UsageError(f"data.label_field {data.label_field!r}: the label {broken[0]!r} "
                          f"holds a line break ({vocabulary['counts']['train'][broken[0]]} train "
                          f"documents); labels are one line each, clean the field in the data")
-    files.write_bytes(files.join(outputs["labels"], labels.LABELS_FILE),
-                       "".join(f"{name}\n" for name in names).encode("utf-8"))
+    labels.write_labels_file(outputs["labels"], names)
     runtime.log(f"[labels] {len(names)} labels; unlabeled documents: {vocabulary['unlabeled']}; "
                 f"labels only in eval: {vocabulary['eval_only'] or 'none'}")
     return {"labels": {"num_labels": len(names), "unlabeled": vocabulary["unlabeled"],
@@ -90,12 +87,12 @@ class CountShardLabels:
     def __call__(self, shard: tuple[str, str]) -> dict:
         import json
 
-        from components.labels import vocabulary as labels
+        from components.labels.vocabulary import split_counts
         from components.shared.shards import read_jsonl_gz_lines
 
         split, path = shard
         records = (json.loads(line) for line in read_jsonl_gz_lines(path))
-        return labels.split_counts(records, split, self.label_field, self.domain_field)
+        return split_counts(records, split, self.label_field, self.domain_field)
 
 
 def build_labels(pipeline, shards: list[tuple[str, str]], data, target: str) -> None:
@@ -109,8 +106,8 @@ def build_labels(pipeline, shards: list[tuple[str, str]], data, target: str) -> 
     """
     import apache_beam as beam
 
+    from components.labels.vocabulary import build_vocabulary
     from components.shared import counts, shards as shard_files
-    from components.labels import vocabulary as labels
 
     _ = (pipeline
          | "Shards" >> beam.Create(shards)
@@ -118,4 +115,4 @@ def build_labels(pipeline, shards: list[tuple[str, str]], data, target: str) -> 
          | "CountLabels" >> beam.Map(CountShardLabels(data.label_field, data.domain_field))
          | "Sum" >> counts.CountAll()
          | "WriteVocabulary" >> shard_files.WriteJson(
-             target, lambda total: labels.build_vocabulary(total, data.label_field)))
+             target, lambda total: build_vocabulary(total, data.label_field)))

@@ -59,8 +59,9 @@ def run(inputs, outputs, runtime, push):
         Output properties: whether it pushed, and where.
     """
     from pipeline.core.contracts import serving_dir
+    from pipeline.core.contracts.blessing import read_blessing
 
-    verdict = _read_blessing(inputs["blessing"])
+    verdict = read_blessing(inputs["blessing"].uri)
     if verdict["blessed"] is True:
         record = _push(inputs, verdict, runtime, push)
         runtime.log(f"[push] {record['reason']}: version {record['version']} at {record['uri']}")
@@ -77,11 +78,11 @@ def run(inputs, outputs, runtime, push):
 
 def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
     from pipeline.core.contracts import serving_dir
-    from pipeline.core.contracts.model import VARIANT_DIRS
+    from pipeline.core.contracts.model import VARIANT_DIRS, is_saved_model
 
     model = inputs["model"]
     saved_model = model.path(VARIANT_DIRS[push.variant])
-    if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
+    if not is_saved_model(saved_model):
         raise UsageError(f"{model.uri}: no SavedModel at {VARIANT_DIRS[push.variant]}/ "
                          f"(push.variant {push.variant})")
     digest = serving_dir.saved_model_digest(saved_model)
@@ -134,8 +135,9 @@ def model_card(model: Artifact, blessing: Artifact, verdict: dict, runtime, push
         The card.
     """
     from pipeline.core.configio import to_dict
+    from pipeline.core.contracts.model import SUMMARY_FILE
 
-    training = _read_optional_json(model.path("train_summary.json"))
+    training = _read_optional_json(model.path(SUMMARY_FILE))
     lineage = verdict.get("lineage") or {}
     return {
         "version": number,
@@ -175,12 +177,13 @@ def data_sources(lineage: dict) -> dict:
         or None; "splits": split -> {documents, bytes}, or None}.
     """
     from pipeline.core.artifacts import MARKER
+    from pipeline.core.contracts.documents import STATS_FILE
 
     uri = (lineage.get("documents") or {}).get("uri")
     if not uri:
         return {"raw": None, "splits": None}
     execution = _read_optional_json(os.path.join(os.path.dirname(uri), MARKER)) or {}
-    stats = _read_optional_json(os.path.join(uri, "stats.json")) or {}
+    stats = _read_optional_json(os.path.join(uri, STATS_FILE)) or {}
     splits = {name: {"documents": split.get("documents"), "bytes": split.get("bytes")}
               for name, split in (stats.get("splits") or {}).items() if isinstance(split, dict)}
     raw = (execution.get("inputs") or {}).get("raw")
@@ -188,18 +191,6 @@ def data_sources(lineage: dict) -> dict:
         raw = {"uri": raw.get("uri"), "fingerprint": raw.get("fingerprint"),
                **(raw.get("properties") or {})}
     return {"raw": raw or None, "splits": splits or None}
-
-
-def _read_blessing(blessing: Artifact) -> dict:
-    path = blessing.path("blessing.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            verdict = json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"{path}: unreadable blessing ({err.__class__.__name__})") from None
-    if not isinstance(verdict, dict) or not isinstance(verdict.get("blessed"), bool):
-        raise UsageError(f"{path}: expected an object with a boolean 'blessed'")
-    return verdict
 
 
 def _read_optional_json(path: str):
@@ -211,7 +202,7 @@ def _read_optional_json(path: str):
 
 
 def _failure_text(failures: list[dict]) -> str:
-    from components.evaluate.report import threshold_text
+    from pipeline.core.contracts.blessing import threshold_text
 
     if not failures:
         return "no failed threshold recorded"

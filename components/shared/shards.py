@@ -16,6 +16,7 @@ import struct
 import apache_beam as beam
 import numpy as np
 
+from components.shared.example_wire import interleave, lookup
 from pipeline.core import files
 
 SHARD_TARGET_BYTES = 64 * 2**20
@@ -97,8 +98,6 @@ def tfrecord_frames(data: np.ndarray, sizes: np.ndarray, order: np.ndarray | Non
         The framed bytes.
     """
     import google_crc32c
-
-    from components.transform.encoding import interleave, lookup
 
     ends = np.cumsum(sizes)
     starts = ends - sizes

@@ -1,12 +1,22 @@
-"""transform (TFX Transform, apply phase): documents + tokenizer -> packed token TFRecords.
+"""transform (TFX Transform, apply phase): documents + tokenizer (+ labels) -> examples.
+
+One code path for every `task.type`; what a task type does differently (how documents
+become examples, what is counted, what `feature_spec.json` records) is its examples maker,
+chosen by `examples_for`:
+
+    lm              `lm.LMExamples`: documents tokenized and packed into windows
+    classification  `tasks.ClassificationExamples`: one example per labeled document,
+                    labels made ids with the `labels` input's vocabulary
+    text_to_text    `tasks.TextToTextExamples`: one example per document with a target
 
 Outputs `examples/` (sharded TFRecords of `tf.train.Example` and `feature_spec.json`; the
-feature contract and the causal-LM target rule are in `pipeline/core/contracts/examples.py`) and
-`statistics/` (`stats.json`: documents, every drop reason from ingest, tokens, bytes,
-tokens per byte, packing efficiency, unknown-token rate, per-domain and per-length-bucket
-counts, the length histogram; per split and in total; and two PNGs of the length
-histogram and the per-domain token counts). Same input and config give byte-identical
-shards, whatever the runner's parallelism.
+feature contract and the causal-LM target rule are in `pipeline/core/contracts/examples.py`)
+and `statistics/`: `stats.json` (a language model's: every drop reason from ingest, tokens,
+bytes, tokens per byte, packing efficiency, unknown-token rate, per-domain and
+per-length-bucket counts, the length histogram; per split and in total; and two PNGs of
+the length histogram and the per-domain token counts. A task's: per split documents,
+examples, tokens, truncated, dropped by reason, per label, per domain). Same input and
+config give byte-identical shards, whatever the runner's parallelism.
 """
 
 from __future__ import annotations
@@ -16,59 +26,87 @@ from pipeline.core.component import ComponentSpec
 SPEC = ComponentSpec(
     name="transform",
     module="components.transform",
-    inputs={"documents": "Documents", "tokenizer": "Tokenizer"},
+    inputs={"documents": "Documents", "tokenizer": "Tokenizer", "labels": "LabelVocabulary"},
     outputs={"examples": "Examples", "statistics": "Statistics"},
-    config=("transform",),
+    config=("data", "transform", "task"),
+    optional_inputs=("labels",),
 )
 
 
-def run(inputs, outputs, runtime, transform):
-    """Tokenize and pack the documents into the examples artifact.
+def run(inputs, outputs, runtime, data, transform, task):
+    """Turn the documents into the examples of the task type.
 
     Args:
-        inputs: `documents` (ingest) and `tokenizer` (tokenizer) artifacts.
+        inputs: `documents` (ingest), `tokenizer` (tokenizer) and, for classification,
+            `labels` (labels) artifacts.
         outputs: `examples` and `statistics` directories to write.
         runtime: the run's `Runtime` (Beam options in `beam_args`).
+        data: the `DataConfig` (the label or target field of a task).
         transform: the `TransformConfig`.
+        task: the `TaskConfig`.
 
     Returns:
-        Properties: example counts per split, the packing efficiency, tokens per byte.
-    """
-    import threading
+        Properties: example counts per split, and the task type's statistics (a language
+        model's packing efficiency and tokens per byte, a task's dropped documents).
 
+    Raises:
+        UsageError: a task's labels input is missing, its window has no room for an
+            input, or no example of it is left in a split.
+    """
     from components.transform import plots
+    from components.transform.tokenize import shutdown_pools
     from pipeline.core import files
     from pipeline.core.contracts import documents, examples
-    from components.transform.tokenize import shutdown_pools
     from pipeline.core.contracts.tokenizer import INFO_FILE
 
     documents_dir, tokenizer = inputs["documents"].uri, inputs["tokenizer"].uri
+    documents_stats = documents.read_stats(documents_dir)
+    pad_id = files.read_json(files.join(tokenizer, INFO_FILE))["special_tokens"]["pad"]
+    maker = examples_for(task.type).create(inputs, data, transform, task, documents_stats,
+                                           pad_id)
     processes = tokenizer_processes(transform, runtime.beam_args)
     try:
         _start_tokenizer(runtime, tokenizer, processes)
-        documents_stats = documents.read_stats(documents_dir)
-        pad_id = files.read_json(files.join(tokenizer, INFO_FILE))["special_tokens"]["pad"]
-        preloading = threading.Thread(target=plots.preload, daemon=True)
-        preloading.start()
-        shard_names = _run_pipeline(runtime, transform, documents_dir, documents_stats,
-                                    tokenizer, pad_id, outputs, processes)
+        preloading = _preload_plots() if maker.draws_plots else None
+        shard_names = _run_pipeline(runtime, documents_dir, documents_stats, maker, outputs,
+                                    processes)
     finally:
         shutdown_pools()
     statistics = documents.read_stats(outputs["statistics"])
-    preloading.join()
-    plots.write_plots(statistics, outputs["statistics"])
+    maker.check(statistics)
+    if preloading is not None:
+        preloading.join()
+        plots.write_plots(statistics, outputs["statistics"])
     splits = {split: {"shards": shard_names[split],
                       "examples": statistics["splits"][split]["examples"]}
               for split in documents.SPLITS}
-    files.write_json(files.join(outputs["examples"], examples.FEATURE_SPEC_FILE),
-                      examples.feature_spec(transform.sequence_length, pad_id,
-                                            transform.compression, splits,
-                                            list(transform.length_buckets)))
-    _log(runtime, statistics)
-    total = statistics["total"]
+    examples.write_feature_spec(outputs["examples"], examples.feature_spec(
+        transform.sequence_length, pad_id, transform.compression, splits,
+        list(transform.length_buckets), maker.spec_entry()))
+    for line in maker.log_lines(statistics):
+        runtime.log(line)
     return {"examples": {split: splits[split]["examples"] for split in documents.SPLITS},
-            "statistics": {"packing_efficiency": total["packing_efficiency"],
-                           "tokens_per_byte": total["tokens_per_byte"]}}
+            "statistics": maker.properties(statistics)}
+
+
+def examples_for(task_type: str):
+    """The examples maker class of `task_type` (the transform's one seam per task type).
+
+    Args:
+        task_type: `task.type`.
+
+    Returns:
+        A class whose `create(inputs, data, transform, task, documents_stats, pad_id)`
+        gives the run's maker. The pipeline (`beam.py`) uses its `tokenizer_dir`,
+        `compression`, `outputs`, `extra_shards`, `write_shard`, `split_steps` and
+        `statistics`; `run` its `draws_plots`, `check`, `spec_entry`, `log_lines` and
+        `properties`.
+    """
+    from components.transform.lm import LMExamples
+    from components.transform.tasks import ClassificationExamples, TextToTextExamples
+
+    return {"lm": LMExamples, "classification": ClassificationExamples,
+            "text_to_text": TextToTextExamples}[task_type]
 
 
 def _start_tokenizer(runtime, tokenizer: str, processes: int) -> None:
@@ -81,17 +119,28 @@ def _start_tokenizer(runtime, tokenizer: str, processes: int) -> None:
         start_workers(tokenizer, processes)
 
 
-def _run_pipeline(runtime, transform, documents, documents_stats, tokenizer, pad_id,
-                  outputs, processes: int) -> dict:
+def _preload_plots():
+    """Import the plotting library in a thread while the pipeline runs, when the main
+    thread mostly waits on the tokenizer processes; returns the started thread."""
+    import threading
+
+    from components.transform import plots
+
+    preloading = threading.Thread(target=plots.preload, daemon=True)
+    preloading.start()
+    return preloading
+
+
+def _run_pipeline(runtime, documents_dir: str, documents_stats: dict, maker, outputs,
+                  processes: int) -> dict:
     import apache_beam as beam
 
     from pipeline.core.beam import pipeline_options
     from components.transform.beam import build_transform
 
     with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
-        return build_transform(pipeline, documents, documents_stats, tokenizer, pad_id,
-                               transform, outputs["examples"], outputs["statistics"],
-                               processes)
+        return build_transform(pipeline, documents_dir, documents_stats, maker,
+                               outputs["examples"], outputs["statistics"], processes)
 
 
 def tokenizer_processes(transform, beam_args) -> int:
@@ -104,10 +153,3 @@ def tokenizer_processes(transform, beam_args) -> int:
     if transform.tokenizer_processes is not None:
         return transform.tokenizer_processes
     return (os.cpu_count() or 1) if single_process(beam_args) else 1
-
-
-def _log(runtime, statistics: dict) -> None:
-    for split in ("train", "eval"):
-        s = statistics["splits"][split]
-        runtime.log(f"[transform] {split}: {s['examples']} examples, {s['tokens']} tokens, "
-                    f"packing efficiency {s['packing_efficiency'] or 0:.4f}")

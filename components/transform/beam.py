@@ -1,325 +1,70 @@
-"""transform as a Beam pipeline: documents shards -> packed TFRecord shards and statistics.
+"""transform as a Beam pipeline: documents shards -> examples shards and statistics.
 
-    documents shard i of a split -> TransformShard: read it in chunks, tokenize, pack,
-        write examples shard i of the split; count; hand on what is left of each group
-    train leftovers of every shard -> PackLeftovers: one more train shard
+    documents shard i of a split -> TransformShard: examples shard i of the split, written
+        by the task type's examples maker; count
+    what the task type adds to a split (the LM's leftovers shard) -> more counts
     all counts -> statistics/stats.json
 
-One DoFn call turns one documents shard into one examples shard, so there is no shuffle
-of tokens at all and the output is byte-identical whatever the runner's parallelism.
-
-Packing groups. Evaluation slices by domain and by document-length bucket, so an eval
-window holds documents of one (domain, length bucket) only, and each group's last window
-is padded. A train window holds documents of one domain too, except for the leftovers:
-with `transform.mix_train_tails` each group's last partial window is not padded but
-packed together with the other groups' leftovers into windows of domain `(mixed)`. The
-padding this saves is up to one window per domain, per shard: a few percent on a small
-corpus with many domains, nothing measurable at 100 MB and beyond. Domains beyond
-`data.max_domains` are packed as one, `(other)` (`components/shared/domains.py`).
+The task type's examples maker (`lm.LMExamples`, `tasks.ClassificationExamples`,
+`tasks.TextToTextExamples`, chosen by `examples_for` in `__init__.py`) decides how
+documents become examples and what is counted; this pipeline is the same for all. One
+DoFn call turns one documents shard into one examples shard, so there is no shuffle of
+tokens at all and the output is byte-identical whatever the runner's parallelism.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import Counter, deque
-
 import apache_beam as beam
-import numpy as np
 
 from components.shared import counts, shards
-from components.transform import packing
-from pipeline.core.contracts import examples
+from components.transform.tokenize import load_batch_tokenizer
 from pipeline.core import files
-from pipeline.core.contracts import documents
-from components.shared.domains import listed_domains, slice_name
-from components.transform.encoding import encode_examples
-from components.transform.tokenize import frame_document, load_batch_tokenizer
-
-# Documents tokenized, packed and shuffled together; small enough that encoding the next
-# chunk overlaps packing this one from early on.
-CHUNK_BYTES = 4 * 2**20
-# Chunks submitted to the tokenizer processes beyond the one being packed: with two, a
-# process that finishes its part of a chunk early starts on the next one instead of idling
-# (parts are balanced by characters, but cache hits make their cost uneven).
-CHUNKS_AHEAD = 2
-
-
-def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES):
-    """Yield lists of documents `{"text", "domain", ...}` of about `chunk_bytes` each."""
-    chunk, size = [], 0
-    for line in shards.read_jsonl_gz_lines(path):
-        chunk.append(json.loads(line))
-        size += len(line)
-        if size >= chunk_bytes:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
-
-
-def permutation(seed_text: str, size: int) -> np.ndarray:
-    """A fixed shuffle of `size` items, seeded by a hash of `seed_text`."""
-    seed = int.from_bytes(hashlib.sha256(seed_text.encode("utf-8")).digest()[:8], "big")
-    return np.random.default_rng(seed).permutation(size)
-
-
-def document_counts(domains: list[str], buckets: list[str], text_tokens: np.ndarray,
-                    num_bytes: np.ndarray, unknown: np.ndarray) -> dict:
-    """Tokenized documents' contribution to the statistics (split-free keys).
-
-    Args:
-        domains: each document's domain.
-        buckets: each document's length bucket name.
-        text_tokens: each document's token count without bos/eos.
-        num_bytes: each document's UTF-8 size.
-        unknown: each document's count of unknown tokens.
-    """
-    tokens = text_tokens + 2
-    total = {("documents",): len(domains), ("text_tokens",): int(text_tokens.sum()),
-             ("bytes",): int(num_bytes.sum()), ("unknown",): int(unknown.sum())}
-    # Histogram bin k holds lengths 2**(k-1) <= n < 2**k (bin 0: n = 0).
-    bins = np.array([int(n).bit_length() for n in text_tokens.tolist()], np.int64)
-    for k, n in zip(*np.unique(bins, return_counts=True)):
-        total[("length_bin", int(k))] = int(n)
-    for kind, names in (("domain", domains), ("bucket", buckets)):
-        index = {name: i for i, name in enumerate(dict.fromkeys(names))}
-        ids = np.array([index[name] for name in names], np.int64)
-        sums = {"documents": np.bincount(ids, minlength=len(index)),
-                "tokens": np.bincount(ids, tokens, minlength=len(index))}
-        if kind == "domain":
-            sums["bytes"] = np.bincount(ids, num_bytes, minlength=len(index))
-        for name, i in index.items():
-            for measure, values in sums.items():
-                total[(kind, name, measure)] = int(values[i])
-    return total
-
-
-def window_counts(windows: dict, domains: list[str], buckets: list[str]) -> dict:
-    """Windows' contribution to the statistics (split-free keys)."""
-    total = {("examples",): len(domains), ("tokens",): int((windows["segment_ids"] != 0).sum()),
-             ("slots",): int(windows["segment_ids"].size)}
-    for domain, n in Counter(domains).items():
-        total[("domain", domain, "examples")] = n
-    for bucket, n in zip(*np.unique(windows["bucket"], return_counts=True)):
-        total[("bucket", buckets[int(bucket)], "examples")] = int(n)
-    return total
+from pipeline.core.contracts import documents, examples
 
 
 class TransformShard(beam.DoFn):
     """Documents shard index -> its examples shard written; yields the shard's count dict,
-    and on the `leftovers` output `(shard, group key, packing.Tokens)` per group.
+    and on the task type's tagged `outputs` what it hands on.
 
     Args:
-        tokenizer_dir: the tokenizer artifact directory.
-        transform: the `TransformConfig`.
+        maker: the task type's examples maker (see the module docstring).
         split: `train` or `eval`.
         sources: the split's documents shard paths.
         targets: the split's examples shard paths (the first `len(sources)`).
-        keep_leftovers: hand on each group's leftover tokens instead of padding them.
         processes: how many processes tokenize (SentencePiece; see `tokenize`).
-        listed: the domains packed under their own name (see `domains.listed_domains`).
     """
 
-    def __init__(self, tokenizer_dir: str, transform, split: str, sources: list[str],
-                 targets: list[str], keep_leftovers: bool, processes: int,
-                 listed: frozenset[str] | None = None):
-        self.tokenizer_dir = tokenizer_dir
-        self.listed = listed
-        self.processes = processes
-        self.transform = transform
+    def __init__(self, maker, split: str, sources: list[str], targets: list[str],
+                 processes: int):
+        self.maker = maker
         self.split = split
         self.sources = sources
         self.targets = targets
-        self.keep_leftovers = keep_leftovers
-        self.buckets = examples.bucket_names(transform.length_buckets)
+        self.processes = processes
 
     def setup(self):
-        self.engine, info = load_batch_tokenizer(self.tokenizer_dir, self.processes)
-        self.bos, self.eos, self.pad = info.bos_id, info.eos_id, info.pad_id
-        self.unk = info.special_tokens["unk"]
+        self.engine, self.info = load_batch_tokenizer(self.maker.tokenizer_dir, self.processes)
 
     def process(self, index: int):
-        packer = packing.GroupPacker(self.transform.sequence_length, self.pad)
-        total, next_doc = {}, 0
-        with shards.TFRecordFile(self.targets[index], self.transform.compression) as out:
-            for number, (chunk, encoded) in enumerate(self._encoded_chunks(index)):
-                parts = self._pack_chunk(chunk, encoded, packer, next_doc, total)
-                next_doc += len(chunk)
-                self._write(out, parts, f"{self.split}/{index}/{number}", total)
-            leftovers = packer.remainders()
-            if self.keep_leftovers:
-                for key, rest in leftovers.items():
-                    yield beam.pvalue.TaggedOutput("leftovers", (index, key, rest))
-            else:
-                parts = [(packing.windows_of(rest, self.transform.sequence_length, self.pad),
-                          key[0]) for key, rest in leftovers.items()]
-                self._write(out, parts, f"{self.split}/{index}/last", total)
+        with shards.TFRecordFile(self.targets[index], self.maker.compression) as out:
+            total, handed_on = self.maker.write_shard(self.engine, self.info, self.split, index,
+                                                     self.sources[index], out)
+        yield from handed_on
         yield total
 
     def teardown(self):
         self.engine.close()
 
-    def _encoded_chunks(self, index: int):
-        """Yield `(chunk, its encoding)`; the next chunks are encoding while one is packed."""
-        pending = deque()
-        for chunk in read_chunks(self.sources[index]):
-            pending.append((chunk, self.engine.submit([d["text"] for d in chunk])))
-            if len(pending) > CHUNKS_AHEAD:
-                chunk, handle = pending.popleft()
-                yield chunk, handle.result()
-        while pending:
-            chunk, handle = pending.popleft()
-            yield chunk, handle.result()
 
-    def _pack_chunk(self, chunk: list[dict], encoded: list, packer, next_doc: int,
-                    total: dict) -> list:
-        lengths = np.array([len(ids) for ids, _ in encoded], np.int64)
-        sizes = np.array([len(d["text"].encode("utf-8")) for d in chunk], np.int64)
-        buckets = examples.bucket_of(lengths, self.transform.length_buckets)
-        domains = [slice_name(document["domain"], self.listed) for document in chunk]
-        groups, framed = {}, []
-        for i, (ids, text_bytes) in enumerate(encoded):
-            framed.append(frame_document(ids, text_bytes, int(sizes[i]), self.bos, self.eos))
-            key = (domains[i],) if self.keep_leftovers else (domains[i], int(buckets[i]))
-            groups.setdefault(key, []).append(i)
-        unknown = np.array([np.count_nonzero(ids == self.unk) for ids, _ in encoded], np.int64)
-        counts.add_counts(total, document_counts(domains, [self.buckets[b] for b in buckets],
-                                                 lengths, sizes, unknown))
-        parts = []
-        for key in sorted(groups):
-            members = groups[key]
-            stream = packing.documents_stream([framed[i] for i in members], next_doc,
-                                              buckets[members])
-            next_doc += len(members)
-            parts.append((packer.add(key, stream), key[0]))
-        return parts
-
-    def _write(self, out, parts: list, seed_text: str, total: dict) -> None:
-        # One encoding call for all groups of a chunk: the per-call cost of the numpy
-        # encoder dominates for the many small groups of a corpus with many domains.
-        parts = [(windows, domain) for windows, domain in parts if len(windows["num_bytes"])]
-        if not parts:
-            return
-        windows = {name: np.concatenate([w[name] for w, _ in parts]) for name in parts[0][0]}
-        domains = [domain for w, domain in parts for _ in range(len(w["num_bytes"]))]
-        data, sizes = encode_examples(windows, domains, self.buckets)
-        counts.add_counts(total, window_counts(windows, domains, self.buckets))
-        out.write(data, sizes, permutation(seed_text, len(sizes)))
-
-
-def leftover_domains(leftovers: list, length: int) -> list[str]:
-    """The domain of each window packed from `leftovers` (`(mixed)` if several)."""
-    group = np.concatenate([np.full(len(rest), i) for i, (_, key, rest) in enumerate(leftovers)])
-    padded = np.pad(group, (0, -len(group) % length), mode="edge").reshape(-1, length)
-    single = padded.min(axis=1) == padded.max(axis=1)
-    return [leftovers[first][1][0] if one else examples.MIXED_DOMAIN
-            for first, one in zip(padded[:, 0].tolist(), single.tolist())]
-
-
-class PackLeftovers(beam.DoFn):
-    """All train leftovers (one list) -> the last train shard; yields its count dict.
-
-    Args:
-        transform: the `TransformConfig`.
-        target: the shard's path.
-        pad_id: the pad id.
-    """
-
-    def __init__(self, transform, target: str, pad_id: int):
-        self.transform = transform
-        self.target = target
-        self.pad_id = pad_id
-        self.buckets = examples.bucket_names(transform.length_buckets)
-
-    def process(self, leftovers: list):
-        leftovers = sorted(leftovers, key=lambda item: (item[0], item[1]))
-        length = self.transform.sequence_length
-        stream = packing.renumber([rest for _, _, rest in leftovers])
-        windows = packing.windows_of(stream, length, self.pad_id)
-        domains = leftover_domains(leftovers, length) if leftovers else []
-        data, sizes = encode_examples(windows, domains, self.buckets)
-        with shards.TFRecordFile(self.target, self.transform.compression) as out:
-            out.write(data, sizes, permutation("train/leftovers", len(sizes)))
-        yield window_counts(windows, domains, self.buckets)
-
-
-def summarize(total: dict) -> dict:
-    """Statistics of one split (or all) from counts with split-free keys.
-
-    Returns:
-        documents, examples, tokens (non-pad slots, bos/eos included), text_tokens, bytes,
-        tokens_per_byte (text tokens per UTF-8 byte), packing_efficiency (non-pad slots /
-        all slots), unknown_tokens, unknown_token_rate (per text token), per domain and per
-        length bucket: documents, tokens, examples (and bytes per domain), and the
-        document length histogram (bin k: 2**(k-1) <= text tokens < 2**k).
-    """
-    domains, buckets, histogram = {}, {}, {}
-    for key, value in total.items():
-        if key[0] == "domain":
-            domains.setdefault(key[1], {"documents": 0, "examples": 0, "tokens": 0,
-                                        "bytes": 0})[key[2]] = value
-        elif key[0] == "bucket":
-            buckets.setdefault(key[1], {"documents": 0, "examples": 0, "tokens": 0})[key[2]] = value
-        elif key[0] == "length_bin":
-            histogram[key[1]] = value
-
-    def get(name):
-        return total.get((name,), 0)
-
-    return {
-        "documents": get("documents"), "examples": get("examples"), "tokens": get("tokens"),
-        "text_tokens": get("text_tokens"), "bytes": get("bytes"),
-        "tokens_per_byte": counts.ratio(get("text_tokens"), get("bytes")),
-        "packing_efficiency": counts.ratio(get("tokens"), get("slots")),
-        "unknown_tokens": get("unknown"),
-        "unknown_token_rate": counts.ratio(get("unknown"), get("text_tokens")),
-        "domains": dict(sorted(domains.items())),
-        "length_buckets": buckets,
-        "length_histogram": [{"min_tokens": (1 << k) >> 1, "max_tokens": (1 << k) - 1,
-                              "documents": histogram[k]} for k in sorted(histogram)],
-    }
-
-
-def format_statistics(total: dict, transform, documents_stats: dict) -> dict:
-    """`statistics/stats.json`: per split, over all splits, and ingest's counts."""
-    splits = {split: summarize({k[1:]: v for k, v in total.items() if k[0] == split})
-              for split in documents.SPLITS}
-    overall = {}
-    for key, value in total.items():
-        counts.add_counts(overall, {key[1:]: value})
-    ingest = {key: documents_stats[key] for key in (
-        "documents_read", "documents_kept", "dropped", "changed", "files",
-        "long_documents_split") if key in documents_stats}
-    return {"sequence_length": transform.sequence_length,
-            "length_buckets": examples.bucket_names(transform.length_buckets),
-            "ingest": ingest, "splits": splits, "total": summarize(overall)}
-
-
-def plan_shards(documents_dir: str, documents_stats: dict, transform) -> dict:
-    """split -> (documents shard paths, examples shard names); train gets one more shard
-    for the leftovers when `transform.mix_train_tails`."""
-    plan = {}
-    for split in documents.SPLITS:
-        sources = documents.split_paths(documents_dir, documents_stats, split)
-        extra = int(split == "train" and transform.mix_train_tails)
-        plan[split] = (sources, documents.shard_names(split, len(sources) + extra,
-                                                   examples.TFRECORD_SUFFIX))
-    return plan
-
-
-def build_transform(pipeline, documents_dir: str, documents_stats: dict, tokenizer_dir: str,
-                    pad_id: int, transform, examples_dir: str, statistics_dir: str,
-                    processes: int = 1) -> dict:
+def build_transform(pipeline, documents_dir: str, documents_stats: dict, maker,
+                    examples_dir: str, statistics_dir: str, processes: int = 1) -> dict:
     """Add the transform stages to `pipeline`.
 
     Args:
         pipeline: a `beam.Pipeline`.
         documents_dir: the documents artifact directory.
         documents_stats: its parsed `stats.json`.
-        tokenizer_dir: the tokenizer artifact directory.
-        pad_id: the tokenizer's pad id.
-        transform: the `TransformConfig`.
+        maker: the task type's examples maker (see the module docstring).
         examples_dir: where to write the TFRecords.
         statistics_dir: where to write `stats.json`.
         processes: how many processes each worker tokenizes with.
@@ -327,26 +72,20 @@ def build_transform(pipeline, documents_dir: str, documents_stats: dict, tokeniz
     Returns:
         split -> list of the shard file names it will write.
     """
-    plan = plan_shards(documents_dir, documents_stats, transform)
-    all_counts = []
-    for split, (sources, names) in plan.items():
+    names, all_counts = {}, []
+    for split in documents.SPLITS:
+        sources = documents.split_paths(documents_dir, documents_stats, split)
+        names[split] = documents.shard_names(split, len(sources) + maker.extra_shards(split),
+                                             examples.TFRECORD_SUFFIX)
+        targets = [files.join(examples_dir, name) for name in names[split]]
         s = split.title()
-        targets = [files.join(examples_dir, name) for name in names]
-        mix = split == "train" and transform.mix_train_tails
-        shard_results = (pipeline
-                         | f"{s}Shards" >> beam.Create(list(range(len(sources))))
-                         | f"Distribute{s}" >> beam.Reshuffle()
-                         | f"Transform{s}" >> beam.ParDo(TransformShard(
-                             tokenizer_dir, transform, split, sources, targets, mix, processes,
-                             listed_domains(documents_stats))
-                         ).with_outputs("leftovers", main="counts"))
-        split_counts = [shard_results.counts]
-        if mix:
-            split_counts.append(shard_results.leftovers
-                                | "CollectLeftovers" >> beam.combiners.ToList()
-                                | "PackLeftovers" >> beam.ParDo(
-                                    PackLeftovers(transform, targets[-1], pad_id)))
-        all_counts.append(split_counts
+        results = (pipeline
+                   | f"{s}Shards" >> beam.Create(list(range(len(sources))))
+                   | f"Distribute{s}" >> beam.Reshuffle()
+                   | f"Transform{s}" >> beam.ParDo(TransformShard(
+                       maker, split, sources, targets, processes)
+                   ).with_outputs(*maker.outputs, main="counts"))
+        all_counts.append([results.counts, *maker.split_steps(split, results, targets)]
                           | f"Flatten{s}" >> beam.Flatten()
                           | f"Under{s}" >> beam.Map(
                               lambda c, split=split: {(split, *k): v for k, v in c.items()}))
@@ -355,5 +94,5 @@ def build_transform(pipeline, documents_dir: str, documents_stats: dict, tokeniz
          | "Count" >> counts.CountAll()
          | "WriteStatistics" >> shards.WriteJson(
              files.join(statistics_dir, documents.STATS_FILE),
-             lambda total: format_statistics(total, transform, documents_stats)))
-    return {split: names for split, (_, names) in plan.items()}
+             lambda total: maker.statistics(total, documents_stats)))
+    return names

@@ -1,37 +1,21 @@
-"""The examples of the fine-tuning tasks: one document per window, never packed.
+"""How a fine-tuning task frames one document into its example: one document per window,
+never packed, one segment (the features are the examples contract's,
+`pipeline/core/contracts/examples.py`; `tasks.py` writes them with
+`components/shared/example_wire.py`).
 
-Every example has the packed-LM contract's features (`examples.py`) with one segment:
+    classification  `[bos] + text[:L-2] + [eos]` (a longer text is cut)
+    text_to_text    `[bos] + input[:B] + separator + target[:T] + [eos]` with
+                    T = `task.max_target_tokens` and B = L - 2 - len(separator) - T, so a
+                    serving prompt is cut exactly as in training; `target_start` is the
+                    position of the target's first token, `input_text` and `target_text`
+                    the texts the kept tokens cover
 
-    token_ids      int64  [L]  token ids, `pad_id` after the sequence
-    segment_ids    int64  [L]  1 on the sequence's tokens, 0 on padding
-    num_bytes      int64  [1]  UTF-8 bytes of the text its tokens cover
-    domain         bytes  [1]  the document's domain ("" if none)
-    length_bucket  bytes  [1]  the length bucket of the whole sequence, in tokens
-
-plus, per task:
-
-    classification  label        int64 [1]  the label's id in the vocabulary
-                    the sequence is `[bos] + text[:L-2] + [eos]` (a longer text is cut)
-    text_to_text    target_start int64 [1]  the position of the target's first token
-                    input_text   bytes [1]  the input the tokens hold (cut as they are)
-                    target_text  bytes [1]  the target the tokens hold (the reference)
-                    the sequence is `[bos] + input[:B] + separator + target[:T] + [eos]`
-                    with T = `task.max_target_tokens` and B = L - 2 - len(separator) - T,
-                    so a serving prompt is cut exactly as in training
-
-`feature_spec.json` records the features, and in `task` what a reader needs: the
-batch features the trainer feeds the objective, the label vocabulary, the separator's
-ids and the budgets.
-
-Encoding uses the wire format helpers of `example_encoding` (no TensorFlow).
+L is `transform.sequence_length`; `pad_id` follows the sequence, where `segment_ids` is 0.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from components.transform import encoding as example_encoding
-
 
 
 def classification_sequence(ids: np.ndarray, text_bytes: np.ndarray, length: int, bos: int,
@@ -101,26 +85,3 @@ def covered_text(text: str, token_bytes: np.ndarray, kept: int) -> str:
     """The beginning of `text` that its first `kept` tokens cover."""
     size = int(np.asarray(token_bytes, np.int64)[:kept].sum())
     return text.encode("utf-8")[:size].decode("utf-8", "ignore")
-
-
-def encode_example(int_features: dict, bytes_features: dict) -> bytes:
-    """A serialized `tf.train.Example`.
-
-    Args:
-        int_features: name -> int array (any shape, flattened; values >= 0).
-        bytes_features: name -> one string.
-
-    Returns:
-        The proto's bytes (features in name order, so equal inputs give equal bytes).
-    """
-    entries = []
-    for name in sorted({*int_features, *bytes_features}):
-        if name in bytes_features:
-            entries.append(example_encoding.bytes_entry(name, bytes_features[name]))
-            continue
-        values = np.asarray(int_features[name], np.int64).reshape(-1)
-        data, _ = example_encoding.varint_bytes(values)
-        packed = data.tobytes()
-        entries.append(example_encoding.int64_header(name, len(packed)) + packed)
-    body = b"".join(entries)
-    return b"\x0a" + example_encoding.varint(len(body)) + body

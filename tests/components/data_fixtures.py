@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from pipeline.core.artifacts import Artifact
-from pipeline.core.config import DataConfig, TokenizerConfig, TransformConfig
+from pipeline.core.config import DataConfig, TaskConfig, TokenizerConfig, TransformConfig
 from pipeline.core.configio import build
 from pipeline.local_runner import Runtime
 
@@ -73,17 +73,20 @@ def run_tokenizer(tmp_path: Path, documents: Path, out: Path, **fields) -> dict:
 
 def run_transform(tmp_path: Path, documents: Path, tokenizer_dir: Path, out: Path,
                   beam_args=BEAM_ARGS, **fields) -> dict:
-    """Transform into `out/examples` and `out/statistics`; returns the run's properties."""
+    """Transform (a language model's) into `out/examples` and `out/statistics`; returns the
+    run's properties."""
     from components import transform
 
     outputs = {name: out / name for name in ("examples", "statistics")}
     for path in outputs.values():
         path.mkdir(parents=True, exist_ok=True)
     config = build(TransformConfig, fields, "transform")
+    # A language model's transform reads nothing of `data` (its input is ingest's output).
+    data = data_config([str(documents)])
     return transform.run({"documents": Artifact("Documents", str(documents), "d"),
                           "tokenizer": Artifact("Tokenizer", str(tokenizer_dir), "t")},
                          {k: str(v) for k, v in outputs.items()}, runtime(tmp_path, beam_args),
-                         config)
+                         data=data, transform=config, task=TaskConfig())
 
 
 def tree_bytes(directory: Path) -> dict[str, bytes]:

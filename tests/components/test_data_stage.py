@@ -141,7 +141,7 @@ def _run_stage(tmp_path, inputs: list[str], directories: dict[str, str]) -> None
 
     from components import ingest, tokenizer, transform
     from pipeline.core.artifacts import Artifact
-    from pipeline.core.config import TokenizerConfig, TransformConfig
+    from pipeline.core.config import TaskConfig, TokenizerConfig, TransformConfig
     from tests.components.data_fixtures import data_config
 
     data = data_config(inputs, domain_field="domain", eval_fraction=0.2)
@@ -154,7 +154,8 @@ def _run_stage(tmp_path, inputs: list[str], directories: dict[str, str]) -> None
     transform.run({"documents": documents,
                    "tokenizer": Artifact("Tokenizer", directories["tokenizer"], "t")},
                   {name: directories[name] for name in ("examples", "statistics")}, run,
-                  TransformConfig(sequence_length=32, compression="gzip"))
+                  data=data, transform=TransformConfig(sequence_length=32, compression="gzip"),
+                  task=TaskConfig())
 
 
 def _gfile_tree(root: str) -> dict[str, bytes]:

@@ -56,7 +56,8 @@ def world(tmp_path_factory):
 
 
 def _evaluate(world, tmp_path, model: str, baseline: str | None = None,
-              examples: str = "examples", **evaluation):
+              examples: str = "examples", beam_args: tuple[str, ...] | None = None,
+              **evaluation):
     raw = tiny_raw_config(tmp_path, Path("corpus"))
     raw["evaluation"] = {"num_samples": 0, **evaluation}
     config = build_config(raw)
@@ -70,9 +71,10 @@ def _evaluate(world, tmp_path, model: str, baseline: str | None = None,
     outputs = {name: tmp_path / name for name in evaluate.SPEC.outputs}
     for path in outputs.values():
         path.mkdir()
-    runtime = Runtime(run_id="test-run", root=str(tmp_path), beam_args=config.pipeline.beam_args)
+    runtime = Runtime(run_id="test-run", root=str(tmp_path),
+                      beam_args=config.pipeline.beam_args if beam_args is None else beam_args)
     evaluate.run(inputs, {k: str(v) for k, v in outputs.items()}, runtime,
-                 evaluation=config.evaluation, push=config.push)
+                 evaluation=config.evaluation, task=config.task, push=config.push)
     docs = {name: json.loads((outputs[out] / name).read_text()) for out, name in (
         ("evaluation", "metrics.json"), ("blessing", "blessing.json"),
         ("evaluation", "samples.json"))}
@@ -362,18 +364,58 @@ def test_model_without_saved_model_is_a_usage_error(tmp_path):
 def test_examples_artifact_problems_are_usage_errors(tmp_path):
     from components.evaluate.analysis import eval_files
 
-    with pytest.raises(UsageError, match="unreadable feature spec"):
+    with pytest.raises(UsageError, match="missing feature spec"):
         eval_files(str(tmp_path))
     (tmp_path / "feature_spec.json").write_text(json.dumps({"sequence_length": 8,
                                                             "compression": "zstd"}))
-    with pytest.raises(UsageError, match="no eval shards"):
-        eval_files(str(tmp_path))
-    (tmp_path / "eval-00000-of-00001.tfrecord").write_bytes(b"")
     with pytest.raises(UsageError, match="compression must be none or gzip, got 'zstd'"):
         eval_files(str(tmp_path))
     (tmp_path / "feature_spec.json").write_text(json.dumps({"sequence_length": 8,
                                                             "compression": "none"}))
+    with pytest.raises(UsageError, match=r"no eval shards \(eval-\*\.tfrecord\)"):
+        eval_files(str(tmp_path))
+    (tmp_path / "eval-00000-of-00001.tfrecord").write_bytes(b"")
     assert eval_files(str(tmp_path)) == (str(tmp_path / "eval-*.tfrecord"), "uncompressed")
+
+
+def test_examples_of_another_task_type_are_a_usage_error(world, tmp_path):
+    import re
+
+    spec = json.loads((world["root"] / "examples" / "feature_spec.json").read_text())
+    other = world["root"] / "examples_classification"
+    other.mkdir(exist_ok=True)
+    (other / "feature_spec.json").write_text(json.dumps(
+        {**spec, "task": {"type": "classification", "labels": ["a", "b"]}}))
+    with pytest.raises(UsageError, match=re.escape(
+            f"task.type is 'lm' but {other} holds examples for 'classification'")):
+        _evaluate(world, tmp_path, "sharp", examples="examples_classification")
+
+
+def test_every_tfma_run_gets_an_explicit_running_mode(world, tmp_path, monkeypatch):
+    """Without one, Beam's DirectRunner first reaches for the Prism runner (a download):
+    the evaluation's Beam pipeline gets `pipeline.core.beam`'s options, as every Beam step."""
+    import apache_beam as beam
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Recording(beam.Pipeline):  # a Pipeline still: modules imported later type-hint it
+        def __init__(self, *args, options=None, **kwargs):
+            # PipelineOptions keeps the flags it was built from; a default is not a flag.
+            seen.append(list(options._flags))
+            raise Stop
+
+    monkeypatch.setattr(beam, "Pipeline", Recording)
+    with pytest.raises(Stop):
+        _evaluate(world, tmp_path, "sharp", beam_args=())
+    (tmp_path / "with_args").mkdir()
+    with pytest.raises(Stop):
+        _evaluate(world, tmp_path / "with_args", "sharp",
+                  beam_args=("--direct_running_mode=multi_threading",))
+    assert seen == [["--direct_running_mode=in_memory"],
+                    ["--direct_running_mode=multi_threading"]]
 
 
 def test_eval_config_comes_from_the_evaluation_section():
@@ -461,3 +503,27 @@ def test_a_baseline_in_service_that_does_not_load_is_named_in_one_line(world, tm
                               f"{broken / 'saved_model'} does not load ({problem}")
     assert message.endswith("); move that version out of the serving directory")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("metrics, expected", [
+    ({"objective": "causal", "overall": {"perplexity": 4.5, "bits_per_byte": 1.25}},
+     {"eval_perplexity": 4.5, "eval_unigram_perplexity": None, "eval_bits_per_byte": 1.25,
+      "eval_token_accuracy": None, "blessed": False}),
+    ({"task": "classification", "overall": {"accuracy": 0.75, "macro_precision": 0.5}},
+     {"blessed": False, "eval_accuracy": 0.75, "eval_macro_f1": None, "eval_macro_auc": None}),
+    ({"task": "text_to_text", "overall": {"bleu": 31.5}},
+     {"blessed": False, "eval_bleu": 31.5, "eval_rouge_l": None, "eval_exact_match": None}),
+], ids=["lm", "classification", "text_to_text"])
+def test_the_run_summary_holds_the_headline_metrics_of_the_task_type(tmp_path, metrics,
+                                                                     expected):
+    """latest_run.json's metrics: each task type's own keys, None for what is missing."""
+    for name, document in (("evaluation", ("metrics.json", metrics)),
+                           ("blessing", ("blessing.json", {"blessed": False}))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / document[0]).write_text(json.dumps(document[1]))
+    outputs = {name: lm.artifact("x", tmp_path / name, "fp") for name in ("evaluation", "blessing")}
+    summary = evaluate.summary(outputs)
+    assert summary == expected and list(summary) == list(expected)
+    assert evaluate.summary({}) == {"eval_perplexity": None, "eval_unigram_perplexity": None,
+                                    "eval_bits_per_byte": None, "eval_token_accuracy": None,
+                                    "blessed": None}

@@ -74,7 +74,7 @@ def test_tfma_metrics_equal_the_keras_model_and_samples_come_from_generate(expor
         path.mkdir()
     evaluate.run(inputs, {k: str(v) for k, v in outputs.items()},
                  Runtime(run_id="real", root=str(tmp_path), beam_args=config.pipeline.beam_args),
-                 evaluation=config.evaluation, push=config.push)
+                 evaluation=config.evaluation, task=config.task, push=config.push)
     metrics = json.loads((outputs["evaluation"] / "metrics.json").read_text())
     expected = _direct_metrics(exported["model"], exported["records"])
     for name, value in expected.items():
@@ -147,7 +147,7 @@ def test_a_masked_lm_reports_masked_token_metrics_and_no_bits_per_byte(exported,
         path.mkdir()
     evaluate.run(inputs, {k: str(v) for k, v in outputs.items()},
                  Runtime(run_id="bert", root=str(tmp_path), beam_args=config.pipeline.beam_args),
-                 evaluation=config.evaluation, push=config.push)
+                 evaluation=config.evaluation, task=config.task, push=config.push)
     metrics = json.loads((outputs["evaluation"] / "metrics.json").read_text())
     verdict = json.loads((outputs["blessing"] / "blessing.json").read_text())
 

@@ -181,14 +181,14 @@ def test_split_long_cuts_at_line_breaks_and_loses_nothing():
 
 def test_split_is_deterministic_salted_and_close_to_the_fraction():
     texts = [f"document number {i}" for i in range(4000)]
-    splits = [cleaning.assign_split(t, "salt", 0.2) for t in texts]
-    assert splits == [cleaning.assign_split(t, "salt", 0.2) for t in texts]
+    splits = [cleaning.split_of(cleaning.document_id(t), "salt", 0.2) for t in texts]
+    assert splits == [cleaning.split_of(cleaning.document_id(t), "salt", 0.2) for t in texts]
     share = splits.count("eval") / len(texts)
     assert abs(share - 0.2) < 3 * (0.2 * 0.8 / len(texts)) ** 0.5
-    resalted = [cleaning.assign_split(t, "other", 0.2) for t in texts]
+    resalted = [cleaning.split_of(cleaning.document_id(t), "other", 0.2) for t in texts]
     assert resalted != splits
     # A larger fraction only moves documents from train to eval, never back.
-    wider = [cleaning.assign_split(t, "salt", 0.3) for t in texts]
+    wider = [cleaning.split_of(cleaning.document_id(t), "salt", 0.3) for t in texts]
     assert all(w == "eval" for s, w in zip(splits, wider) if s == "eval")
 
 
@@ -233,7 +233,7 @@ def test_ingest_counts_drops_deduplicates_and_writes_split_documents(tmp_path):
         assert stats["splits"][split]["documents"] == len(docs)
         assert stats["splits"][split]["bytes"] == sum(len(d["text"].encode()) for d in docs)
         for d in docs:
-            assert cleaning.assign_split(d["text"], "lmpipe", 0.3) == split
+            assert cleaning.split_of(cleaning.document_id(d["text"]), "lmpipe", 0.3) == split
         for domain, counts in stats["splits"][split]["domains"].items():
             assert counts["documents"] == sum(d["domain"] == domain for d in docs)
         # Shards are sorted by document id, whatever the arrival order.
@@ -247,7 +247,7 @@ def test_over_long_documents_are_split_into_pieces_of_one_split(tmp_path):
     stats = run_ingest(tmp_path, [str(tmp_path / "c")], tmp_path / "documents", max_chars=1000,
                        eval_fraction=0.3)
     assert stats["long_documents_split"] == 1
-    split = cleaning.assign_split(long_text, "lmpipe", 0.3)
+    split = cleaning.split_of(cleaning.document_id(long_text), "lmpipe", 0.3)
     pieces = [d["text"] for d in read_documents(tmp_path / "documents")[split]
               if d["text"].startswith("sentence")]
     assert len(pieces) == len(cleaning.split_long(long_text, 1000)) > 1
@@ -288,7 +288,7 @@ def test_nothing_left_is_a_usage_error(tmp_path):
 
 def test_empty_eval_split_is_a_usage_error(tmp_path):
     corpus = write_jsonl(tmp_path / "c" / "a.jsonl", [{"text": "only one document"}])
-    split = cleaning.assign_split("only one document", "lmpipe", 0.01)
+    split = cleaning.split_of(cleaning.document_id("only one document"), "lmpipe", 0.01)
     empty = "eval" if split == "train" else "train"
     with pytest.raises(UsageError, match=f"leaves the {empty} split empty"):
         run_ingest(tmp_path, [str(corpus)], tmp_path / "documents", eval_fraction=0.01)

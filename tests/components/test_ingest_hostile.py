@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from components.ingest import cleaning
+from components.shared import text_cleaning
 from components.ingest.records import FileRange, RecordReader, plan_ranges
 from components.ingest.sources import resolve_raw_files
 from pipeline.core.errors import UsageError
@@ -239,7 +240,7 @@ def test_hostile_corpus_is_counted_by_reason_and_keeps_every_good_document(tmp_p
     texts = [d["text"] for d in kept]
     if policy == "replace":
         expected += [_expected_replaced(line)["text"] for line in SURROGATE_LINES]
-    assert sorted(texts) == sorted(cleaning.normalize_unicode(t, "NFC") for t in expected)
+    assert sorted(texts) == sorted(text_cleaning.normalize_unicode(t, "NFC") for t in expected)
     by_text = {d["text"]: d for d in kept}
     assert by_text["NaN in an extra field"]["meta"] == {"y": 2}
     assert by_text["domain {'a': 1}"]["domain"] == "" and by_text["domain 7"]["domain"] == "7"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.evaluate import report
+from components.evaluate import report, tasks
 from pipeline.core.config import EvaluationConfig
 from tests.report_reader import read_report
 
@@ -42,10 +42,16 @@ def _documents(objective: str | None, token_count, example_count):
     return metrics, verdict, samples
 
 
+def _write_page(directory: Path, metrics: dict, verdict: dict, samples: dict) -> str:
+    """A language model's report page, as evaluate writes it (the objective shown is the
+    metrics document's)."""
+    return tasks.LanguageModel({}).write_report(
+        str(directory), metrics, verdict, samples, EvaluationConfig(slice_features=("domain",)))
+
+
 def test_large_token_counts_on_the_page_are_whole_with_separators(tmp_path):
     metrics, verdict, samples = _documents(None, token_count=1_500_000, example_count=15000)
-    page = report.write_report(str(tmp_path), metrics=metrics, verdict=verdict,
-                               samples=samples, evaluation=EvaluationConfig(slice_features=("domain",)))
+    page = _write_page(tmp_path, metrics, verdict, samples)
     cells, text = read_report(page)
     shown = {tuple(c["path"]): c["shown"] for c in cells}
     assert shown[("overall", "token_count")] == "1,500,000"
@@ -57,8 +63,7 @@ def test_large_token_counts_on_the_page_are_whole_with_separators(tmp_path):
 
 def test_a_masked_lm_is_labelled_and_its_skipped_threshold_shown(tmp_path):
     metrics, verdict, samples = _documents("masked", token_count=300.0, example_count=10.0)
-    page = report.write_report(str(tmp_path), metrics=metrics, verdict=verdict,
-                               samples=samples, evaluation=EvaluationConfig(slice_features=("domain",)))
+    page = _write_page(tmp_path, metrics, verdict, samples)
     cells, text = read_report(page)
     raw = Path(page).read_text(encoding="utf-8")
     assert 'data-objective="masked"' in raw

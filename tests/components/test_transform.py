@@ -10,11 +10,11 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from components.transform import encoding as example_encoding, packing
-from pipeline.core.contracts import examples
-from components.shared import shards
-from pipeline.core.contracts.examples import MIXED_DOMAIN
+from components.shared import example_wire, shards
+from components.transform import packing
 from components.transform.packing import pack
+from pipeline.core.contracts import examples
+from pipeline.core.contracts.examples import MIXED_DOMAIN
 from components.transform.tokenize import frame_document, token_byte_counts
 from tests.components.data_fixtures import (TRICKY_TEXTS, read_documents, run_ingest,
                                             run_tokenizer, run_transform, tree_bytes)
@@ -118,15 +118,15 @@ def test_varints_and_examples_match_protobuf_byte_for_byte():
     import tensorflow as tf
 
     values = [0, 1, 127, 128, 300, 16383, 16384, 2**35, 2**62]
-    data, sizes = example_encoding.varint_bytes(np.array(values))
+    data, sizes = example_wire.varint_bytes(np.array(values))
     proto = tf.train.Int64List(value=values).SerializeToString()
-    assert proto == b"\x0a" + example_encoding.varint(len(data)) + data.tobytes()
-    assert sizes.tolist() == [len(example_encoding.varint(v)) for v in values]
+    assert proto == b"\x0a" + example_wire.varint(len(data)) + data.tobytes()
+    assert sizes.tolist() == [len(example_wire.varint(v)) for v in values]
     windows = {"token_ids": np.array([[5, 300, 2**20], [0, 1, 2]]),
                "segment_ids": np.array([[1, 1, 2], [1, 0, 0]]),
                "num_bytes": np.array([7, 2**30]), "bucket": np.array([1, 0])}
     domains, names = ["dé", ""], ["small", "large"]
-    for i, record in enumerate(example_encoding.serialize_windows(windows, domains, names)):
+    for i, record in enumerate(example_wire.serialize_windows(windows, domains, names)):
         feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(
             value=np.atleast_1d(windows[name][i]).tolist()))
             for name in ("num_bytes", "segment_ids", "token_ids")}
@@ -148,7 +148,7 @@ def test_serialized_examples_parse_back_with_tensorflow(tmp_path):
                "num_bytes": rng.integers(0, 10**6, 20), "bucket": rng.integers(0, 3, 20)}
     domains = [["a", "dé", ""][i % 3] for i in range(20)]
     names = examples.bucket_names(EDGES)
-    data, sizes = example_encoding.encode_examples(windows, domains, names)
+    data, sizes = example_wire.encode_examples(windows, domains, names)
     path = tmp_path / "x.tfrecord"
     order = np.arange(20)[::-1]
     with shards.TFRecordFile(str(path), "none") as out:

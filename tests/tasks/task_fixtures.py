@@ -9,12 +9,11 @@ contracts as the real exports serve them, with outputs a test knows exactly.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from components.transform import task_examples
+from components.shared.example_wire import encode_example
 from pipeline.core.contracts import examples
 
 WINDOW = 8
@@ -38,11 +37,11 @@ def write_examples(directory: Path, records: list[dict], task: dict) -> Path:
             ints = {k: v for k, v in record.items() if k not in strings}
             texts = {k: record.get(k, "") for k in strings
                      if k in examples.features(WINDOW, task["type"])}
-            writer.write(task_examples.encode_example(ints, texts))
+            writer.write(encode_example(ints, texts))
     splits = {"eval": {"shards": ["eval-00000-of-00001.tfrecord"], "examples": len(records)},
               "train": {"shards": [], "examples": 0}}
-    spec = examples.feature_spec(WINDOW, 0, "none", splits, [128], task)
-    (directory / "feature_spec.json").write_text(json.dumps(spec))
+    examples.write_feature_spec(str(directory), examples.feature_spec(WINDOW, 0, "none", splits,
+                                                                      [128], task))
     return directory
 
 

@@ -30,10 +30,10 @@ def _labels(tmp_path, label_of) -> dict:
 
 def _train_count(label_of, label: str) -> int:
     """How many train documents carry `label` (the split is a hash of the text)."""
-    from components.ingest.cleaning import assign_split
+    from components.ingest.cleaning import document_id, split_of
 
     return sum(1 for r in _records(label_of)
-               if r["label"] == label and assign_split(r["text"], "lmpipe", 0.2) == "train")
+               if r["label"] == label and split_of(document_id(r["text"]), "lmpipe", 0.2) == "train")
 
 
 @pytest.mark.parametrize("label", ["json\n", "json\r\n", "js\u2028on"])

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from components.ingest.cleaning import assign_split
+from components.ingest.cleaning import document_id, split_of
 from tests.conftest import build_config, tiny_documents, tiny_raw_config, write_jsonl
 
 SALT, FRACTION = "lmpipe", 0.2
@@ -19,7 +19,7 @@ def _text_in(split: str, stem: str) -> str:
     """A text that ingest puts into `split` (the split is a hash of the text)."""
     for i in range(1000):
         text = f"{stem} number {i} for the label tests."
-        if assign_split(text, SALT, FRACTION) == split:
+        if split_of(document_id(text), SALT, FRACTION) == split:
             return text
     raise AssertionError("no text found")
 
@@ -46,7 +46,7 @@ def transformed(tmp_path_factory):
     record = run_pipeline(build_config(raw), until="transform")
     outputs = {name: entry["outputs"] for name, entry in record["components"].items()}
     splits = {split: [r for r in records + extra
-                      if assign_split(r["text"], SALT, FRACTION) == split]
+                      if split_of(document_id(r["text"]), SALT, FRACTION) == split]
               for split in ("train", "eval")}
     return outputs, splits, record
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from components.labels import vocabulary as labels
+from components.labels import vocabulary
+from pipeline.core.contracts import labels
 
 
 def _doc(meta: dict, domain: str = "") -> dict:
@@ -29,13 +30,13 @@ def test_the_domain_field_can_be_the_label():
 def test_the_vocabulary_is_the_train_labels_sorted_and_counts_everything_else():
     train = [_doc({"y": y}) for y in ("b", "a", "b", None, "c")]
     evaluation = [_doc({"y": y}) for y in ("a", "z", None, None, "z")]
-    total = labels.split_counts(train, "train", "y", None)
-    for key, value in labels.split_counts(evaluation, "eval", "y", None).items():
+    total = vocabulary.split_counts(train, "train", "y", None)
+    for key, value in vocabulary.split_counts(evaluation, "eval", "y", None).items():
         total[key] = total.get(key, 0) + value
-    vocabulary = labels.build_vocabulary(total, "y")
-    assert vocabulary["labels"] == ["a", "b", "c"]
-    assert labels.label_ids(vocabulary["labels"]) == {"a": 0, "b": 1, "c": 2}
-    assert vocabulary["counts"] == {"train": {"a": 1, "b": 2, "c": 1}, "eval": {"a": 1, "z": 2}}
-    assert vocabulary["unlabeled"] == {"train": 1, "eval": 2}
-    assert vocabulary["eval_only"] == ["z"]
-    assert vocabulary["field"] == "y"
+    built = vocabulary.build_vocabulary(total, "y")
+    assert built["labels"] == ["a", "b", "c"]
+    assert labels.label_ids(built["labels"]) == {"a": 0, "b": 1, "c": 2}
+    assert built["counts"] == {"train": {"a": 1, "b": 2, "c": 1}, "eval": {"a": 1, "z": 2}}
+    assert built["unlabeled"] == {"train": 1, "eval": 2}
+    assert built["eval_only"] == ["z"]
+    assert built["field"] == "y"

@@ -1,9 +1,10 @@
-"""Framing one document per example, and the proto encoding (parsed back by TensorFlow)."""
+"""Framing one document per example, and its proto encoding (parsed back by TensorFlow)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from components.shared import example_wire
 from components.transform import task_examples
 from pipeline.core.contracts import examples
 
@@ -48,7 +49,7 @@ def test_encoded_examples_parse_back_with_tensorflow():
 
     framed = task_examples.text_to_text_sequence(np.arange(300, 305), np.array([40]),
                                                  np.array([7]), 12, 3, BOS, EOS, PAD)
-    record = task_examples.encode_example(
+    record = example_wire.encode_example(
         {"token_ids": framed["token_ids"], "segment_ids": framed["segment_ids"],
          "num_bytes": [1234567], "target_start": [framed["target_start"]]},
         {"domain": "ünï", "input_text": "in", "target_text": "", "length_bucket": "0-127"})
@@ -66,6 +67,6 @@ def test_encoded_examples_parse_back_with_tensorflow():
     example = tf.train.Example.FromString(record)
     assert example.features.feature["token_ids"].int64_list.value[:6] == [2, 300, 301, 302, 303,
                                                                          304]
-    label = task_examples.encode_example({"label": [5], "token_ids": [1], "segment_ids": [1],
-                                          "num_bytes": [0]}, {"domain": "", "length_bucket": ""})
+    label = example_wire.encode_example({"label": [5], "token_ids": [1], "segment_ids": [1],
+                                         "num_bytes": [0]}, {"domain": "", "length_bucket": ""})
     assert tf.train.Example.FromString(label).features.feature["label"].int64_list.value == [5]

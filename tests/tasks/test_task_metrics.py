@@ -17,18 +17,19 @@ BEAM_ARGS = ("--direct_running_mode=in_memory",)
 
 
 def _evaluate(tmp_path, name: str, task: TaskConfig, model: str, examples, labels: list[str]):
-    from components.evaluate import analysis, blessing, task_analysis
+    """TFMA as evaluate runs it for `task.type`: the metrics document and the verdict."""
+    from components.evaluate import analysis, blessing, tasks
 
-    evaluation = EvaluationConfig(batch_size=16)
-    eval_config = task_analysis.build_eval_config(task, evaluation, ["domain"],
-                                                  len(labels) or None)
+    evaluation = EvaluationConfig(batch_size=16, slice_features=("domain",))
+    task_type = tasks.TASK_TYPES[task.type](task, labels)
     output = tmp_path / name
-    analysis.run_tfma(eval_config, candidate=model, baseline=None, examples_dir=str(examples),
-                      output_dir=str(output), beam_args=BEAM_ARGS, batch_size=16)
-    metrics = task_analysis.read_metrics(str(output), labels)
+    analysis.run_tfma(task_type.eval_config(evaluation, with_baseline=False), candidate=model,
+                      baseline=None, examples_dir=str(examples), output_dir=str(output),
+                      beam_args=BEAM_ARGS, batch_size=16)
+    metrics = task_type.metrics_document(str(output), None, ())
     verdict = blessing.decide(analysis.read_validation(str(output)), metrics,
                               slice_gate_min_examples=20, baseline=None)
-    return metrics, verdict, output
+    return metrics, verdict
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +44,11 @@ def classification(tmp_path_factory):
 
 
 def test_classification_metrics_match_a_direct_count(classification):
-    from components.evaluate import task_analysis
-
     tmp_path, table, records, examples, model = classification
     reference = task_fixtures.reference_classification(table, records)
     assert 0.3 < reference["accuracy"] < 0.95  # informative, not degenerate
-    metrics, verdict, output = _evaluate(tmp_path, "tfma", TaskConfig(type="classification"),
-                                         model, examples, LABELS)
+    metrics, verdict = _evaluate(tmp_path, "tfma", TaskConfig(type="classification"), model,
+                                 examples, LABELS)
     overall = metrics["overall"]
     assert overall["example_count"] == len(records)
     for name in ("accuracy", "macro_precision", "macro_recall", "macro_f1"):
@@ -60,8 +59,9 @@ def test_classification_metrics_match_a_direct_count(classification):
         for name in ("precision", "recall", "f1", "support"):
             assert values[name] == pytest.approx(reference[name][c], abs=1e-9), (label, name)
         assert values["auc"] == pytest.approx(reference["auc"][c], abs=1e-3), label
-    confusion = task_analysis.read_confusion(str(output), len(LABELS))["matrix"]
-    np.testing.assert_array_equal(np.array(confusion), reference["confusion"])
+    assert metrics["confusion"]["labels"] == LABELS
+    np.testing.assert_array_equal(np.array(metrics["confusion"]["matrix"]),
+                                  reference["confusion"])
     # A slice is the same count over its own examples.
     domain_a = [r for r in records if r["domain"] == "a"]
     sliced = task_fixtures.reference_classification(table, domain_a)
@@ -76,11 +76,11 @@ def test_the_classification_gate_blesses_above_and_refuses_below_its_thresholds(
     reference = task_fixtures.reference_classification(table, records)
     passing = TaskConfig(type="classification", min_accuracy=reference["accuracy"] - 0.01,
                          min_macro_f1=reference["macro_f1"] - 0.01)
-    _, verdict, _ = _evaluate(tmp_path, "pass", passing, model, examples, LABELS)
+    _, verdict = _evaluate(tmp_path, "pass", passing, model, examples, LABELS)
     assert verdict["blessed"] is True and verdict["failures"] == []
     failing = TaskConfig(type="classification", min_accuracy=reference["accuracy"] - 0.01,
                          min_macro_auc=min(1.0, reference["macro_auc"] + 0.01))
-    _, verdict, _ = _evaluate(tmp_path, "fail", failing, model, examples, LABELS)
+    _, verdict = _evaluate(tmp_path, "fail", failing, model, examples, LABELS)
     assert verdict["blessed"] is False
     assert [(f["metric"], f["slice"], f["kind"]) for f in verdict["failures"]] == [
         ("macro_auc", "overall", "value")]
@@ -108,7 +108,7 @@ def test_text_metrics_match_sacrebleu_and_rouge_score(tmp_path):
                                             {"type": "text_to_text"})
     model = str(task_fixtures.write_echo_generator(tmp_path / "model"))
     task = TaskConfig(type="text_to_text", min_exact_match=0.9)
-    metrics, verdict, _ = _evaluate(tmp_path, "tfma", task, model, examples, [])
+    metrics, verdict = _evaluate(tmp_path, "tfma", task, model, examples, [])
     hypotheses = [p.strip() for p, _ in pairs]
     references = [r.strip() for _, r in pairs]
     bleu = sacrebleu.corpus_bleu(hypotheses, [references]).score
@@ -124,3 +124,38 @@ def test_text_metrics_match_sacrebleu_and_rouge_score(tmp_path):
         np.mean([hypotheses[i] == references[i] for i in domain_b]))
     assert verdict["blessed"] is False
     assert [f["metric"] for f in verdict["failures"]] == ["exact_match"]
+
+
+def test_a_task_evaluation_gets_an_explicit_running_mode(classification, monkeypatch):
+    """The TFMA run of a fine-tuning task gets `pipeline.core.beam`'s options too: without
+    a running mode Beam's DirectRunner first reaches for the Prism runner (a download)."""
+    import apache_beam as beam
+
+    from components import evaluate
+    from pipeline.core.artifacts import Artifact
+    from pipeline.core.config import PushConfig
+    from pipeline.local_runner import Runtime
+
+    tmp_path, _, _, examples, model = classification
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Recording(beam.Pipeline):  # a Pipeline still: modules imported later type-hint it
+        def __init__(self, *args, options=None, **kwargs):
+            # PipelineOptions keeps the flags it was built from; a default is not a flag.
+            seen.append(list(options._flags))
+            raise Stop
+
+    monkeypatch.setattr(beam, "Pipeline", Recording)
+    artifact = tmp_path / "model_artifact"
+    artifact.mkdir()
+    (artifact / "saved_model").symlink_to(model)
+    inputs = {"model": Artifact(type="Model", uri=str(artifact), fingerprint="m"),
+              "examples": Artifact(type="Examples", uri=str(examples), fingerprint="e")}
+    outputs = {name: str(tmp_path / "options" / name) for name in evaluate.SPEC.outputs}
+    with pytest.raises(Stop):
+        evaluate.run(inputs, outputs, Runtime(run_id="r", root=str(tmp_path)),
+                     EvaluationConfig(), TaskConfig(type="classification"), PushConfig())
+    assert seen == [["--direct_running_mode=in_memory"]]

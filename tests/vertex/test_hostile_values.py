@@ -143,17 +143,17 @@ def test_cron_whitespace_becomes_single_spaces_in_the_request(capsys):
     assert json.loads(out)["schedule"]["cron"] == "TZ=UTC 0 3 * * 1"
 
 
-def test_inputs_ingest_reads_in_its_own_task(capsys, tmp_path):
+def test_inputs_ingest_reads_in_its_own_step(capsys, tmp_path):
     output = tmp_path / "spec.yaml"
-    in_task = "vertex.dataflow.runner=DirectRunner"
-    sets = (in_task, "data.inputs=[/gcs/test-bucket/c/*.jsonl]")
+    in_step = "vertex.dataflow.runner=DirectRunner"
+    sets = (in_step, "data.inputs=[/gcs/test-bucket/c/*.jsonl]")
     status, out, err = _cli(capsys, "compile", "--output", str(output), sets=sets)
     assert (status, out.strip(), err) == (0, str(output), "")
     status, out, err = _cli(capsys, "compile", "--output", str(tmp_path / "other.yaml"),
-                            sets=(in_task, "data.inputs=[corpus/a.jsonl]"))
+                            sets=(in_step, "data.inputs=[corpus/a.jsonl]"))
     assert (status, out) == (2, "")
     assert err.strip() == (
         "lmpipe: error: config key 'data.inputs[0]': must be a gs:// URI, a /gcs/ path or an "
-        "absolute path in the image on Vertex AI (a relative path is read from the task's "
+        "absolute path in the image on Vertex AI (a relative path is read from the step's "
         "working directory), got 'corpus/a.jsonl'")
     assert not (tmp_path / "other.yaml").exists()

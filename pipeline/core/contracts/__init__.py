@@ -7,6 +7,7 @@ or a layout is defined once:
     examples     transform's output: TFRecord shards and `feature_spec.json`
     tokenizer    a tokenizer artifact's `tokenizer.json` and model files
     model        a model artifact: SavedModel variants, `model.keras`, the training record
+    labels       a classifier's label vocabulary (`vocabulary.json`, `labels.txt`)
     blessing     evaluate's verdict (`blessing.json`) and metrics (`metrics.json`)
     serving_dir  push's numbered versions, their model cards, digests and pruning
 """

@@ -31,9 +31,10 @@ import json
 import os
 
 from pipeline.core.artifacts import Artifact
+from pipeline.core.contracts import serving_dir as serving
+from pipeline.core.contracts.serving_dir import MODEL_CARD as CARD_FILE, SAVED_MODEL_FILE
 from pipeline.core.errors import ConfigError
 
-SAVED_MODEL_FILE = "saved_model.pb"
 FLOAT_DIR = "saved_model"
 INT8_DIR = "saved_model_int8"
 # push.variant -> the model artifact's SavedModel directory.
@@ -41,7 +42,6 @@ VARIANT_DIRS = {"float": FLOAT_DIR, "quantized": INT8_DIR}
 KERAS_FILE = "model.keras"
 SUMMARY_FILE = "train_summary.json"
 LOG_FILE = "train_log.csv"
-CARD_FILE = "model_card.json"
 
 
 def is_saved_model(path: str) -> bool:
@@ -108,8 +108,6 @@ def resolve(requested: str | None, serving_dir: str, base_key: str) -> Artifact 
 
 
 def _latest_pushed(serving_dir: str, base_key: str) -> Artifact:
-    from pipeline.core.contracts import serving_dir as serving
-
     found = serving.versions(os.path.abspath(serving_dir))
     properties = {"requested": LATEST_PUSHED, "base_key": base_key}
     if not found:

@@ -30,6 +30,7 @@ from pipeline.core.errors import UsageError, first_line
 
 MODEL_CARD = "model_card.json"
 SAVED_MODEL_FILE = "saved_model.pb"
+
 # TensorFlow's SavedModel fingerprint: hashes of the other files plus a random UUID per save,
 # so the same model saved twice would otherwise get two digests.
 FINGERPRINT_FILE = "fingerprint.pb"

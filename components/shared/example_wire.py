@@ -1,11 +1,13 @@
-"""Encoding packed windows as serialized `tf.train.Example`s, without TensorFlow.
+"""The protobuf wire format of `tf.train.Example`, written without TensorFlow.
 
-Every record has the same pieces in the same order (features by key: domain,
-length_bucket, num_bytes, segment_ids, token_ids); only the packed varints and the length
-prefixes differ. So each piece is encoded or looked up for all windows at once with numpy
-and the records are gathered into one buffer, which is about ten times faster than
-building protos one by one. Tests parse the result with `tf.io.parse_single_example` and
-compare with protobuf's own encoding.
+Two encoders: `encode_example` builds one record from any features, and `encode_examples`
+builds the records of many packed windows at once. In the latter every record has the same
+pieces in the same order (features by key: domain, length_bucket, num_bytes, segment_ids,
+token_ids); only the packed varints and the length prefixes differ. So each piece is
+encoded or looked up for all windows at once with numpy and the records are gathered into
+one buffer, which is about ten times faster than building protos one by one. The same
+gathering frames TFRecords (`shards.tfrecord_frames`). Tests parse the result with
+`tf.io.parse_single_example` and compare with protobuf's own encoding.
 
 Wire format used (all fields length-delimited): Example.features(1) -> Features.feature(1,
 a map entry: key(1), value(2)) -> Feature.bytes_list(1) -> BytesList.value(1), or
@@ -15,6 +17,7 @@ Feature.int64_list(3) -> Int64List.value(1, packed varints).
 from __future__ import annotations
 
 import numpy as np
+
 
 def varint(value: int) -> bytes:
     """Protobuf varint of a non-negative int."""
@@ -114,6 +117,29 @@ def int64_header(key: str, packed_size: int) -> bytes:
     v2 = varint(size2)
     size3 = len(key_field) + 1 + len(v2) + size2  # map entry
     return b"".join([b"\x0a", varint(size3), key_field, b"\x12", v2, b"\x1a", v1, b"\x0a", v0])
+
+
+def encode_example(int_features: dict, bytes_features: dict) -> bytes:
+    """A serialized `tf.train.Example`.
+
+    Args:
+        int_features: name -> int array (any shape, flattened; values >= 0).
+        bytes_features: name -> one string.
+
+    Returns:
+        The proto's bytes (features in name order, so equal inputs give equal bytes).
+    """
+    entries = []
+    for name in sorted({*int_features, *bytes_features}):
+        if name in bytes_features:
+            entries.append(bytes_entry(name, bytes_features[name]))
+            continue
+        values = np.asarray(int_features[name], np.int64).reshape(-1)
+        data, _ = varint_bytes(values)
+        packed = data.tobytes()
+        entries.append(int64_header(name, len(packed)) + packed)
+    body = b"".join(entries)
+    return b"\x0a" + varint(len(body)) + body
 
 
 def encode_examples(windows: dict, domains: list[str],
