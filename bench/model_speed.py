@@ -37,7 +37,7 @@ def _train_speed(model, objective, batch, steps, jit_compile):
     import keras
     import tensorflow as tf
 
-    from models.masking import token_nll
+    from models.objectives import token_nll
 
     optimizer = keras.optimizers.AdamW(learning_rate=1e-4)
     optimizer.build(model.trainable_variables)

@@ -7,7 +7,7 @@ alternately and each in a fresh process, `--pairs` times:
 - ours: the trainer's `run_fn` (TFRecords -> tf.data -> model -> AdamW, then eval and
   export), with the project's default `TrainConfig` except the shape, the step budget and
   any `--train key=json` override; its steady-state tokens/s (after compilation and the
-  warm-up calls, `fit.WARMUP_CALLS`) from the train summary;
+  warm-up calls, `loop.WARMUP_CALLS`) from the train summary;
 - the peer: `bench/peers/nanogpt_torch.py`, nanoGPT in PyTorch eager on the CPU, same
   shape, with the peer venv's python (`make bench-peer`), at its best of 2 and 1 torch
   threads (OpenMP with 2 threads collapses when other work shares the 2 cores).
@@ -144,7 +144,7 @@ def _configs(args):
 def run_ours(args) -> dict:
     """Train through `run_fn` in this process; what the train summary measured."""
     from components.train import flops
-    from components.train.run_fn import Paths, run_fn
+    from components.train.session import Paths, run_fn
     from pipeline.core.config import TaskConfig
 
     work = Path(args.work)

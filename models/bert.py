@@ -3,7 +3,8 @@
 Backend-agnostic Keras 3 in the shape of keras-hub's `BertBackbone` (token and position
 embeddings, LayerNorm, dropout, `TransformerEncoder` blocks), without the token-type
 embedding and pooler, which only next-sentence prediction and classification use. Every
-hyperparameter is one constructor argument and `get_config()` returns exactly those.
+hyperparameter is one constructor argument and `get_config()` returns exactly those
+(`models.backbone.Backbone`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import keras
 import keras_hub
 
-from models.masking import document_attention_mask, padding_mask
+from models.backbone import Backbone, backbone_inputs
+from models.segments import document_attention_mask, padding_mask
 
 
 def _init(stddev: float = 0.02):
@@ -19,7 +21,7 @@ def _init(stddev: float = 0.02):
 
 
 @keras.saving.register_keras_serializable(package="lmpipe")
-class BertBackbone(keras.Model):
+class BertBackbone(Backbone):
     """Token ids and segment ids in, contextual hidden states [B, L, hidden_dim] out.
 
     Args:
@@ -58,9 +60,9 @@ class BertBackbone(keras.Model):
         ]
 
         # === Functional model ===
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        segment_ids = keras.Input(shape=(None,), dtype="int32", name="segment_ids")
-        x = self.embeddings(token_ids)
+        inputs = backbone_inputs()
+        segment_ids = inputs["segment_ids"]
+        x = self.embeddings(inputs["token_ids"])
         x = self.embeddings_dropout(self.embeddings_layer_norm(x))
         if document_masking:
             masks = {"attention_mask": document_attention_mask(segment_ids)}
@@ -68,8 +70,7 @@ class BertBackbone(keras.Model):
             masks = {"padding_mask": padding_mask(segment_ids)}
         for layer in self.transformer_layers:
             x = layer(x, **masks)
-        super().__init__(inputs={"token_ids": token_ids, "segment_ids": segment_ids},
-                         outputs=x, dtype=dtype, **kwargs)
+        super().__init__(inputs=inputs, outputs=x, dtype=dtype, **kwargs)
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
@@ -86,24 +87,3 @@ class BertBackbone(keras.Model):
     def token_embedding(self):
         """The token embedding (a `ReversibleEmbedding`, the masked-LM head's output)."""
         return self.embeddings.token_embedding
-
-    def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable}
-        config.update({
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "max_sequence_length": self.max_sequence_length,
-            "dropout": self.dropout,
-            "document_masking": self.document_masking,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        })
-        if self.dtype_policy.name != keras.config.dtype_policy().name:
-            config["dtype"] = keras.saving.serialize_keras_object(self.dtype_policy)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -1,8 +1,9 @@
-"""The causal language-model task: a backbone plus a logits head.
+"""The causal language model: a backbone plus a logits head.
 
-Backend-agnostic Keras 3, in the shape of keras-hub's tasks: the task owns only the head
-and takes its backbone as a constructor argument (tokenizer and preprocessing live
-elsewhere: `models/tokenizer.py`, `components/train/data.py`, `models/export.py`).
+Backend-agnostic Keras 3, in the shape of keras-hub's `CausalLM`: the model owns only the
+head and takes its backbone as a constructor argument (`models.backbone.BackboneWithHead`;
+tokenizer and preprocessing live elsewhere: `models/tokenizer.py`,
+`components/train/data.py`, `models/export.py`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from models.backbone import BackboneWithHead
+
 
 @keras.saving.register_keras_serializable(package="lmpipe")
-class CausalLM(keras.Model):
+class CausalLM(BackboneWithHead):
     """{token_ids, segment_ids} -> next-token logits [B, L, vocabulary_size].
 
     Args:
@@ -68,15 +71,4 @@ class CausalLM(keras.Model):
                          dtype=self.compute_dtype)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "tie_embeddings": self.tie_embeddings,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        return {**super().get_config(), "tie_embeddings": self.tie_embeddings}

@@ -1,14 +1,17 @@
-"""The sequence-classification task: a backbone, a pooling of its states, a logits head.
+"""The sequence classifier: a backbone, a pooling of its states, a logits head.
 
-Backend-agnostic Keras 3, in the shape of keras-hub's classifiers: the task owns only the
-pooling and the head and takes its backbone as a constructor argument, so a pretrained
-backbone (`train.warm_start`) is reused as it is.
+Backend-agnostic Keras 3, in the shape of keras-hub's classifiers: the model owns only the
+pooling and the head and takes its backbone as a constructor argument
+(`models.backbone.BackboneWithHead`), so a pretrained backbone (`train.warm_start`) is
+reused as it is.
 """
 
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+from models.backbone import BackboneWithHead
 
 
 @keras.saving.register_keras_serializable(package="lmpipe")
@@ -45,7 +48,7 @@ class SequencePooling(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lmpipe")
-class SequenceClassifier(keras.Model):
+class SequenceClassifier(BackboneWithHead):
     """{token_ids, segment_ids} -> class logits [B, num_classes].
 
     Args:
@@ -85,17 +88,5 @@ class SequenceClassifier(keras.Model):
         return [v for v in self.trainable_variables if id(v) not in backbone]
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "num_classes": self.num_classes,
-            "pooling": self.pooling_mode,
-            "dropout": self.dropout,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "pooling": self.pooling_mode, "dropout": self.dropout}

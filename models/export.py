@@ -1,9 +1,17 @@
-"""The servable artifact: tokenizer + Keras model in one SavedModel.
+"""The servable artifact: tokenizer + Keras model in one SavedModel, for every `task.type`.
 
-TensorFlow-specific, like the tokenizer and the other SavedModel exports (`tokenizer.py`,
-`task_export.py`); the rest of `models/` is backend-agnostic Keras. A fresh
-process loads the SavedModel with only `tensorflow` and `tensorflow_text` imported and
-calls its signatures with raw strings. What the numbers mean depends on the model's
+TensorFlow-specific, like the tokenizer (`tokenizer.py`); the rest of `models/` is
+backend-agnostic Keras. A fresh process loads the SavedModel with only `tensorflow` and
+`tensorflow_text` imported and calls its signatures with raw strings.
+
+`ServingModule` holds what every export shares: the tokenizer inside the SavedModel, the
+framing of token ids (`[bos] + ids`, then closing ids) and the parsing of serialized
+examples. What differs per `task.type` is one subclass, with its signatures, chosen by
+`export_for` (as `models.objectives.objective_for` chooses the training objective).
+Inputs are framed exactly as the transform framed the training examples
+(`components/transform/task_examples.py`), from the examples' `task` entry.
+
+task.type lm (`LanguageModelExport`); what the numbers mean depends on the model's
 objective (`model.objective`, from `model.family`):
 
 - `score(text)`: per text, summed NLL (nats) and the count of predicted tokens of
@@ -13,19 +21,19 @@ objective (`model.objective`, from `model.family`):
   overlap by one token: every token is predicted exactly once, from at most
   `window - 1` tokens of context (the context restarts at each chunk boundary).
   Masked LMs (bert): a masked-token NLL, not a causal perplexity: the training recipe
-  (`models/mlm.py`: 15% of the real tokens chosen, 80% of those masked, 10% replaced,
-  10% kept) is applied with the fixed seed `SCORE_SEED`, and the NLL of the original
-  tokens at the chosen positions is reported (`num_tokens` counts those). The draw is a
-  function of the chunk's tokens, so a text scores the same in any batch. Long texts
-  are cut into chunks of `window` tokens that do not overlap.
+  (`models/corruption.py`: 15% of the real tokens chosen, 80% of those masked, 10%
+  replaced, 10% kept) is applied with the fixed seed `SCORE_SEED`, and the NLL of the
+  original tokens at the chosen positions is reported (`num_tokens` counts those). The
+  draw is a function of the chunk's tokens, so a text scores the same in any batch. Long
+  texts are cut into chunks of `window` tokens that do not overlap.
 - `score_examples(examples)`: the same sums (plus `num_correct`, argmax == target) for
   serialized packed `tf.train.Example`s, with targets as in training (`models.objectives`).
 - `generate(prompt, max_new_tokens, temperature, top_k, top_p, seed)`: the new text only
   (`completion`), with `new_tokens`, how many tokens it holds, and `ended`, whether the
   row stopped at `eos` (a caller that continues a completion, such as `lmpipe generate`
-  streaming it, counts and stops by them). Temperature 0 is greedy; `top_k` 0 and `top_p` outside (0, 1) switch those filters
-  off; sampling is stateless in `seed`, so a seed reproduces a completion. Generation of
-  a row stops at `eos`.
+  streaming it, counts and stops by them). Temperature 0 is greedy; `top_k` 0 and `top_p`
+  outside (0, 1) switch those filters off; sampling is stateless in `seed`, so a seed
+  reproduces a completion. Generation of a row stops at `eos`.
   Causal LMs decode with the model's key/value cache. Prompt plus completion fit the
   window: the completion is at most `window - 1` tokens and the prompt keeps its last
   `window - max_new_tokens` tokens.
@@ -35,14 +43,28 @@ objective (`model.objective`, from `model.family`):
   so expect weak completions; the signature is there so that every family serves the
   same contract. The completion is at most `window - 2` tokens and the prompt keeps
   its last `window - max_new_tokens - 1` tokens.
+
+task.type classification (`ClassifierExport`):
+
+- `classify(text)`: per text the predicted `label` (string), its `label_id`, the
+  `probabilities` of every class [B, C] and the class names `classes` [B, C]. A text is
+  `[bos] + ids[:L-2] + [eos]`.
+- `classify_examples(examples)`: `probabilities` of serialized task examples (TFMA).
+
+task.type text_to_text (`TextToTextExport`, the causal LM's signatures):
+
+- `generate(...)`: as above, but the prompt is the input: `[bos] + ids[:B] + separator`;
+  `completion` is the target the model writes (up to eos).
+- `generate_examples(examples)`: the greedy `prediction` of serialized task examples
+  from their own prompt tokens, at most `max_target_tokens` + eos (TFMA).
+- `score`, `score_examples`: the LM's (causal NLL of whole texts / windows).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from models.masking import token_nll
-from models.objectives import make_objective
+from models.objectives import make_objective, token_nll
 from models.tokenizer import TextTokenizer
 
 _NEG = -1e9
@@ -60,19 +82,22 @@ GENERATE_SIGNATURE = [
 ]
 
 
-class LanguageModelExport(tf.Module):
-    """A `tf.Module` whose signatures serve a language model on raw strings.
+class ServingModule(tf.Module):
+    """What the export of every `task.type` shares: model, tokenizer, framing, parsing.
+
+    Subclasses add the signatures their task type serves and name them in `SIGNATURES`.
 
     Args:
-        model: a Keras LM task ({token_ids, segment_ids} -> logits) with an `objective`
-            attribute: a `CausalLM` (with `call_with_cache` and `empty_cache`) or a
-            `MaskedLM`.
+        model: the trained Keras model ({token_ids, segment_ids} -> logits).
         tokenizer: the tokenizer it was trained with.
-        window: the sequence length it was trained on (the longest input it sees here).
+        window: L, the sequence length it was trained on (the longest input it sees).
+        name: the module's name.
     """
 
-    def __init__(self, model, tokenizer: TextTokenizer, window: int):
-        super().__init__(name="language_model")
+    SIGNATURES: tuple[str, ...] = ()
+
+    def __init__(self, model, tokenizer: TextTokenizer, window: int, name: str):
+        super().__init__(name=name)
         self.model = model
         self.tokenizer = tokenizer
         self.window = int(window)
@@ -80,11 +105,55 @@ class LanguageModelExport(tf.Module):
         self.pad_id = int(info.pad_id)
         self.bos_id = int(info.bos_id)
         self.eos_id = int(info.eos_id)
+
+    def signature_functions(self) -> dict:
+        """{signature name: its `tf.function`}, what `tf.saved_model.save` serves."""
+        return {name: getattr(self, name) for name in self.SIGNATURES}
+
+    def _framed(self, ids: tf.RaggedTensor, closing_ids=None) -> tf.RaggedTensor:
+        """Each row as `[bos] + ids`, followed by `closing_ids` (int32 [C]) if given."""
+        rows = ids.nrows()
+        parts = [tf.fill([rows, 1], self.bos_id), ids]
+        if closing_ids is not None:
+            parts.append(tf.tile(closing_ids[None, :], [rows, 1]))
+        return tf.concat(parts, axis=1)
+
+    def _padded(self, sequences: tf.RaggedTensor) -> tf.Tensor:
+        """Ragged ids [B, <= window] -> int32 [B, window], `pad_id` after each row."""
+        return sequences.to_tensor(default_value=self.pad_id, shape=[None, self.window])
+
+    def _parse(self, examples, windows: tuple[str, ...], **features) -> dict:
+        """Serialized examples -> their int32 `windows` features [B, window] and the other
+        `features` (name -> `tf.io.FixedLenFeature`) as parsed."""
+        spec = {name: tf.io.FixedLenFeature([self.window], tf.int64) for name in windows}
+        parsed = tf.io.parse_example(examples, {**spec, **features})
+        return {name: tf.cast(value, tf.int32) if name in windows else value
+                for name, value in parsed.items()}
+
+
+class LanguageModelExport(ServingModule):
+    """task.type lm: `score`, `score_examples` and `generate` on raw strings.
+
+    Args:
+        model: a Keras LM ({token_ids, segment_ids} -> logits) with an `objective`
+            attribute: a `CausalLM` (with `call_with_cache` and `empty_cache`) or a
+            `MaskedLM`.
+        tokenizer: the tokenizer it was trained with.
+        window: the sequence length it was trained on (the longest input it sees here).
+    """
+
+    SIGNATURES = ("score", "score_examples", "generate")
+
+    def __init__(self, model, tokenizer: TextTokenizer, window: int):
+        super().__init__(model, tokenizer, window, name="language_model")
+        info = tokenizer.info
         self.objective = make_objective(model.objective, info.vocab_size, info.special_tokens)
         self.causal = self.objective.causal
         # Causal chunks overlap by one token so that every token is predicted once; masked
         # chunks do not, so that every token is a candidate once.
         self.overlap = 1 if self.causal else 0
+        # A masked LM keeps one position of the window for the closing eos of `generate`.
+        self.closing = 0 if self.causal else 1
         banned = [info.pad_id, info.bos_id] + [info.special_tokens[name] for name in ("mask",)
                                                if name in info.special_tokens]
         # Ids the sampler never emits: padding, a second document start, the MLM mask.
@@ -96,8 +165,7 @@ class LanguageModelExport(tf.Module):
     def score(self, text):
         ids = self.tokenizer.tokenize(text)
         rows = ids.nrows()
-        sequences = tf.concat([tf.fill([rows, 1], self.bos_id), ids,
-                               tf.fill([rows, 1], self.eos_id)], axis=1)
+        sequences = self._framed(ids, tf.constant([self.eos_id], tf.int32))
         tokens, segments, chunk_row = self._chunks(sequences)
         nll, count, _ = self._sums(tokens, segments)
         num_bytes = tf.strings.length(self.tokenizer.normalize(text), unit="BYTE")
@@ -136,14 +204,9 @@ class LanguageModelExport(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def score_examples(self, examples):
-        features = {
-            "token_ids": tf.io.FixedLenFeature([self.window], tf.int64),
-            "segment_ids": tf.io.FixedLenFeature([self.window], tf.int64),
-            "num_bytes": tf.io.FixedLenFeature([1], tf.int64),
-        }
-        parsed = tf.io.parse_example(examples, features)
-        nll, count, correct = self._sums(tf.cast(parsed["token_ids"], tf.int32),
-                                         tf.cast(parsed["segment_ids"], tf.int32))
+        parsed = self._parse(examples, ("token_ids", "segment_ids"),
+                             num_bytes=tf.io.FixedLenFeature([1], tf.int64))
+        nll, count, correct = self._sums(parsed["token_ids"], parsed["segment_ids"])
         return {"nll": nll, "num_tokens": count, "num_correct": correct,
                 "num_bytes": parsed["num_bytes"][:, 0]}
 
@@ -151,28 +214,28 @@ class LanguageModelExport(tf.Module):
 
     @tf.function(input_signature=GENERATE_SIGNATURE)
     def generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
-        # A masked LM keeps one position for the closing eos.
-        closing = 0 if self.causal else 1
-        new = tf.clip_by_value(max_new_tokens, 0, self.window - 1 - closing)
-        ids = self.tokenizer.tokenize(prompt)
-        prompts = tf.concat([tf.fill([ids.nrows(), 1], self.bos_id), ids], axis=1)
-        prompts = _keep_last(prompts, self.window - new - closing)
+        new = tf.clip_by_value(max_new_tokens, 0, self.window - 1 - self.closing)
+        prompts = self._prompts(prompt, new)
         lengths = tf.cast(prompts.row_lengths(), tf.int32)
-        tokens = prompts.to_tensor(default_value=self.pad_id,
-                                   shape=[None, self.window])
+        tokens = self._padded(prompts)
         ends = tf.minimum(lengths + new, self.window)
-        decode = self.decode_causal if self.causal else self._fill_masks
+        decode = self._decode_causal if self.causal else self._fill_masks
         tokens = decode(tokens, lengths, ends, temperature, top_k, top_p, seed)
-        return self.generate_outputs(tokens, lengths, ends)
+        return self._generate_outputs(tokens, lengths, ends)
 
-    def decode_causal(self, tokens, lengths, ends, temperature, top_k, top_p, seed):
+    def _prompts(self, prompt, new):
+        """Prompt strings [B] -> `[bos] + ids`, keeping the last tokens that leave room
+        for `new` tokens (and a masked LM's closing eos)."""
+        prompts = self._framed(self.tokenizer.tokenize(prompt))
+        return _keep_last(prompts, self.window - new - self.closing)
+
+    def _decode_causal(self, tokens, lengths, ends, temperature, top_k, top_p, seed):
         """Causal LMs: fill positions lengths[r] .. ends[r]-1 of each row with the key/value
         cache, stopping a row at eos.
 
         Rows of different prompt lengths decode together: at position i a row still in
         its prompt keeps its prompt token (keras-hub's scheme), so the cache holds the
-        right keys and values for every row. Subclasses that frame prompts their own way
-        (`task_export.TextToTextExport`) decode with this too.
+        right keys and values for every row.
 
         Args:
             tokens: int32 [B, window]: each row's prompt in its first lengths[r] positions.
@@ -252,19 +315,19 @@ class LanguageModelExport(tf.Module):
         drawn = tf.random.stateless_categorical(scaled, 1, seed=seed, dtype=tf.int32)[:, 0]
         return tf.where(temperature > 0.0, drawn, greedy)
 
-    def generate_outputs(self, tokens, lengths, ends) -> dict:
+    def _generate_outputs(self, tokens, lengths, ends) -> dict:
         """`generate`'s outputs: {"completion" string [B], "new_tokens" int32 [B] (before
-        any eos), "ended" bool [B]} (arguments as for `completion_text`)."""
+        any eos), "ended" bool [B]} (arguments as for `_completion_text`)."""
         positions = tf.range(self.window)[None, :]
         generated = tf.logical_and(positions >= lengths[:, None], positions < ends[:, None])
         is_eos = tf.logical_and(generated, tf.equal(tokens, self.eos_id))
         before_eos = tf.equal(tf.cumsum(tf.cast(is_eos, tf.int32), axis=1), 0)
         kept = tf.logical_and(generated, before_eos)
-        return {"completion": self.completion_text(tokens, lengths, ends),
+        return {"completion": self._completion_text(tokens, lengths, ends),
                 "new_tokens": tf.reduce_sum(tf.cast(kept, tf.int32), axis=1),
                 "ended": tf.reduce_any(is_eos, axis=1)}
 
-    def completion_text(self, tokens, lengths, ends):
+    def _completion_text(self, tokens, lengths, ends):
         """The text the new tokens add to the prompt (up to, not including, eos).
 
         Args:
@@ -286,6 +349,86 @@ class LanguageModelExport(tf.Module):
         # decoding the completion alone would drop.
         start = tf.strings.length(prefix)
         return tf.strings.substr(full, start, tf.strings.length(full) - start)
+
+
+class TextToTextExport(LanguageModelExport):
+    """task.type text_to_text: the causal LM's signatures, whose `generate` answers an
+    input with its target, and `generate_examples`.
+
+    Args:
+        model: the trained `CausalLM`.
+        tokenizer: the tokenizer it was trained with.
+        window: L, the examples' sequence length.
+        separator_ids: the separator's token ids (as the transform encoded it).
+        input_budget: B, the input tokens a prompt keeps.
+        max_target_tokens: T, the longest target (generate_examples writes T + eos).
+    """
+
+    SIGNATURES = ("generate", "generate_examples", "score", "score_examples")
+
+    def __init__(self, model, tokenizer: TextTokenizer, window: int, separator_ids: list[int],
+                 input_budget: int, max_target_tokens: int):
+        super().__init__(model, tokenizer, window)
+        self.separator_ids = tf.constant(list(separator_ids), tf.int32)
+        self.input_budget = int(input_budget)
+        self.max_target_tokens = int(max_target_tokens)
+
+    def _prompts(self, prompt, new):
+        """Input strings [B] -> `[bos] + ids[:B] + separator`, as in training (the input
+        budget leaves room for the target, so `new` cuts nothing)."""
+        ids = self.tokenizer.tokenize(prompt)[:, :self.input_budget]
+        return self._framed(ids, self.separator_ids)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def generate_examples(self, examples):
+        parsed = self._parse(examples, ("token_ids",),
+                             target_start=tf.io.FixedLenFeature([], tf.int64))
+        lengths = tf.cast(parsed["target_start"], tf.int32)
+        positions = tf.range(self.window)[None, :]
+        # Only the prompt is kept: the target the example holds must not be seen.
+        tokens = tf.where(positions < lengths[:, None], parsed["token_ids"], self.pad_id)
+        ends = tf.minimum(lengths + self.max_target_tokens + 1, self.window)
+        tokens = self._decode_causal(tokens, lengths, ends, tf.constant(0.0), tf.constant(0),
+                                     tf.constant(1.0), tf.constant(0))
+        return {"prediction": self._completion_text(tokens, lengths, ends)}
+
+
+class ClassifierExport(ServingModule):
+    """task.type classification: `classify` and `classify_examples`.
+
+    Args:
+        model: the trained `SequenceClassifier`.
+        tokenizer: the tokenizer it was trained with.
+        window: L, the examples' sequence length.
+        labels: the label vocabulary (id order).
+    """
+
+    SIGNATURES = ("classify", "classify_examples")
+
+    def __init__(self, model, tokenizer: TextTokenizer, window: int, labels: list[str]):
+        super().__init__(model, tokenizer, window, name="classifier")
+        self.labels = tf.constant(list(labels), tf.string)
+
+    def _probabilities(self, tokens, segments):
+        logits = self.model({"token_ids": tokens, "segment_ids": segments}, training=False)
+        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def classify(self, text):
+        ids = self.tokenizer.tokenize(text)[:, :self.window - 2]
+        sequences = self._framed(ids, tf.constant([self.eos_id], tf.int32))
+        segments = tf.ones_like(sequences).to_tensor(default_value=0, shape=[None, self.window])
+        probabilities = self._probabilities(self._padded(sequences), segments)
+        best = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"label": tf.gather(self.labels, best), "label_id": best,
+                "probabilities": probabilities,
+                "classes": tf.tile(self.labels[None, :], [tf.shape(best)[0], 1])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def classify_examples(self, examples):
+        parsed = self._parse(examples, ("token_ids", "segment_ids"))
+        return {"probabilities": self._probabilities(parsed["token_ids"],
+                                                     parsed["segment_ids"])}
 
 
 def _keep_last(sequences: tf.RaggedTensor, count) -> tf.RaggedTensor:
@@ -311,18 +454,42 @@ def _top_p_filter(logits, top_p):
     return tf.where(logits < cutoff, _NEG, logits)
 
 
-def save_export(model, tokenizer: TextTokenizer, window: int, directory: str) -> None:
-    """Write the SavedModel with its `score`, `score_examples` and `generate` signatures.
+def export_for(model, tokenizer: TextTokenizer, window: int,
+               task: dict | None = None) -> ServingModule:
+    """The export of the examples' `task.type`.
 
     Args:
-        model: the trained Keras LM task (`CausalLM` or `MaskedLM`).
+        model: the trained Keras model (`CausalLM` or `MaskedLM` for lm, `CausalLM` for
+            text_to_text, `SequenceClassifier` for classification).
+        tokenizer: its tokenizer.
+        window: the sequence length it was trained on.
+        task: the examples' `task` entry (`feature_spec.json`); None or {} means lm.
+
+    Returns:
+        The `ServingModule` whose `signature_functions()` the SavedModel serves.
+    """
+    task = task or {}
+    kind = task.get("type", "lm")
+    if kind == "lm":
+        return LanguageModelExport(model, tokenizer, window)
+    if kind == "classification":
+        return ClassifierExport(model, tokenizer, window, task["labels"])
+    if kind == "text_to_text":
+        return TextToTextExport(model, tokenizer, window, task["separator_ids"],
+                                task["input_budget"], task["max_target_tokens"])
+    raise ValueError(f"task.type {kind!r} has no export")
+
+
+def save_export(model, tokenizer: TextTokenizer, window: int, directory: str,
+                task: dict | None = None) -> None:
+    """Write the SavedModel with the signatures of the examples' `task.type`.
+
+    Args:
+        model: the trained Keras model (see `export_for`).
         tokenizer: its tokenizer.
         window: the sequence length it was trained on.
         directory: the SavedModel directory to create.
+        task: the examples' `task` entry (`feature_spec.json`); None or {} means lm.
     """
-    module = LanguageModelExport(model, tokenizer, window)
-    tf.saved_model.save(module, directory, signatures={
-        "score": module.score,
-        "score_examples": module.score_examples,
-        "generate": module.generate,
-    })
+    module = export_for(model, tokenizer, window, task)
+    tf.saved_model.save(module, directory, signatures=module.signature_functions())

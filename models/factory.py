@@ -11,8 +11,24 @@ from models.llama import LlamaBackbone, LlamaDecoderBlock
 from models.masked_lm import MaskedLM
 
 
-def _gpt_backbone(model_config, vocabulary_size: int) -> GPTBackbone:
-    return GPTBackbone(
+# model.family -> its backbone; the families' config checks live in ModelConfig.
+BACKBONES = {"gpt": GPTBackbone, "llama": LlamaBackbone, "bert": BertBackbone}
+
+# task.type lm, by objective: the model on the backbone and its name.
+LM_MODELS = {"causal": (CausalLM, "causal_lm"), "masked": (MaskedLM, "masked_lm")}
+
+
+def _build_backbone(model_config, vocabulary_size: int):
+    """The backbone for `model.family`, freshly initialized.
+
+    Args:
+        model_config: `pipeline.core.config.ModelConfig`.
+        vocabulary_size: the tokenizer's vocabulary size.
+
+    Returns:
+        A `GPTBackbone`, `LlamaBackbone` or `BertBackbone` named `backbone`.
+    """
+    arguments = dict(
         vocabulary_size=vocabulary_size,
         num_layers=model_config.num_layers,
         num_heads=model_config.num_heads,
@@ -23,43 +39,11 @@ def _gpt_backbone(model_config, vocabulary_size: int) -> GPTBackbone:
         document_masking=model_config.document_masking,
         name="backbone",
     )
+    if model_config.family == "llama":
+        arguments.update(num_key_value_heads=model_config.num_kv_heads,
+                         rope_max_wavelength=model_config.rope_max_wavelength)
+    return BACKBONES[model_config.family](**arguments)
 
-
-def _llama_backbone(model_config, vocabulary_size: int) -> LlamaBackbone:
-    return LlamaBackbone(
-        vocabulary_size=vocabulary_size,
-        num_layers=model_config.num_layers,
-        num_heads=model_config.num_heads,
-        hidden_dim=model_config.hidden_dim,
-        num_key_value_heads=model_config.num_kv_heads,
-        intermediate_dim=model_config.intermediate_dim,
-        max_sequence_length=model_config.max_sequence_length,
-        rope_max_wavelength=model_config.rope_max_wavelength,
-        dropout=model_config.dropout,
-        document_masking=model_config.document_masking,
-        name="backbone",
-    )
-
-
-def _bert_backbone(model_config, vocabulary_size: int) -> BertBackbone:
-    return BertBackbone(
-        vocabulary_size=vocabulary_size,
-        num_layers=model_config.num_layers,
-        num_heads=model_config.num_heads,
-        hidden_dim=model_config.hidden_dim,
-        intermediate_dim=model_config.intermediate_dim,
-        max_sequence_length=model_config.max_sequence_length,
-        dropout=model_config.dropout,
-        document_masking=model_config.document_masking,
-        name="backbone",
-    )
-
-
-# model.family -> backbone builder; the families' config checks live in ModelConfig.
-BACKBONES = {"gpt": _gpt_backbone, "llama": _llama_backbone, "bert": _bert_backbone}
-
-# task.type lm, by objective: the task model on top of the backbone.
-LM_TASKS = {"causal": (CausalLM, "causal_lm"), "masked": (MaskedLM, "masked_lm")}
 
 CUSTOM_OBJECTS = {f"lmpipe>{cls.__name__}": cls for cls in (
     CausalLM, MaskedLM, GPTBackbone, LlamaBackbone, LlamaDecoderBlock,
@@ -68,7 +52,7 @@ CUSTOM_OBJECTS = {f"lmpipe>{cls.__name__}": cls for cls in (
 
 def build_model(model_config, task_config, vocabulary_size: int,
                 num_classes: int | None = None):
-    """The task model for `task.type` on the backbone for `model.family`.
+    """The model `task.type` asks for, on the backbone for `model.family`.
 
     Args:
         model_config: `pipeline.core.config.ModelConfig`.
@@ -81,10 +65,10 @@ def build_model(model_config, task_config, vocabulary_size: int,
         and returning logits: [B, L, vocabulary_size] for `lm` and `text_to_text` (a
         causal LM), [B, num_classes] for `classification`.
     """
-    backbone = BACKBONES[model_config.family](model_config, vocabulary_size)
+    backbone = _build_backbone(model_config, vocabulary_size)
     if task_config.type == "lm":
-        task, name = LM_TASKS[model_config.training_objective]
-        return task(backbone, tie_embeddings=model_config.tied_embeddings, name=name)
+        model_class, name = LM_MODELS[model_config.training_objective]
+        return model_class(backbone, tie_embeddings=model_config.tied_embeddings, name=name)
     if task_config.type == "text_to_text":
         return CausalLM(backbone, tie_embeddings=model_config.tied_embeddings, name="causal_lm")
     if task_config.type == "classification":

@@ -2,7 +2,8 @@
 
 Backend-agnostic Keras 3 (keras-hub layers, `keras.ops`), in the shape of keras-hub's
 `GPT2Backbone`: every hyperparameter is one constructor argument and `get_config()`
-returns exactly those arguments, so `from_config` rebuilds the same functional graph.
+returns exactly those arguments (`models.backbone.Backbone`), so `from_config` rebuilds
+the same functional graph.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import keras
 import keras_hub
 from keras import ops
 
-from models.masking import document_attention_mask, padding_mask
+from models.backbone import Backbone, backbone_inputs
+from models.segments import document_attention_mask, padding_mask
 
 
 def _init(stddev: float = 0.02):
@@ -19,7 +21,7 @@ def _init(stddev: float = 0.02):
 
 
 @keras.saving.register_keras_serializable(package="lmpipe")
-class GPTBackbone(keras.Model):
+class GPTBackbone(Backbone):
     """Token ids and segment ids in, final hidden states [B, L, hidden_dim] out.
 
     Args:
@@ -60,9 +62,9 @@ class GPTBackbone(keras.Model):
                                                           name="layer_norm")
 
         # === Functional model ===
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        segment_ids = keras.Input(shape=(None,), dtype="int32", name="segment_ids")
-        x = self.embeddings_dropout(self.embeddings(token_ids))
+        inputs = backbone_inputs()
+        segment_ids = inputs["segment_ids"]
+        x = self.embeddings_dropout(self.embeddings(inputs["token_ids"]))
         if document_masking:
             masks = {"decoder_attention_mask": document_attention_mask(segment_ids)}
         else:
@@ -70,8 +72,7 @@ class GPTBackbone(keras.Model):
         for layer in self.transformer_layers:
             x = layer(x, **masks)
         outputs = self.layer_norm(x)
-        super().__init__(inputs={"token_ids": token_ids, "segment_ids": segment_ids},
-                         outputs=outputs, dtype=dtype, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
@@ -116,24 +117,3 @@ class GPTBackbone(keras.Model):
                                    self_attention_cache_update_index=cache_update_index)
             caches.append(layer_cache)
         return self.layer_norm(x), ops.stack(caches, axis=1)
-
-    def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable}
-        config.update({
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "max_sequence_length": self.max_sequence_length,
-            "dropout": self.dropout,
-            "document_masking": self.document_masking,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        })
-        if self.dtype_policy.name != keras.config.dtype_policy().name:
-            config["dtype"] = keras.saving.serialize_keras_object(self.dtype_policy)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -3,7 +3,7 @@ attention, no biases.
 
 Backend-agnostic Keras 3 in the shape of `models/gpt.py` (and keras-hub's
 `LlamaBackbone`): every hyperparameter is one constructor argument and `get_config()`
-returns exactly those arguments. The attention layer (`models/attention.py`) carries a
+returns exactly those arguments (`models.backbone.Backbone`). The attention layer (`models/attention.py`) carries a
 key/value cache of `num_key_value_heads` heads for generation.
 """
 
@@ -14,7 +14,8 @@ import keras_hub
 from keras import ops
 
 from models.attention import CachedGroupedQueryAttention
-from models.masking import document_attention_mask, padding_mask
+from models.backbone import Backbone, backbone_inputs
+from models.segments import document_attention_mask, padding_mask
 
 
 def _init(stddev: float = 0.02):
@@ -104,7 +105,7 @@ class LlamaDecoderBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lmpipe")
-class LlamaBackbone(keras.Model):
+class LlamaBackbone(Backbone):
     """Token ids and segment ids in, final hidden states [B, L, hidden_dim] out.
 
     Args:
@@ -148,9 +149,9 @@ class LlamaBackbone(keras.Model):
                                                         name="layer_norm")
 
         # === Functional model ===
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        segment_ids = keras.Input(shape=(None,), dtype="int32", name="segment_ids")
-        x = self.embeddings_dropout(self.token_embedding(token_ids))
+        inputs = backbone_inputs()
+        segment_ids = inputs["segment_ids"]
+        x = self.embeddings_dropout(self.token_embedding(inputs["token_ids"]))
         if document_masking:
             mask = document_attention_mask(segment_ids)
         else:
@@ -158,8 +159,7 @@ class LlamaBackbone(keras.Model):
         for layer in self.transformer_layers:
             x = layer(x, attention_mask=mask)
         outputs = self.layer_norm(x)
-        super().__init__(inputs={"token_ids": token_ids, "segment_ids": segment_ids},
-                         outputs=outputs, dtype=dtype, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
@@ -202,26 +202,3 @@ class LlamaBackbone(keras.Model):
                                    cache_update_index=cache_update_index)
             caches.append(layer_cache)
         return self.layer_norm(x), ops.stack(caches, axis=1)
-
-    def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable}
-        config.update({
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "num_key_value_heads": self.num_key_value_heads,
-            "intermediate_dim": self.intermediate_dim,
-            "max_sequence_length": self.max_sequence_length,
-            "rope_max_wavelength": self.rope_max_wavelength,
-            "dropout": self.dropout,
-            "document_masking": self.document_masking,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        })
-        if self.dtype_policy.name != keras.config.dtype_policy().name:
-            config["dtype"] = keras.saving.serialize_keras_object(self.dtype_policy)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

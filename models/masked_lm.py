@@ -1,11 +1,12 @@
-"""The masked language-model task (BERT's `BertForMaskedLM`): an encoder plus an MLM head.
+"""The masked language model (BERT's `BertForMaskedLM`): an encoder plus an MLM head.
 
-Backend-agnostic Keras 3, in the shape of keras-hub's tasks: the task owns only the head
-(`keras_hub.layers.MaskedLMHead`: dense + GELU + LayerNorm, then the transposed token
-embedding and a bias) and takes its backbone as a constructor argument. Which positions
-are masked, and how, is the objective's business (`models/mlm.py`); the task returns
-logits at every position so that causal and masked LMs share one contract with the
-trainer and the export: {token_ids, segment_ids} -> logits [B, L, vocabulary_size].
+Backend-agnostic Keras 3, in the shape of keras-hub's `BertMaskedLM`: the model owns only
+the head (`keras_hub.layers.MaskedLMHead`: dense + GELU + LayerNorm, then the transposed
+token embedding and a bias) and takes its backbone as a constructor argument
+(`models.backbone.BackboneWithHead`). Which positions are masked, and how, is the
+objective's business (`models/corruption.py`); the model returns logits at every position
+so that causal and masked LMs share one contract with the trainer and the export:
+{token_ids, segment_ids} -> logits [B, L, vocabulary_size].
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import keras
 import keras_hub
 from keras import ops
+
+from models.backbone import BackboneWithHead
 
 
 class _MaskedLMHead(keras_hub.layers.MaskedLMHead):
@@ -35,7 +38,7 @@ class _MaskedLMHead(keras_hub.layers.MaskedLMHead):
 
 
 @keras.saving.register_keras_serializable(package="lmpipe")
-class MaskedLM(keras.Model):
+class MaskedLM(BackboneWithHead):
     """{token_ids, segment_ids} -> logits [B, L, vocabulary_size] for every position.
 
     Args:
@@ -72,15 +75,4 @@ class MaskedLM(keras.Model):
         self.tie_embeddings = tie_embeddings
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "tie_embeddings": self.tie_embeddings,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        return {**super().get_config(), "tie_embeddings": self.tie_embeddings}

@@ -1,8 +1,9 @@
-"""Training objectives: what the model sees and what it must predict, per model family.
+"""Training objectives: what the model sees and what it must predict, per model family
+(`task.type` lm) or per fine-tuning task.
 
 The trainer, the tuner and the export ask an objective to turn a packed batch into
 (model inputs, targets, weights) instead of knowing each family's recipe themselves: the
-loss is the weighted sum of `models.masking.token_nll(logits, targets)`.
+loss is the weighted sum of `token_nll(logits, targets)`.
 Backend-agnostic Keras: only `keras.ops`.
 """
 
@@ -11,8 +12,22 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from models import mlm
-from models.masking import causal_lm_targets
+from models import corruption
+from models.segments import causal_lm_targets
+
+
+def token_nll(logits, targets):
+    """Per-position negative log-likelihood in nats.
+
+    Args:
+        logits: float [B, L, V].
+        targets: int [B, L].
+
+    Returns:
+        float32 [B, L].
+    """
+    return ops.sparse_categorical_crossentropy(
+        targets, ops.cast(logits, "float32"), from_logits=True)
 
 
 class CausalLMObjective:
@@ -36,7 +51,7 @@ class CausalLMObjective:
 
 
 class MaskedLMObjective:
-    """BERT's masked-LM recipe (`models/mlm.py`) on packed windows.
+    """BERT's masked-LM recipe (`models/corruption.py`) on packed windows.
 
     Args:
         vocabulary_size: the tokenizer's vocabulary size.
@@ -47,8 +62,9 @@ class MaskedLMObjective:
 
     causal = False
 
-    def __init__(self, vocabulary_size: int, special_tokens: dict, mask_rate=mlm.MASK_RATE,
-                 mask_token_rate=mlm.MASK_TOKEN_RATE, random_token_rate=mlm.RANDOM_TOKEN_RATE):
+    def __init__(self, vocabulary_size: int, special_tokens: dict,
+                 mask_rate=corruption.MASK_RATE, mask_token_rate=corruption.MASK_TOKEN_RATE,
+                 random_token_rate=corruption.RANDOM_TOKEN_RATE):
         if "mask" not in special_tokens:
             raise ValueError("a masked-LM objective needs a tokenizer with a 'mask' special "
                              f"token; this one has {sorted(special_tokens)}")
@@ -70,7 +86,7 @@ class MaskedLMObjective:
             (inputs dict for the model, targets int32 [B, L], weights float32 [B, L]).
         """
         mask_rate, mask_token_rate, random_token_rate = self.rates
-        corrupted, targets, weights = mlm.mask_tokens(
+        corrupted, targets, weights = corruption.mask_tokens(
             batch["token_ids"], batch["segment_ids"], seed, self.mask_id, self.special_ids,
             self.replacement_ids, mask_rate, mask_token_rate, random_token_rate)
         segment_ids = ops.convert_to_tensor(batch["segment_ids"])
@@ -132,7 +148,7 @@ def make_objective(kind: str, vocabulary_size: int | None = None,
     """The objective named `kind`.
 
     Args:
-        kind: `causal`, `masked` (a task model's `objective` attribute, or
+        kind: `causal`, `masked` (a model's `objective` attribute, or
             `ModelConfig.training_objective`), or a fine-tuning task's objective
             (`classification`, `text_to_text`).
         vocabulary_size: the tokenizer's vocabulary size (masked only).

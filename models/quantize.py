@@ -28,8 +28,6 @@ from __future__ import annotations
 import os
 import warnings
 
-
-
 MODES = ("int8", "int8_weights")
 
 
@@ -37,7 +35,7 @@ def quantize_int8(model, mode: str = "int8") -> None:
     """Quantize `model`'s dense projections and token embedding to int8, in place.
 
     Args:
-        model: a built Keras LM task.
+        model: a built Keras LM.
         mode: `int8` (dynamic range) or `int8_weights` (weight only).
     """
     import keras
@@ -56,7 +54,7 @@ def export_int8(model, tokenizer, window: int, directory: str, mode: str = "int8
     """Quantize `model` (in place) and write it as a servable SavedModel.
 
     Args:
-        model: a float Keras LM task (a throwaway copy: it is changed).
+        model: a float Keras LM (a throwaway copy: it is changed).
         tokenizer: its tokenizer.
         window: the sequence length it was trained on.
         directory: the SavedModel directory to create.

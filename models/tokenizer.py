@@ -1,9 +1,9 @@
 """The one TensorFlow function that turns text into token ids, and back.
 
-TensorFlow-specific, like the SavedModel exports (`export.py`, `task_export.py`): the text
-preprocessing must be the same op graph in tf.data (train, evaluate) and inside the
-exported SavedModel (serving), so it is written once here with tensorflow-text ops.
-Backbones and tasks stay backend-agnostic Keras.
+TensorFlow-specific, like the SavedModel export (`export.py`): the text preprocessing
+must be the same op graph in tf.data (train, evaluate) and inside the exported SavedModel
+(serving), so it is written once here with tensorflow-text ops. Backbones and the models
+on them stay backend-agnostic Keras.
 
 Two kinds, chosen by the artifact's `type`:
     bpe, unigram  SentencePiece with byte fallback (`tf_text.SentencepieceTokenizer`);

@@ -19,8 +19,7 @@ import keras
 import tensorflow as tf
 
 from components.train import data, optimization
-from components.train.fit import Plan, TrainingDiverged, fit
-from components.train.loop import Trainer
+from components.train.loop import Plan, Trainer, TrainingDiverged, fit
 from components.train.monitor import Monitor
 from components.train.precision import dtype_policy
 from components.train.strategy import Placement, make_strategy

@@ -1,6 +1,6 @@
 """train (TFX Trainer): token TFRecords (+ tuned hyperparameters, + warm start) -> a servable LM.
 
-The work is in the modules beside this one (`run_fn.py` for the flow); this module stays cheap
+The work is in the modules beside this one (`session.py` for the flow); this module stays cheap
 to import. `train.warm_start` is an input from outside the DAG (`resolve_warm_start`), so
 the model it names is part of the cache key.
 """
@@ -84,7 +84,7 @@ def run(inputs, outputs, runtime, model, task, train):
     Returns:
         Properties of the model artifact.
     """
-    from components.train.run_fn import Paths, run_fn
+    from components.train.session import Paths, run_fn
 
     hyperparameters = inputs.get("hyperparameters")
     paths = Paths(examples=inputs["examples"].uri, tokenizer=inputs["tokenizer"].uri,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from components.train import data, distill, pruning, tasks
+from components.train import data, distill, pruning
 from components.train.loop import Trainer
 from models import quantize
+from models.export import save_export
 from pipeline.core.contracts.model import FLOAT_DIR, INT8_DIR
 
 
@@ -122,7 +123,7 @@ def export_variants(job, plain, tokenizer) -> dict:
     if mode != "none":
         directory = os.path.join(output, INT8_DIR)
         quantize.quantize_int8(plain, mode)
-        tasks.save_export(plain, tokenizer, job.spec, job.task_config, directory)
+        save_export(plain, tokenizer, job.spec.sequence_length, directory, job.spec.task)
         variants["quantized"] = {"directory": INT8_DIR, "mode": mode,
                                  "parameters": variants["float"]["parameters"],
                                  "int8_weights": quantize.int8_weights(plain),

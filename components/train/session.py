@@ -1,36 +1,78 @@
-"""One training session: strategy, model, resume or warm start, the loop, the export.
+"""One training run, the trainer's `run_fn` (TFX style): examples + tokenizer -> a trained,
+exported model.
 
-`run_fn` checks what it can without TensorFlow and calls `train` here. The order matters:
-the strategy comes first (MultiWorkerMirroredStrategy must exist before other TensorFlow
-work), and everything that can be refused (replica split, warm-start fit) is checked
-before the first training batch is read.
+Model artifact layout (written by the chief only; other workers write nothing):
+    saved_model/         the servable SavedModel (`models/export.py`), float32
+    saved_model_int8/    the same, int8 (only with `train.quantize` int8 or int8_weights)
+    model.keras          the Keras model (architecture + weights), float32
+    train_summary.json   what was trained, with which resolved hyperparameters, from which
+                         warm start and tokenizer, and how fast
+    train_log.csv        step, loss, learning_rate, grad_norm, tokens_per_second, mfu,
+                         elapsed_seconds, eval_loss
+    logs/                TensorBoard logs (`train/`, `eval/`)
+
+With `paths.work` (the runner's `work_dir`, a stable directory for this execution),
+checkpoints and the logs live there while training, so a killed run started again with
+the same command resumes; the runner deletes it once the execution is published.
+
+`run_fn` first checks what needs no model (tuned hyperparameters, window, budget, shards),
+then trains. The order matters: the strategy comes first (MultiWorkerMirroredStrategy must
+exist before other TensorFlow work), and everything that can be refused (replica split,
+warm-start fit) is checked before the first training batch is read. What differs per
+`task.type` (model arguments, warm start, frozen backbone) is asked of the task type's
+object (`tasks.task_for`); the export chooses its signatures from the examples' `task`
+entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import shutil
 from dataclasses import dataclass
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from components.train import compression, data, flops, optimization
-from pipeline.core.contracts import model as model_contract
-from components.train import tasks
+from components.train import compression, data, flops, hparams, optimization, tasks
 from components.train.checkpoints import Checkpoints
-from components.train.fit import FitResult, Plan, fit
-from components.train.loop import Trainer
-from components.train.monitor import Monitor
+from components.train.loop import FitResult, Plan, Trainer, fit
+from components.train.monitor import CSV_FILE, Monitor
 from components.train.precision import dtype_policy
 from components.train.strategy import Placement, make_strategy
+from models.export import save_export
 from models.factory import build_model
 from models.objectives import objective_for
 from models.tokenizer import load_tokenizer
 from pipeline.core.artifacts import Artifact, write_json_atomic
 from pipeline.core.configio import to_dict
-from pipeline.core.errors import ConfigError
+from pipeline.core.contracts import model as model_contract
+from pipeline.core.contracts.tokenizer import tokenizer_digest
+from pipeline.core.errors import ConfigError, UsageError
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where a run reads and writes.
+
+    Attributes:
+        examples: the transform component's examples artifact.
+        tokenizer: the tokenizer artifact.
+        hyperparameters: the tune component's artifact, or None.
+        output: the (empty) model artifact directory.
+        work: a directory that survives restarts of this execution (None: no resume).
+        cache: where measurements shared by runs are kept (the matmul peak), or None.
+    """
+
+    examples: str
+    tokenizer: str
+    hyperparameters: str | None
+    output: str
+    work: str | None = None
+    cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,23 +80,25 @@ class Job:
     """What to train, as `run_fn` resolved it.
 
     Attributes:
-        paths: `run_fn.Paths`.
+        paths: `Paths`.
         spec: the examples' `data.FeatureSpec`.
         train_files: the train shards.
-        budget: `run_fn.plan_budget`.
+        budget: `plan_budget`.
         model_config, task_config, train_config: the sections, tuned overrides applied.
+        task: what the trainer does for `task.type` (`tasks.task_for`).
         source: where the hyperparameters came from (`hparams.resolve`).
         warm: the resolved `train.warm_start` input, or None.
         tokenizer_sha256: the tokenizer artifact's digest.
         teacher: the resolved `train.distill.teacher` input, or None.
     """
 
-    paths: object
+    paths: Paths
     spec: data.FeatureSpec
     train_files: list
     budget: dict
     model_config: object
     task_config: object
+    task: tasks.LanguageModelTask
     train_config: object
     source: dict
     warm: Artifact | None
@@ -74,19 +118,67 @@ class _Session:
     hooks: compression.Hooks
 
 
-def train(job: Job, log) -> dict:
-    """Train, evaluate and (on the chief) write the model artifact; see `run_fn.run_fn`.
+def run_fn(paths: Paths, model_config, task_config, train_config, log: Callable[[str], None],
+           warm_start=None, teacher=None) -> dict:
+    """Train the configured model and write the model artifact.
 
     Args:
-        job: what to train.
+        paths: inputs, output and working directories.
+        model_config: `ModelConfig`.
+        task_config: `TaskConfig`.
+        train_config: `TrainConfig`.
         log: progress lines (stderr).
+        warm_start: the resolved `train.warm_start` artifact
+            (`pipeline/core/contracts/model.py` `resolve`), or None.
+        teacher: the resolved `train.distill.teacher` artifact (`distill.resolve`), or None.
 
     Returns:
-        The train summary.
+        The train summary (also written to `train_summary.json` by the chief).
     """
-    from pipeline.core.contracts.model import SUMMARY_FILE
-    from components.train.run_fn import copy_logs
+    train_config, model_config, source = hparams.resolve(train_config, model_config,
+                                                         paths.hyperparameters)
+    spec = data.read_feature_spec(paths.examples)
+    if spec.sequence_length > model_config.max_sequence_length:
+        raise UsageError(f"examples have sequence_length {spec.sequence_length}, above "
+                         f"model.max_sequence_length {model_config.max_sequence_length}")
+    budget = plan_budget(train_config, spec.sequence_length)
+    train_files = data.split_files(paths.examples, "train")
+    if not train_files:
+        raise UsageError(f"{paths.examples}: no train-*.tfrecord shards")
+    job = Job(paths=paths, spec=spec, train_files=train_files, budget=budget,
+              model_config=model_config, task_config=task_config,
+              task=tasks.task_for(task_config), train_config=train_config, source=source,
+              warm=warm_start, tokenizer_sha256=tokenizer_digest(paths.tokenizer),
+              teacher=teacher)
+    return _train(job, log)
 
+
+def plan_budget(train_config, sequence_length: int) -> dict:
+    """The run's length from `train.steps` and `train.max_tokens`, whichever ends first.
+
+    Raises:
+        ConfigError: the warm-up does not fit in the resulting number of steps.
+
+    Returns:
+        {"total_steps", "tokens_per_step", "decided_by", "steps", "max_tokens"}.
+    """
+    tokens_per_step = train_config.batch_size * sequence_length
+    options = {}
+    if train_config.steps is not None:
+        options["steps"] = train_config.steps
+    if train_config.max_tokens is not None:
+        options["max_tokens"] = math.ceil(train_config.max_tokens / tokens_per_step)
+    decided_by = min(options, key=options.get)
+    total = options[decided_by]
+    if train_config.warmup_steps >= total:
+        raise ConfigError("train.warmup_steps", f"must be below the run's {total} steps "
+                          f"(from train.{decided_by}), got {train_config.warmup_steps}")
+    return {"total_steps": total, "tokens_per_step": tokens_per_step, "decided_by": decided_by,
+            "steps": train_config.steps, "max_tokens": train_config.max_tokens}
+
+
+def _train(job: Job, log) -> dict:
+    """Train, evaluate and (on the chief) write the model artifact; see `run_fn`."""
     tf.config.experimental.enable_op_determinism()
     session = _build(job)
     start = _start(job, session, log)
@@ -108,8 +200,8 @@ def train(job: Job, log) -> dict:
     summary.update(compression.summary_fields(job, session.hooks, trainer))
     if session.placement.is_chief:
         summary["variants"] = _export(job, session)
-        write_json_atomic(os.path.join(job.paths.output, SUMMARY_FILE), summary)
-        copy_logs(session.log_dir, job.paths.output)
+        write_json_atomic(os.path.join(job.paths.output, model_contract.SUMMARY_FILE), summary)
+        _copy_logs(session.log_dir, job.paths.output)
     return summary
 
 
@@ -118,11 +210,10 @@ def _build(job: Job) -> _Session:
     strategy, placement = make_strategy(config.strategy)
     _check_split(config, strategy.num_replicas_in_sync)
     tokenizer = load_tokenizer(job.paths.tokenizer)
-    tasks.check_examples(job.spec, job.task_config)
+    job.task.check_examples(job.spec)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.precision), strategy.scope():
-        model = build_model(job.model_config, job.task_config, tokenizer.info.vocab_size,
-                            **tasks.model_arguments(job.spec))
+        model = _new_model(job, tokenizer.info.vocab_size)
         optimizer = optimization.make_optimizer(config, model, job.budget["total_steps"])
     hooks = compression.build_hooks(job, strategy, model, tokenizer.info)
     trainer = Trainer(model, optimizer, strategy,
@@ -130,7 +221,7 @@ def _build(job: Job) -> _Session:
                       config.seed, config.clip_norm, config.grad_accum_steps,
                       config.jit_compile, config.precision == "mixed_float16",
                       distiller=hooks.distiller, pruner=hooks.pruner,
-                      freezer=tasks.freezer(model, job.task_config))
+                      freezer=job.task.freezer(model))
     iterator = iter(data.train_dataset(job.train_files, job.spec, config.batch_size,
                                        config.seed, config.shuffle_buffer))
     checkpoints = None
@@ -144,6 +235,12 @@ def _build(job: Job) -> _Session:
     log_dir = os.path.join(job.paths.work, "logs") if job.paths.work else job.paths.output
     return _Session(strategy, placement, tokenizer, trainer, iterator, checkpoints, log_dir,
                     hooks)
+
+
+def _new_model(job: Job, vocabulary_size: int):
+    """A freshly initialized model of the job's sections and task."""
+    return build_model(job.model_config, job.task_config, vocabulary_size,
+                       **job.task.model_arguments(job.spec))
 
 
 def _check_split(train_config, replicas: int) -> None:
@@ -167,8 +264,7 @@ def _start(job: Job, session: _Session, log) -> dict:
         return {"resumed": resumed,
                 "warm_loaded": "checkpoint" if job.warm is not None and job.warm.uri else None}
     if job.warm is not None and job.warm.uri:
-        loaded = tasks.load_warm_start(trainer.model, job.warm.uri, job.tokenizer_sha256,
-                                       job.task_config)
+        loaded = job.task.load_warm_start(trainer.model, job.warm.uri, job.tokenizer_sha256)
         log(f"warm start from {job.warm.uri}")
         return {"resumed": None, "warm_loaded": loaded}
     if job.warm is not None:
@@ -220,13 +316,11 @@ def _cluster_peak(precision: str, cache_dir, session: _Session) -> dict | None:
 def _export(job: Job, session: _Session) -> dict:
     """Save a float32 copy of the model, free of distribution wrappers, as .keras and
     as the servable SavedModel (and its int8 variant if asked): the variants' sizes."""
-    vocab = session.tokenizer.info.vocab_size
-    plain = build_model(job.model_config, job.task_config, vocab,
-                        **tasks.model_arguments(job.spec))
+    plain = _new_model(job, session.tokenizer.info.vocab_size)
     plain.set_weights([np.asarray(w) for w in session.trainer.model.get_weights()])
     plain.save(os.path.join(job.paths.output, "model.keras"))
-    tasks.save_export(plain, session.tokenizer, job.spec, job.task_config,
-                      os.path.join(job.paths.output, "saved_model"))
+    save_export(plain, session.tokenizer, job.spec.sequence_length,
+                os.path.join(job.paths.output, "saved_model"), job.spec.task)
     return compression.export_variants(job, plain, session.tokenizer)
 
 
@@ -279,3 +373,15 @@ def _summary(job: Job, session: _Session, start: dict, result: FitResult, eval_l
                          "total_steps": budget["total_steps"],
                          "optimizer": optimization.describe(trainer.optimizer)}},
     }
+
+
+def _copy_logs(log_dir: str, output_dir: str) -> None:
+    """Put the run's CSV and TensorBoard logs into the model artifact."""
+    if os.path.abspath(log_dir) == os.path.abspath(output_dir):
+        return
+    csv_path = os.path.join(log_dir, CSV_FILE)
+    if os.path.exists(csv_path):
+        shutil.copy2(csv_path, os.path.join(output_dir, CSV_FILE))
+    if os.path.isdir(os.path.join(log_dir, "logs")):
+        shutil.copytree(os.path.join(log_dir, "logs"), os.path.join(output_dir, "logs"),
+                        dirs_exist_ok=True)

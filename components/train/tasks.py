@@ -1,18 +1,23 @@
-"""What the trainer does differently for the fine-tuning tasks (`task.type`).
+"""What the trainer does differently per `task.type`: one object per task type.
 
-The session asks here for a task's model arguments, its warm start, its frozen backbone
-and its export, so that `session.py` stays one code path:
+`task_for` picks the object for `task.type` (as `models/objectives.py` `objective_for`
+picks what the training step computes), and the session asks it for everything that
+differs, so that `session.py` stays one code path:
 
+- examples: they must have been made for this task type (`feature_spec.json` `task`).
 - model arguments: a classifier's number of classes is its label vocabulary's size, which
   the examples artifact records (`feature_spec.json` `task.labels`).
-- warm start: a classifier takes only the backbone of a pretrained LM (its head is new);
-  from a classifier trained on the same labels it takes everything. A text-to-text model
-  is a causal LM and starts from the whole pretrained LM (`warm_start.load_weights`).
-- freezing (`task.freeze_backbone_steps`): `BackboneFreezer` zeroes the backbone's
-  gradients and applies the update to the head only while the step is below the limit,
-  so the backbone is neither moved nor weight-decayed; the decision is made from the
-  checkpointed step inside the compiled step, so a resumed run freezes exactly as well.
-- export: `models/task_export.py` (`classify`; text to text's `generate`).
+- warm start: a language model starts from the whole pretrained model, and so does a
+  text-to-text model, which is a causal LM (`warm_start.load_weights`); a classifier takes
+  only the backbone of a pretrained LM (its head is new), and everything from a classifier
+  trained on the same labels.
+- freezing (`task.freeze_backbone_steps`, classification): `BackboneFreezer` zeroes the
+  backbone's gradients and applies the update to the head only while the step is below
+  the limit, so the backbone is neither moved nor weight-decayed; the decision is made from
+  the checkpointed step inside the compiled step, so a resumed run freezes exactly as well.
+
+The export needs no object here: `models/export.py` `save_export` chooses the signatures
+from the examples' `task` entry.
 
 Reading a model's training record needs no TensorFlow (the tokenizer import uses it).
 """
@@ -21,109 +26,144 @@ from __future__ import annotations
 
 import os
 
-from components.train.warm_start import check_tokenizer
+from components.train import warm_start
 from pipeline.core.contracts.model import training_record
 from pipeline.core.errors import UsageError, first_line
 
 
-def recorded_task(record: dict | None) -> dict:
-    """The task section a training record holds ({} when it predates tasks)."""
-    return ((record or {}).get("hyperparameters") or {}).get("task") or {}
-
-
-def model_arguments(spec) -> dict:
-    """Extra `build_model` arguments for the examples' task (the number of classes).
+class LanguageModelTask:
+    """`task.type: lm`, and `text_to_text`, whose model is a causal LM on
+    `[bos] input separator target [eos]`: the model is a language model, built, warm-started
+    and trained whole.
 
     Args:
-        spec: the examples' `data.FeatureSpec`.
+        task_config: `TaskConfig`.
     """
-    task = spec.task or {}
-    if task.get("type") == "classification":
-        return {"num_classes": len(task["labels"])}
-    return {}
+
+    def __init__(self, task_config):
+        self.config = task_config
+
+    def check_examples(self, spec) -> None:
+        """The examples must have been made for this task.
+
+        Args:
+            spec: the examples' `data.FeatureSpec`.
+
+        Raises:
+            UsageError: they were made for another `task.type`.
+        """
+        made_for = (spec.task or {}).get("type", "lm")
+        if made_for != self.config.type:
+            raise UsageError(f"task.type is {self.config.type!r} but the examples were made "
+                             f"for {made_for!r}")
+
+    def model_arguments(self, spec) -> dict:
+        """Extra `build_model` arguments for this task (none).
+
+        Args:
+            spec: the examples' `data.FeatureSpec`.
+
+        Returns:
+            Keyword arguments.
+        """
+        return {}
+
+    def load_warm_start(self, model, source: str, tokenizer_sha256: str) -> str:
+        """Overwrite `model`'s weights with those of the model at `source`.
+
+        Args:
+            model: the freshly built model (under the strategy's scope).
+            source: a model artifact, SavedModel directory or `.keras` file.
+            tokenizer_sha256: the digest of this run's tokenizer.
+
+        Returns:
+            What was read: `saved_model` or `keras`.
+
+        Raises:
+            UsageError: another tokenizer, or weights that do not fit.
+        """
+        return warm_start.load_weights(model, source, tokenizer_sha256)
+
+    def freezer(self, model) -> BackboneFreezer | None:
+        """The run's `BackboneFreezer`.
+
+        Args:
+            model: the freshly built model.
+
+        Returns:
+            None: nothing is frozen.
+        """
+        return None
 
 
-def check_examples(spec, task_config) -> None:
-    """The examples must have been made for this task.
+class ClassificationTask(LanguageModelTask):
+    """`task.type: classification`: a `SequenceClassifier`, a new head over an LM backbone."""
 
-    Raises:
-        UsageError: they were made for another `task.type`.
-    """
-    made_for = (spec.task or {}).get("type", "lm")
-    if made_for != task_config.type:
-        raise UsageError(f"task.type is {task_config.type!r} but the examples were made for "
-                         f"{made_for!r}")
+    def model_arguments(self, spec) -> dict:
+        """Extra `build_model` arguments: the number of classes.
+
+        Args:
+            spec: the examples' `data.FeatureSpec` (its task entry lists the labels).
+
+        Returns:
+            {"num_classes"}.
+        """
+        return {"num_classes": len(spec.task["labels"])}
+
+    def load_warm_start(self, model, source: str, tokenizer_sha256: str) -> str:
+        """Overwrite `model`'s weights with those of a classifier trained on the same labels,
+        or its backbone's with those of a pretrained LM's backbone.
+
+        Args:
+            model: the freshly built classifier (under the strategy's scope).
+            source: a model artifact, SavedModel directory or `.keras` file.
+            tokenizer_sha256: the digest of this run's tokenizer.
+
+        Returns:
+            What was read: `saved_model` or `keras`, with `:backbone` when only the backbone.
+
+        Raises:
+            UsageError: another tokenizer, or weights that do not fit.
+        """
+        if _is_classifier(source):
+            return super().load_warm_start(model, source, tokenizer_sha256)
+        warm_start.check_tokenizer(source, tokenizer_sha256)
+        if os.path.isfile(source):
+            _backbone_from_keras(model, source)
+            return "keras:backbone"
+        saved_model = warm_start.saved_model_dir(source)
+        _backbone_from_saved_model(model, saved_model, source)
+        return "saved_model:backbone"
+
+    def freezer(self, model) -> BackboneFreezer | None:
+        """The run's `BackboneFreezer`.
+
+        Args:
+            model: the freshly built classifier.
+
+        Returns:
+            The freezer, or None when `task.freeze_backbone_steps` is 0.
+        """
+        if self.config.freeze_backbone_steps == 0:
+            return None
+        return BackboneFreezer(model, self.config.freeze_backbone_steps)
 
 
-def load_warm_start(model, source: str, tokenizer_sha256: str, task_config) -> str:
-    """Overwrite `model`'s pretrained part with the weights of the model at `source`.
+# task.type -> what the trainer does for it.
+TASKS = {"lm": LanguageModelTask, "text_to_text": LanguageModelTask,
+         "classification": ClassificationTask}
+
+
+def task_for(task_config) -> LanguageModelTask:
+    """What the trainer does for `task.type`.
 
     Args:
-        model: the freshly built task model (under the strategy's scope).
-        source: a model artifact, SavedModel directory or `.keras` file.
-        tokenizer_sha256: the digest of this run's tokenizer.
         task_config: `TaskConfig`.
 
     Returns:
-        What was read: `saved_model` or `keras`, with `:backbone` when only the backbone.
-
-    Raises:
-        UsageError: another tokenizer, or weights that do not fit.
+        The task type's object, holding `task_config`.
     """
-    from components.train import warm_start
-
-    if task_config.type != "classification" or _is_classifier(source):
-        return warm_start.load_weights(model, source, tokenizer_sha256)
-    check_tokenizer(source, tokenizer_sha256)
-    if os.path.isfile(source):
-        _backbone_from_keras(model, source)
-        return "keras:backbone"
-    saved_model = warm_start.saved_model_dir(source)
-    _backbone_from_saved_model(model, saved_model, source)
-    return "saved_model:backbone"
-
-
-def _is_classifier(source: str) -> bool:
-    return recorded_task(training_record(source)).get("type") == "classification"
-
-
-def _backbone_from_saved_model(model, saved_model: str, source: str) -> None:
-    import tensorflow as tf
-
-    # The export's checkpoint holds the task model under `model`, its backbone under
-    # `model/backbone`: a stand-in with only that dependency reads just the backbone.
-    stand_in = tf.Module()
-    stand_in.backbone = model.backbone
-    prefix = os.path.join(saved_model, "variables", "variables")
-    try:
-        status = tf.train.Checkpoint(model=stand_in).read(prefix)
-        status.assert_existing_objects_matched()
-    except (IndexError, tf.errors.OpError) as err:
-        # TensorFlow reports a truncated file as IndexError, a garbled one as OpError.
-        raise UsageError(f"train.warm_start {source}: cannot read its weights "
-                         f"({first_line(err, 300)})") from None
-    except (AssertionError, ValueError) as err:
-        raise UsageError(f"train.warm_start {source}: its backbone does not fit this model "
-                         f"({first_line(err, 300)}); the model section must match the "
-                         "pretrained one") from None
-
-
-def _backbone_from_keras(model, path: str) -> None:
-    from models.factory import load_model
-
-    try:
-        source = load_model(path).backbone
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UsageError(f"train.warm_start {path}: cannot load its backbone "
-                         f"({str(err).strip()[:300]})") from None
-    theirs = {v.path: v for v in source.weights}
-    for variable in model.backbone.weights:
-        match = theirs.get(variable.path)
-        if match is None or tuple(match.shape) != tuple(variable.shape):
-            raise UsageError(f"train.warm_start {path}: its backbone does not fit this model "
-                             f"({variable.path} {tuple(variable.shape)}); the model section "
-                             "must match the pretrained one")
-        variable.assign(match.value)
+    return TASKS[task_config.type](task_config)
 
 
 class BackboneFreezer:
@@ -179,28 +219,47 @@ class BackboneFreezer:
         tf.cond(self._frozen(step), head_only, everything)
 
 
-def freezer(model, task_config) -> BackboneFreezer | None:
-    """The run's `BackboneFreezer`, or None when nothing is frozen."""
-    if task_config.type != "classification" or task_config.freeze_backbone_steps == 0:
-        return None
-    return BackboneFreezer(model, task_config.freeze_backbone_steps)
+def _is_classifier(source: str) -> bool:
+    """Whether the model at `source` was trained as a classifier (its training record says;
+    a record from before tasks has no task section)."""
+    hyperparameters = (training_record(source) or {}).get("hyperparameters") or {}
+    return (hyperparameters.get("task") or {}).get("type") == "classification"
 
 
-def save_export(model, tokenizer, spec, task_config, directory: str) -> None:
-    """Write the task's servable SavedModel (the LM's for `task.type: lm`).
+def _backbone_from_saved_model(model, saved_model: str, source: str) -> None:
+    import tensorflow as tf
 
-    Args:
-        model: the trained float32 Keras model.
-        tokenizer: its `TextTokenizer`.
-        spec: the examples' `data.FeatureSpec` (window, task entry).
-        task_config: `TaskConfig`.
-        directory: the SavedModel directory to create.
-    """
-    if task_config.type == "lm":
-        from models.export import save_export as save_lm_export
+    # The export's checkpoint holds the task model under `model`, its backbone under
+    # `model/backbone`: a stand-in with only that dependency reads just the backbone.
+    stand_in = tf.Module()
+    stand_in.backbone = model.backbone
+    prefix = os.path.join(saved_model, "variables", "variables")
+    try:
+        status = tf.train.Checkpoint(model=stand_in).read(prefix)
+        status.assert_existing_objects_matched()
+    except (IndexError, tf.errors.OpError) as err:
+        # TensorFlow reports a truncated file as IndexError, a garbled one as OpError.
+        raise UsageError(f"train.warm_start {source}: cannot read its weights "
+                         f"({first_line(err, 300)})") from None
+    except (AssertionError, ValueError) as err:
+        raise UsageError(f"train.warm_start {source}: its backbone does not fit this model "
+                         f"({first_line(err, 300)}); the model section must match the "
+                         "pretrained one") from None
 
-        save_lm_export(model, tokenizer, spec.sequence_length, directory)
-        return
-    from models.task_export import save_task_export
 
-    save_task_export(model, tokenizer, spec.sequence_length, spec.task, directory)
+def _backbone_from_keras(model, path: str) -> None:
+    from models.factory import load_model
+
+    try:
+        source = load_model(path).backbone
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UsageError(f"train.warm_start {path}: cannot load its backbone "
+                         f"({str(err).strip()[:300]})") from None
+    theirs = {v.path: v for v in source.weights}
+    for variable in model.backbone.weights:
+        match = theirs.get(variable.path)
+        if match is None or tuple(match.shape) != tuple(variable.shape):
+            raise UsageError(f"train.warm_start {path}: its backbone does not fit this model "
+                             f"({variable.path} {tuple(variable.shape)}); the model section "
+                             "must match the pretrained one")
+        variable.assign(match.value)

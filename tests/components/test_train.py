@@ -244,7 +244,7 @@ def test_sampling_is_reproducible_by_seed(served):
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(trained, tmp_path):
-    from components.train.fit import TrainingDiverged
+    from components.train.loop import TrainingDiverged
 
     absurd = TrainConfig(steps=50, batch_size=8, optimizer="sgd", learning_rate=1e12,
                          clip_norm=None, log_every=1, checkpoint_every=1, keep_checkpoints=2)

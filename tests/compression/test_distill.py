@@ -32,7 +32,7 @@ def test_loss_and_its_gradient_match_numpy(alpha, temperature):
     import tensorflow as tf
 
     from components.train.distill import distillation_loss
-    from models.masking import token_nll
+    from models.objectives import token_nll
 
     rng = np.random.default_rng(3)
     student = rng.normal(size=(2, 5, 11)) * 2

@@ -65,7 +65,7 @@ def _classifier_model(tmp_path):
 
 @pytest.mark.parametrize("variant", ["float", "quantized"])
 def test_task_evaluate_judges_the_export_push_publishes(tmp_path, variant):
-    from components.evaluate import task as task_evaluate
+    from components import evaluate
     from pipeline.core.contracts.serving_dir import saved_model_digest
     from pipeline.core.contracts.model import VARIANT_DIRS
     from pipeline.core.artifacts import Artifact
@@ -80,8 +80,8 @@ def test_task_evaluate_judges_the_export_push_publishes(tmp_path, variant):
     for directory in outputs.values():
         (tmp_path / directory).mkdir()
     runtime = Runtime(run_id="r", root=str(tmp_path), beam_args=("--direct_running_mode=in_memory",))
-    task_evaluate.run(inputs, outputs, runtime, EvaluationConfig(batch_size=16),
-                      TaskConfig(type="classification"), PushConfig(variant=variant))
+    evaluate.run(inputs, outputs, runtime, EvaluationConfig(batch_size=16),
+                 TaskConfig(type="classification"), PushConfig(variant=variant))
 
     blessing = json.loads((tmp_path / "blessing" / "blessing.json").read_text())
     judged = tmp_path / "model" / VARIANT_DIRS[variant]

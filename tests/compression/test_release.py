@@ -39,7 +39,7 @@ def _evaluate(root: Path, model: Path, config, name: str, baseline=True):
         path.mkdir(parents=True)
     evaluate.run(inputs, {k: str(v) for k, v in outputs.items()},
                  Runtime(run_id=name, root=str(root), beam_args=config.pipeline.beam_args),
-                 evaluation=config.evaluation, push=config.push)
+                 evaluation=config.evaluation, task=config.task, push=config.push)
     metrics = json.loads((outputs["evaluation"] / "metrics.json").read_text())
     return metrics, outputs
 

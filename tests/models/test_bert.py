@@ -26,7 +26,7 @@ def _mix(x):
 
 
 def _reference_uniforms(tokens, seed):
-    """The three uniform streams of `models/mlm.py`, recomputed in NumPy."""
+    """The three uniform streams of `models/corruption.py`, recomputed in NumPy."""
     positions = np.arange(1, tokens.shape[1] + 1, dtype=np.uint64)
     position_keys = _mix(positions * _GOLDEN)
     cells = _mix(((tokens.astype(np.uint64) * _GOLDEN) & _U32) ^ position_keys[None, :])
@@ -152,7 +152,7 @@ def _log_softmax(logits):
 
 
 def test_masked_lm_loss_equals_numpy_on_the_chosen_positions(large_batch):
-    from models.masking import token_nll
+    from models.objectives import token_nll
 
     model = tiny_model("bert", seed=2)
     batch = {k: v[:6, :64] for k, v in _packed(np.random.default_rng(5), 6, 64).items()}

@@ -43,7 +43,8 @@ def test_the_backbone_stays_frozen_for_exactly_its_steps_then_trains():
     model = _classifier(0)
     optimizer = optimization.make_optimizer(config, model, config.steps)
     trainer = Trainer(model, optimizer, strategy, objective_for(MODEL, None, CLASSIFY),
-                      config.seed, config.clip_norm, freezer=tasks.freezer(model, CLASSIFY))
+                      config.seed, config.clip_norm,
+                      freezer=tasks.task_for(CLASSIFY).freezer(model))
     rng = np.random.default_rng(0)
     batch = {"token_ids": rng.integers(4, VOCAB, (4, 8)).astype(np.int32),
              "segment_ids": np.ones((4, 8), np.int32), "label": np.array([0, 1, 2, 1], np.int32)}
@@ -65,8 +66,9 @@ def test_no_freezer_unless_a_classifier_asks_for_one():
     from components.train import tasks
 
     model = _classifier(0)
-    assert tasks.freezer(model, TaskConfig(type="classification")) is None
-    assert tasks.freezer(model, CLASSIFY).steps == 3
+    assert tasks.task_for(TaskConfig(type="classification")).freezer(model) is None
+    assert tasks.task_for(CLASSIFY).freezer(model).steps == 3
+    assert tasks.task_for(TaskConfig(type="text_to_text")).freezer(model) is None
 
 
 def _pretrained(tmp_path, tokenizer_sha: str):
@@ -95,14 +97,15 @@ def test_a_classifier_warm_starts_from_the_backbone_of_a_pretrained_lm(tmp_path,
     lm = _pretrained(tmp_path, "a" * 64)
     classifier = _classifier(5)
     head = _values(classifier.head_variables())
-    loaded = tasks.load_warm_start(classifier, str(tmp_path / source), "a" * 64, CLASSIFY)
+    task = tasks.task_for(CLASSIFY)
+    loaded = task.load_warm_start(classifier, str(tmp_path / source), "a" * 64)
     assert loaded.endswith(":backbone")
     for theirs, ours in zip(_values(lm.backbone.weights), _values(classifier.backbone.weights)):
         np.testing.assert_array_equal(theirs, ours)
     for old, new in zip(head, _values(classifier.head_variables())):
         np.testing.assert_array_equal(old, new)
     with pytest.raises(UsageError, match="another tokenizer"):
-        tasks.load_warm_start(_classifier(6), str(tmp_path / source), "b" * 64, CLASSIFY)
+        task.load_warm_start(_classifier(6), str(tmp_path / source), "b" * 64)
 
 
 def test_a_backbone_of_another_shape_is_refused_in_one_line(tmp_path):
@@ -116,5 +119,20 @@ def test_a_backbone_of_another_shape_is_refused_in_one_line(tmp_path):
     wider = build_model(ModelConfig(num_layers=1, hidden_dim=32, num_heads=2,
                                     max_sequence_length=32), CLASSIFY, VOCAB, num_classes=3)
     with pytest.raises(UsageError, match="backbone does not fit") as error:
-        tasks.load_warm_start(wider, str(tmp_path / "lm"), "a" * 64, CLASSIFY)
+        tasks.task_for(CLASSIFY).load_warm_start(wider, str(tmp_path / "lm"), "a" * 64)
     assert "\n" not in str(error.value)
+
+
+def test_the_task_type_chooses_what_the_trainer_does_differently():
+    from components.train import tasks
+    from components.train.data import FeatureSpec
+
+    classify = FeatureSpec(32, "none", {"type": "classification", "labels": ["a", "b", "c"]})
+    tasks.task_for(CLASSIFY).check_examples(classify)
+    assert tasks.task_for(CLASSIFY).model_arguments(classify) == {"num_classes": 3}
+    packed = FeatureSpec(32, "none")
+    tasks.task_for(TaskConfig()).check_examples(packed)
+    assert tasks.task_for(TaskConfig()).model_arguments(packed) == {}
+    with pytest.raises(UsageError, match="^task.type is 'classification' but the examples "
+                                         "were made for 'lm'$"):
+        tasks.task_for(CLASSIFY).check_examples(packed)

@@ -39,7 +39,7 @@ def test_text_to_text_weights_only_the_predictions_of_target_tokens_and_eos():
 
 
 def test_the_text_to_text_loss_ignores_the_input_and_padding_positions():
-    from models.masking import token_nll
+    from models.objectives import token_nll
     from models.objectives import TextToTextObjective
 
     batch = _batch()

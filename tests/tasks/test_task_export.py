@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from components.shared.example_wire import encode_example
 from components.transform import task_examples
 from pipeline.core.config import ModelConfig, TaskConfig
 from tests.models import lm_data
@@ -102,13 +103,13 @@ def _completion(spm, prompt: list[int], tokens: list[int], eos: int) -> str:
 
 
 def test_classify_serves_raw_strings_in_a_fresh_process(tmp_path, tokenizer):
-    from models.task_export import save_task_export
+    from models.export import save_export
 
     text_tokenizer, spm = tokenizer
     classifier = _model("classification", text_tokenizer.info.vocab_size,
                         num_classes=len(LABELS))
-    save_task_export(classifier, text_tokenizer, WINDOW,
-                     {"type": "classification", "labels": LABELS}, str(tmp_path / "classifier"))
+    save_export(classifier, text_tokenizer, WINDOW, str(tmp_path / "classifier"),
+                {"type": "classification", "labels": LABELS})
     out = _fresh(_CLASSIFY, str(tmp_path / "classifier"), json.dumps(TEXTS))
     assert out["signatures"] == ["classify", "classify_examples"]
     # The same framing ([bos] + ids[:L-2] + [eos]) and network, computed here.
@@ -129,19 +130,18 @@ def test_classify_serves_raw_strings_in_a_fresh_process(tmp_path, tokenizer):
 
 @pytest.mark.slow
 def test_text_to_text_generate_serves_raw_inputs_in_a_fresh_process(tmp_path, tokenizer):
-    from models.task_export import save_task_export
+    from models.export import save_export
 
     text_tokenizer, spm = tokenizer
     generator = _model("text_to_text", text_tokenizer.info.vocab_size)
     budget = task_examples.input_budget(WINDOW, SEPARATOR_IDS, MAX_TARGET)
-    save_task_export(generator, text_tokenizer, WINDOW,
-                     {"type": "text_to_text", "separator_ids": SEPARATOR_IDS,
-                      "input_budget": budget, "max_target_tokens": MAX_TARGET},
-                     str(tmp_path / "generator"))
+    save_export(generator, text_tokenizer, WINDOW, str(tmp_path / "generator"),
+                {"type": "text_to_text", "separator_ids": SEPARATOR_IDS,
+                 "input_budget": budget, "max_target_tokens": MAX_TARGET})
     rows = [task_examples.text_to_text_sequence(np.array(spm.encode(t)), np.array([40, 41]),
                                                 np.array(SEPARATOR_IDS), WINDOW, MAX_TARGET,
                                                 2, 3, 0) for t in TEXTS[:2]]
-    records = [task_examples.encode_example(
+    records = [encode_example(
         {"token_ids": r["token_ids"], "segment_ids": r["segment_ids"], "num_bytes": [0],
          "target_start": [r["target_start"]]},
         {"domain": "", "length_bucket": "", "input_text": "", "target_text": ""}) for r in rows]

@@ -219,7 +219,7 @@ def test_hopeless_sweep_stops_with_a_clear_error(inputs, tmp_path):
 def test_out_of_memory_and_other_reasons_are_one_line():
     import tensorflow as tf
 
-    from components.train.fit import TrainingDiverged
+    from components.train.loop import TrainingDiverged
     from tuning.trial import failure_reason
 
     oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor\nmore")

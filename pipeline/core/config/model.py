@@ -9,7 +9,7 @@ from pipeline.core.config.checks import config_dataclass, require, require_posit
 
 @config_dataclass
 class ModelConfig:
-    """The network (`models/factory.py` maps these onto the backbone's and task's arguments).
+    """The network (`models/factory.py` maps these onto the backbone's and head's arguments).
 
     Attributes:
         family: `gpt` (learned positions, pre-LayerNorm, GELU MLP), `llama` (rotary

@@ -11,21 +11,21 @@ import pytest
 
 from pipeline.core.config import TrainConfig
 from tests.components.train.helpers import weights
-from tests.components.train.test_fit import _checkpointed
+from tests.components.train.test_loop import _checkpointed
 
 CONFIG = TrainConfig(steps=12, batch_size=8, learning_rate=1e-2, warmup_steps=2)
 SEEDS = [1, 2, 3, 4]
 
 
 def _plan(total_steps: int = 12):
-    from components.train.fit import Plan
+    from components.train.loop import Plan
 
     return Plan(total_steps=total_steps, tokens_per_step=256, steps_per_execution=4,
                 log_every=3, checkpoint_every=3)
 
 
 def _fit(trainer, iterator, checkpoints, total_steps: int = 12):
-    from components.train.fit import fit
+    from components.train.loop import fit
     from components.train.monitor import Monitor
 
     return fit(trainer, iterator, _plan(total_steps),

@@ -190,7 +190,7 @@ def test_latest_pushed_with_nothing_pushed_says_it_starts_fresh(source, tmp_path
 def test_a_classifier_from_a_damaged_language_model_is_a_usage_error(source, tmp_path, damage):
     import shutil
 
-    from components.train.tasks import load_warm_start
+    from components.train.tasks import task_for
     from pipeline.core.contracts.tokenizer import tokenizer_digest
     from models.factory import build_model
     from pipeline.core.config import TaskConfig
@@ -208,4 +208,5 @@ def test_a_classifier_from_a_damaged_language_model_is_a_usage_error(source, tmp
     classifier = build_model(MODEL, task, vocabulary, num_classes=3)
     with pytest.raises(UsageError, match=rf"^train.warm_start {copy}: cannot read its weights "
                                          rf"\({reason[damage]}.*\)$"):
-        load_warm_start(classifier, str(copy), tokenizer_digest(str(source / "tokenizer")), task)
+        task_for(task).load_warm_start(classifier, str(copy),
+                                       tokenizer_digest(str(source / "tokenizer")))

@@ -50,16 +50,3 @@ def causal_lm_targets(token_ids, segment_ids):
     targets = ops.where(valid, next_ids, ops.zeros_like(next_ids))
     return targets, ops.cast(valid, "float32")
 
-
-def token_nll(logits, targets):
-    """Per-position negative log-likelihood in nats.
-
-    Args:
-        logits: float [B, L, V].
-        targets: int [B, L].
-
-    Returns:
-        float32 [B, L].
-    """
-    return ops.sparse_categorical_crossentropy(
-        targets, ops.cast(logits, "float32"), from_logits=True)

@@ -18,7 +18,7 @@ def _random_segments(rng, batch=4, length=24):
 
 
 def test_targets_and_weights_match_a_loop_reference():
-    from models.masking import causal_lm_targets
+    from models.segments import causal_lm_targets
 
     rng = np.random.default_rng(1)
     segments = _random_segments(rng)
@@ -33,7 +33,7 @@ def test_targets_and_weights_match_a_loop_reference():
 
 
 def test_document_mask_allows_exactly_same_segment_pairs():
-    from models.masking import document_attention_mask
+    from models.segments import document_attention_mask
 
     segments = _random_segments(np.random.default_rng(2), batch=2, length=10)
     mask = np.asarray(document_attention_mask(segments))
