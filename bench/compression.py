@@ -92,12 +92,13 @@ def _zeros_fraction(saved_model: str) -> float:
 def _eval_sums(model, examples_dir: str, batch: int) -> dict:
     import tensorflow as tf
 
-    spec = _read_json(os.path.join(examples_dir, "feature_spec.json"))
-    compression = "GZIP" if spec.get("compression") == "gzip" else ""
+    from pipeline.core.contracts.examples import read_feature_spec
+
     files = sorted(glob.glob(os.path.join(examples_dir, "eval-*.tfrecord*")))
+    wrapping = "GZIP" if read_feature_spec(examples_dir)["gzip"] else ""
     sums = {"nll": 0.0, "num_tokens": 0.0, "num_bytes": 0.0}
     signature = model.signatures["score_examples"]
-    for records in tf.data.TFRecordDataset(files, compression_type=compression).batch(batch):
+    for records in tf.data.TFRecordDataset(files, compression_type=wrapping).batch(batch):
         out = signature(examples=records)
         for key in sums:
             sums[key] += float(tf.reduce_sum(tf.cast(out[key], tf.float64)))

@@ -67,7 +67,7 @@ def _transform_steps(paths: list[str], work: Path, tokenizer_dir: Path, transfor
     packer = packing.GroupPacker(transform.sequence_length, info.pad_id)
     names = examples.bucket_names(transform.length_buckets)
     clock.tick("startup")
-    with shards.TFRecordFile(str(work / "examples.tfrecord"), "none") as out:
+    with shards.TFRecordFile(str(work / "examples.tfrecord"), gzip=False) as out:
         for chunk in read_chunks(paths[0]):
             clock.tick("transform: read + parse JSON")
             texts = [d["text"] for d in chunk]

@@ -110,7 +110,7 @@ def _examples(directory: Path, tokenizer_dir: Path, texts: list[str], length: in
     for writer in writers.values():
         writer.close()
     (directory / "feature_spec.json").write_text(json.dumps(
-        {"sequence_length": length, "compression": "none"}))
+        {"sequence_length": length, "gzip": False}))
     return count
 
 

@@ -1,8 +1,11 @@
 """`lmpipe`: the command line.
 
-Results go to stdout, progress to stderr. Exit status: 0 success, 1 failure, 2 usage or
-config error (one line on stderr, no traceback). Heavy libraries are imported only by the
-commands that need them, so `lmpipe config`, `runs`, and cached reruns start fast.
+Results go to stdout, progress to stderr. Exit status: 0 success, 1 failure (a component
+failed, the root is in use), 2 usage or config error, or a path the command needs that
+cannot be used (a directory where a file belongs, a damaged metadata store, a full disk, no
+permission): one line on stderr naming the key or path, no traceback. Heavy libraries are
+imported only by the commands that need them, so `lmpipe config`, `runs`, and cached
+reruns start fast.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"{err.component}: {err.cause}", 2)
         where = getattr(err.cause, "log_path", None)
         detail = f" (traceback in {where})" if where else ""
-        return _fail(f"{err.component} failed: {err.cause.__class__.__name__}: {err.cause}{detail}", 1)
+        return _fail(f"{err.component} failed: {step_error(err.cause)}{detail}", 1)
     except BrokenPipeError:
         # The reader went away (`lmpipe runs | head`): stop quietly, as `cat` would. Python
         # would otherwise fail again flushing stdout at exit (its documented recipe).
@@ -83,6 +86,25 @@ def _signalled() -> int:
     if signal.SIGTERM in _SIGNALS:
         return _fail("terminated", 128 + signal.SIGTERM)
     return _fail("interrupted", 130)
+
+
+def step_error(err: BaseException) -> str:
+    """A failed step's error as `Class: message` on one line.
+
+    The message's first line, or, when the message is itself a whole traceback (what
+    Beam's multi-process workers send back), its last line, which names the error; the
+    whole text is in the step's log file.
+
+    Args:
+        err: the step's error.
+
+    Returns:
+        The line.
+    """
+    lines = str(err).strip().splitlines()
+    if len(lines) > 1 and lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1].strip()
+    return f"{err.__class__.__name__}: {lines[0]}" if lines else err.__class__.__name__
 
 
 def _fail(message: str, status: int) -> int:

@@ -59,6 +59,7 @@ def run_component(name: str, config, input_uris: dict[str, str], output_uris: di
     owner = _is_chief_replica()
     # A gs:// output (a Beam step on Dataflow) has no directory to create or mark.
     local_outputs = {out: uri for out, uri in output_uris.items() if "://" not in uri}
+    step_outputs.refuse_serving_dir(name, local_outputs, config.push.serving_dir)
     _claim_outputs(name, local_outputs, owner)
     work_dir = _work_dir(spec, config, inputs, output_uris)
     properties = _execute(spec, config, inputs, output_uris, work_dir)
@@ -112,13 +113,15 @@ def _claim_outputs(name: str, local_outputs: dict[str, str], owner: bool) -> Non
 def _execute(spec, config, inputs: dict, output_uris: dict[str, str], work_dir) -> dict:
     """Run the component's code; a failure other than a usage error keeps its traceback in
     the root's logs and becomes `ComponentFailed`."""
-    from pipeline.local_runner import ComponentFailed, Runtime, new_run_id, save_traceback
+    from pipeline.local_runner import (ComponentFailed, Runtime, beam_log, new_run_id,
+                                       save_traceback)
 
     runtime = Runtime(run_id=new_run_id(), root=os.path.abspath(config.pipeline.root),
                       beam_args=config.pipeline.beam_args, work_dir=work_dir)
     try:
-        return spec.load().run(inputs=inputs, outputs=output_uris, runtime=runtime,
-                               **spec.sections(config)) or {}
+        with beam_log(runtime, spec.name):
+            return spec.load().run(inputs=inputs, outputs=output_uris, runtime=runtime,
+                                   **spec.sections(config)) or {}
     except UsageError:
         raise
     except FileNotFoundError as err:

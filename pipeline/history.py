@@ -181,9 +181,14 @@ def _served_version(path: str):
 
 
 def _card_model_uri(version) -> str | None:
+    """The model artifact a version's card names, as an absolute path: cards show paths
+    relative to the working directory by default (`push.card_paths`), redacted ones not at
+    all."""
     model = version.card.get("model") if version is not None else None
     uri = model.get("uri") if isinstance(model, dict) else None
-    return uri if isinstance(uri, str) and os.path.isabs(uri) else None
+    if not isinstance(uri, str) or not uri or uri.startswith("<") or "://" in uri:
+        return None
+    return os.path.abspath(uri)
 
 
 def _version_lines(store: MetadataStore, version, db: str) -> list[str]:
@@ -248,7 +253,7 @@ def _find_store(path: str, model_uri: str | None = None) -> str:
 
 
 def _open(db: str, what: str) -> MetadataStore:
-    if not os.path.isfile(db):
+    if not os.path.exists(db):  # a reader never creates a store
         raise UsageError(f"{what}: no pipeline runs recorded here ({db} missing)")
     return MetadataStore(db)
 

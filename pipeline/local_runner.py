@@ -8,7 +8,9 @@ published atomically. It records everything in the metadata store and writes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -26,6 +28,7 @@ from pipeline.core.errors import UsageError
 from pipeline.lock import RootLock
 from pipeline.core.metadata import MetadataStore
 
+LATEST_RUN = "latest_run.json"
 # The run summary's metrics (latest_run.json, README), and the unigram perplexity of the
 # same eval set beside the model's, so that a reader sees at once whether it learned anything.
 RUN_METRICS = ("eval_perplexity", "eval_bits_per_byte", "eval_token_accuracy", "blessed",
@@ -85,6 +88,9 @@ def run_pipeline(config, *, until: str | None = None, no_cache: bool = False,
     Raises:
         ComponentFailed: a component failed (the record says which).
         LockedError: another run holds the pipeline root.
+        UsageError: a path the run needs cannot be used: the root's lock file or metadata
+            store (a directory in its place, a damaged store, a full disk), or
+            `latest_run.json` at the end (the run is then still recorded in the store).
     """
     nodes = create_pipeline(config) if nodes is None else nodes
     if until is not None and until not in [n.name for n in nodes]:
@@ -95,23 +101,59 @@ def run_pipeline(config, *, until: str | None = None, no_cache: bool = False,
     with RootLock(root):
         artifacts.remove_stale_staging(root)
         store = MetadataStore(os.path.join(root, "metadata.sqlite"))
-        store.fail_abandoned_runs()
-        runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args)
-        store.start_run(runtime.run_id, to_dict(config))
-        record = {"run_id": runtime.run_id, "status": "running", "components": {},
-                  "metrics": dict.fromkeys(RUN_METRICS), "pushed_model": None}
         try:
-            _run_nodes(nodes, config, runtime, store, record, until, no_cache)
-            record["status"] = "succeeded"
-        except BaseException:
-            # An interrupt or a kill too: no run may stay "running" in the record.
-            record["status"] = "failed"
-            raise
+            return _recorded_run(nodes, config, root, store, until, no_cache)
         finally:
-            write_json_atomic(os.path.join(root, "latest_run.json"), record)
-            store.finish_run(runtime.run_id, record["status"], record)
             store.close()
+
+
+def _recorded_run(nodes: list[Node], config, root: str, store: MetadataStore,
+                  until: str | None, no_cache: bool) -> dict:
+    """Run the nodes, recording the run's start and end in the store and its summary in
+    `latest_run.json` (see `run_pipeline`)."""
+    store.fail_abandoned_runs()
+    runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args)
+    store.start_run(runtime.run_id, to_dict(config))
+    record = {"run_id": runtime.run_id, "status": "running", "components": {},
+              "metrics": dict.fromkeys(RUN_METRICS), "pushed_model": None}
+    try:
+        _run_nodes(nodes, config, runtime, store, record, until, no_cache)
+        record["status"] = "succeeded"
+    except BaseException:
+        # An interrupt or a kill too: no run may stay "running" in the record. The run's
+        # own error is the one to report, whatever the disk allows of the record.
+        record["status"] = "failed"
+        _record_end(root, store, record)
+        raise
+    problem = _record_end(root, store, record)
+    if problem is not None:
+        raise problem
     return record
+
+
+def _record_end(root: str, store: MetadataStore, record: dict) -> UsageError | None:
+    """Record how the run ended in the store and in `latest_run.json`, each as far as the
+    disk allows: one failing (a full disk) does not skip the other.
+
+    Returns:
+        None, or the one-line error of the first record that could not be written.
+    """
+    problem = None
+    try:
+        store.finish_run(record["run_id"], record["status"], record)
+    except UsageError as err:
+        problem = err
+    latest = os.path.join(root, LATEST_RUN)
+    try:
+        write_json_atomic(latest, record)
+    except OSError as err:
+        # An earlier run's summary left in place would pass for this one's: none is better.
+        with contextlib.suppress(OSError):
+            os.remove(latest)
+        if problem is None:
+            problem = UsageError(f"{latest}: cannot write ({err.strerror or err}); the run is "
+                                 f"recorded {record['status']} in {store.path}")
+    return problem
 
 
 def _run_nodes(nodes: list[Node], config, runtime: Runtime, store: MetadataStore,
@@ -157,9 +199,11 @@ def _run_node(node: Node, config, runtime: Runtime, store: MetadataStore, record
             outputs = _execute(spec, config, runtime, key, inputs)
     except BaseException as err:
         entry["seconds"] = round(time.time() - started, 3)
-        store.record_execution(runtime.run_id, spec.name, "failed", started=started,
-                               seconds=entry["seconds"], inputs=inputs,
-                               error=f"{err.__class__.__name__}: {err}")
+        # A store that cannot be written now (a full disk) must not hide the step's error.
+        with contextlib.suppress(UsageError):
+            store.record_execution(runtime.run_id, spec.name, "failed", started=started,
+                                   seconds=entry["seconds"], inputs=inputs,
+                                   error=f"{err.__class__.__name__}: {err}")
         if isinstance(err, (KeyboardInterrupt, SystemExit)):
             raise
         save_traceback(runtime, spec.name, err)
@@ -191,9 +235,10 @@ def _execute(spec, config, runtime: Runtime, key: str, inputs: dict) -> dict[str
     work_dir = artifacts.work_dir(runtime.root, spec.name, key)
     try:
         output_dirs = {name: staging.output_dir(name) for name in spec.outputs}
-        properties = spec.load().run(inputs=inputs, outputs=output_dirs,
-                                     runtime=replace(runtime, work_dir=work_dir),
-                                     **spec.sections(config)) or {}
+        with beam_log(runtime, spec.name):
+            properties = spec.load().run(inputs=inputs, outputs=output_dirs,
+                                         runtime=replace(runtime, work_dir=work_dir),
+                                         **spec.sections(config)) or {}
         final = staging.final
         outputs = {
             name: Artifact(type=kind, uri=os.path.join(final, name),
@@ -215,13 +260,66 @@ def _output_fingerprint(key: str, name: str) -> str:
     return hashlib.sha256(f"{key}/{name}".encode()).hexdigest()
 
 
+def log_path(runtime: Runtime, component: str) -> str:
+    """The log file of one step of a run: `<root>/logs/<run_id>-<component>.log`."""
+    return os.path.join(runtime.root, "logs", f"{runtime.run_id}-{component}.log")
+
+
 def save_traceback(runtime: Runtime, component: str, err: BaseException) -> None:
-    """Keep a failure's traceback in `<root>/logs/` (the user sees one line naming it)."""
+    """Keep a failure's traceback in the step's log file (the user sees one line naming it:
+    `err.log_path`). A log that cannot be written (a full disk) is given up: the error
+    itself still reaches the user."""
     if isinstance(err, UsageError):
         return
-    log_dir = os.path.join(runtime.root, "logs")
-    os.makedirs(log_dir, exist_ok=True)
-    path = os.path.join(log_dir, f"{runtime.run_id}-{component}.log")
-    with open(path, "w", encoding="utf-8") as f:
-        traceback.print_exception(err, file=f)
+    path = log_path(runtime, component)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:  # after what Beam logged (`beam_log`)
+            traceback.print_exception(err, file=f)
+    except OSError:
+        return
     err.log_path = path
+
+
+class _StepLogHandler(logging.FileHandler):
+    """Appends records to a step's log file, opened (with its directory) at the first
+    record; a record that cannot be written (a full disk) is dropped, never printed."""
+
+    def __init__(self, path: str):
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+            super().emit(record)
+        except OSError:
+            pass
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass  # a failed write: as in `emit`, the terminal stays clean
+
+
+@contextlib.contextmanager
+def beam_log(runtime: Runtime, component: str):
+    """Send what Beam logs during a step to the step's log file instead of the terminal.
+
+    A failing transform makes Beam log the error and its traceback itself (`ERROR
+    apache_beam.runners.common ...`) before re-raising it; the user is to see lmpipe's one
+    line, which names this file, where `save_traceback` then appends the traceback.
+
+    Args:
+        runtime: the run.
+        component: the step.
+    """
+    logger = logging.getLogger("apache_beam")
+    handler = _StepLogHandler(log_path(runtime, component))
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        handler.close()

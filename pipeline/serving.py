@@ -15,6 +15,7 @@ text) ends the stream.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from typing import Iterator
@@ -22,6 +23,9 @@ from typing import Iterator
 from pipeline.core.errors import UsageError, first_line
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # larger temperatures become inf in the float32 signature
+# The most `--prompts-file` may hold, as for a config file (`configio.MAX_CONFIG_BYTES`): it
+# is read whole before the model loads, so that a bad line is refused before any output.
+MAX_PROMPTS_BYTES = 16 * 2**20
 # What `generate` takes (models.export.GENERATE_SIGNATURE, without importing TensorFlow here).
 GENERATE_INPUTS = {"prompt": "string", "max_new_tokens": "int32", "temperature": "float32",
                    "top_k": "int32", "top_p": "float32", "seed": "int32"}
@@ -57,7 +61,19 @@ def resolve_model_dir(path: str) -> str:
 
 
 def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
-    """The prompts: `--prompt`, or the non-empty lines of `--prompts-file`."""
+    """The prompts: `--prompt`, or the non-empty lines of `--prompts-file`.
+
+    Args:
+        prompt: `--prompt`, or None.
+        prompts_file: `--prompts-file` (read when `prompt` is None): at most
+            `MAX_PROMPTS_BYTES` of UTF-8, one prompt per line.
+
+    Returns:
+        The prompts.
+
+    Raises:
+        UsageError: one line naming the flag (not UTF-8, unreadable, too large, no prompt).
+    """
     if prompt is not None:
         try:
             prompt.encode("utf-8")  # argv bytes that are not UTF-8 arrive as lone surrogates
@@ -65,8 +81,14 @@ def read_prompts(prompt: str | None, prompts_file: str | None) -> list[str]:
             raise UsageError(f"--prompt: not valid UTF-8 (at character {err.start + 1})") from None
         return [prompt]
     try:
-        with open(prompts_file, encoding="utf-8") as f:
-            prompts = [line.rstrip("\n") for line in f if line.strip()]
+        with open(prompts_file, "rb") as f:
+            data = f.read(MAX_PROMPTS_BYTES + 1)  # `/dev/zero` would otherwise fill memory
+        if len(data) > MAX_PROMPTS_BYTES:
+            raise UsageError(f"--prompts-file {prompts_file}: over "
+                             f"{MAX_PROMPTS_BYTES // 2**20} MB (give the prompts in smaller files)")
+        # Lines as a text file opened for reading gives them (universal newlines).
+        lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+        prompts = [line.rstrip("\n") for line in lines if line.strip()]
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"--prompts-file {prompts_file}: cannot read ({err.__class__.__name__})") from None
     if not prompts:

@@ -10,6 +10,10 @@ its executor runs again:
   first, so a rerun that fails leaves no stats or model of the earlier one beside its own
   partial files (resumable state lives in the step's work directory, not here);
 - a directory holding anything else is refused: it is not ours to delete;
+- so is one holding a serving version (an integer-named directory with `saved_model.pb`,
+  at any depth), even under our mark: emptying it would take a model out of service; and
+  `push.serving_dir` itself, a directory inside it or one holding it is never an output
+  (`refuse_serving_dir`);
 - the mark says `complete: true` only after the component returned, and an `--input`
   whose mark says otherwise is refused by name.
 
@@ -23,7 +27,38 @@ import os
 import shutil
 
 from pipeline.core.artifacts import STEP_OUTPUT_MARK as MARK, write_json_atomic
+from pipeline.core.contracts import serving_dir
 from pipeline.core.errors import UsageError
+
+
+def refuse_serving_dir(component: str, outputs: dict[str, str], serving: str) -> None:
+    """Refuse an output that is the serving directory, lies inside it or holds it: a
+    rerun empties its output, which would delete the versions in service.
+
+    Args:
+        component: the component run alone.
+        outputs: output name -> local directory.
+        serving: `push.serving_dir` (a URL is not compared).
+
+    Raises:
+        UsageError: naming the output and the serving directory.
+    """
+    if "://" in serving:
+        return
+    served = os.path.realpath(serving)
+    for output_name, uri in outputs.items():
+        path = os.path.realpath(uri)
+        if path == served:
+            relation = "is"
+        elif path.startswith(os.path.join(served, "")):
+            relation = "is inside"
+        elif served.startswith(os.path.join(path, "")):
+            relation = "holds"
+        else:
+            continue
+        raise UsageError(f"component {component}: --output {output_name}={uri}: {relation} "
+                         f"push.serving_dir ({serving}), whose versions are in service; give "
+                         "another directory")
 
 
 def claim(component: str, outputs: dict[str, str]) -> None:
@@ -31,9 +66,15 @@ def claim(component: str, outputs: dict[str, str]) -> None:
     above. Every one is checked before any is emptied.
 
     Raises:
-        UsageError: one holds files that no earlier `component` execution wrote.
+        UsageError: one holds files that no earlier `component` execution wrote, or a
+            serving version.
     """
     for output_name, uri in outputs.items():
+        served = serving_dir.version_below(uri)
+        if served is not None:
+            raise UsageError(f"component {component}: --output {output_name}={uri}: holds the "
+                             f"serving version {served}, which emptying it would take out of "
+                             "service; give a new or empty directory")
         mark = _read_mark(uri)
         if os.listdir(uri) and (mark is None or mark.get("component") != component):
             owner = (f"{mark.get('component', 'another step')}'s output" if mark

@@ -40,9 +40,8 @@ def read_examples(examples_dir: str, split: str) -> tf.data.Dataset:
         num_bytes int64 [1], domain string [1].
     """
     spec = read_feature_spec(examples_dir)
-    compression = "GZIP" if spec["compression"] == "gzip" else ""
     description = feature_description(spec)
     files = example_files(examples_dir, spec, split)
-    return (tf.data.TFRecordDataset(files, compression_type=compression)
+    return (tf.data.TFRecordDataset(files, compression_type="GZIP" if spec["gzip"] else "")
             .map(lambda record: tf.io.parse_single_example(record, description),
                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))

@@ -154,7 +154,7 @@ def make_records(count: int, sequence_length: int, seed: int,
 
 
 def write_examples(directory: Path, records: list[dict], sequence_length: int, *,
-                   compression: str = "none", shards: int = 2) -> None:
+                   gzip: bool = False, shards: int = 2) -> None:
     """Write records as `eval-*.tfrecord` shards plus `feature_spec.json`.
 
     Records with a `length_bucket` (as the transform writes since format 2) carry it as a
@@ -163,7 +163,7 @@ def write_examples(directory: Path, records: list[dict], sequence_length: int, *
     import tensorflow as tf
 
     directory.mkdir(parents=True, exist_ok=True)
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
     for shard in range(shards):
         path = directory / f"eval-{shard:05d}-of-{shards:05d}.tfrecord"
         with tf.io.TFRecordWriter(str(path), options) as writer:
@@ -176,7 +176,7 @@ def write_examples(directory: Path, records: list[dict], sequence_length: int, *
     if "length_bucket" in records[0]:
         features["length_bucket"] = {"dtype": "string", "shape": [1]}
     (directory / "feature_spec.json").write_text(json.dumps(
-        {"sequence_length": sequence_length, "compression": compression, "features": features}))
+        {"sequence_length": sequence_length, "gzip": gzip, "features": features}))
 
 
 def _to_example(record: dict):

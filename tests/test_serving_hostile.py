@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -73,6 +74,41 @@ def test_the_int32_bounds_themselves_are_accepted():
         serving_lib.check_sampling(1, 1.0, 2**31 - 1, 1.0, 2**31 - 1, seed)
     with pytest.raises(UsageError, match="--seed must fit in 32 bits"):
         serving_lib.check_sampling(1, 1.0, 0, 1.0, 0, -2**31 - 1)
+
+
+def _memory_limit():
+    """In the child: 1 GB of address space, so that reading without a bound ends at once
+    (in a MemoryError) instead of filling the machine's memory."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+
+def test_a_prompts_file_that_never_ends_is_refused_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "generate", "--model", str(tmp_path),
+         "--prompts-file", "/dev/zero"], cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=_memory_limit)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("lmpipe: error: --prompts-file /dev/zero: over 16 MB (give the "
+                             "prompts in smaller files)\n")
+
+
+def test_a_prompts_file_is_read_up_to_16_mb(tmp_path):
+    path = tmp_path / "prompts.txt"
+    line = b"x" * 1023 + b"\n"
+    path.write_bytes(line * 2**14)  # 16 MB exactly: every line a prompt
+    assert len(serving_lib.read_prompts(None, str(path))) == 2**14
+    with open(path, "ab") as f:
+        f.write(b"y")
+    with pytest.raises(UsageError, match=r"prompts.txt: over 16 MB"):
+        serving_lib.read_prompts(None, str(path))
+
+
+def test_prompts_are_the_lines_a_text_file_gives(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_bytes(b"one\r\ntwo\rthree\n\n  \nfour")
+    assert serving_lib.read_prompts(None, str(path)) == ["one", "two", "three", "four"]
 
 
 def test_model_that_is_a_file_is_named_as_such(models):

@@ -29,7 +29,9 @@ Outputs:
     evaluation/tfma/          TFMA's own results (tfma.load_metrics and friends read them)
     blessing/blessing.json    {"blessed", "failures": [{"metric", "slice", "kind",
                                "threshold", "value", ...}], "ignored_failures",
-                               "baseline", "metrics", "slices", "comparison", "candidate",
+                               "baseline", "compared_with_service" (true for a language
+                               model: push refuses the verdict once another version is in
+                               service), "metrics", "slices", "comparison", "candidate",
                                "lineage", "evaluation", "run_id"; a language model's also
                                "objective" and "skipped_thresholds": [{"setting", "value",
                                "metric", "reason"}] (settings that cannot apply to its
@@ -146,6 +148,8 @@ def run(inputs, outputs, runtime, evaluation, task, push):
                               baseline=_describe(baseline))
     verdict.update(blessing.provenance(inputs, candidate, runtime, task_type.lineage_inputs,
                                        task_type.settings(evaluation, task)),
+                   # push publishes only while the baseline is still what is in service
+                   compared_with_service=task_type.consults_baseline,
                    **task_type.verdict_fields(metrics, evaluation, runtime))
     write_blessing(outputs["blessing"], verdict)
     task_type.write_report(outputs["evaluation"], metrics, verdict, samples, evaluation)

@@ -15,8 +15,8 @@ from pipeline.core.errors import UsageError
 CONFUSION_PLOT = "multi_class_confusion_matrix_plot"
 
 
-def eval_files(examples_dir: str) -> tuple[str, str]:
-    """The eval shards' glob and Beam compression type of an examples artifact.
+def eval_files(examples_dir: str) -> tuple[str, bool]:
+    """The eval shards' glob of an examples artifact, and whether they are gzipped.
 
     Any Beam filesystem works (a local directory, gs://...).
 
@@ -30,7 +30,7 @@ def eval_files(examples_dir: str) -> tuple[str, str]:
     pattern = shard_pattern(examples_dir, "eval")
     if not _matches(pattern):
         raise UsageError(f"{examples_dir}: no eval shards ({files.basename(pattern)})")
-    return pattern, ("gzip" if spec.get("compression") == "gzip" else "uncompressed")
+    return pattern, spec["gzip"]
 
 
 def _matches(pattern: str) -> bool:
@@ -62,7 +62,7 @@ def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir:
 
     from pipeline.core.beam import pipeline_options
 
-    pattern, compression = eval_files(examples_dir)
+    pattern, gzip = eval_files(examples_dir)
     models = [_shared_model(eval_config, candidate, CANDIDATE)]
     if baseline is not None:
         models.append(_shared_model(eval_config, baseline, BASELINE))
@@ -71,7 +71,8 @@ def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir:
                                         raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         _ = (pipeline
-             | "ReadEvalExamples" >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)
+             | "ReadEvalExamples" >> beam.io.ReadFromTFRecord(
+                 pattern, compression_type="gzip" if gzip else "uncompressed")
              | "ToRecordBatches" >> records.BeamSource(batch_size=batch_size)
              | "Evaluate" >> tfma.ExtractEvaluateAndWriteResults(
                  eval_config=eval_config, eval_shared_model=models, extractors=extractors,

@@ -181,13 +181,13 @@ def summarize(samples: list[dict]) -> dict:
     return summary
 
 
-def complete_examples(saved_model: str, pattern: str, compression: str, count: int) -> dict:
+def complete_examples(saved_model: str, pattern: str, gzip: bool, count: int) -> dict:
     """Greedy completions of the first `count` eval examples beside their references.
 
     Args:
         saved_model: the candidate's SavedModel directory (a text-to-text export).
         pattern: the eval shards' glob.
-        compression: their Beam compression type (`gzip` or `uncompressed`).
+        gzip: whether they are gzipped.
         count: how many examples.
 
     Returns:
@@ -197,7 +197,7 @@ def complete_examples(saved_model: str, pattern: str, compression: str, count: i
     import tensorflow_text  # noqa: F401  (the tokenizer's ops)
 
     records = (tf.data.TFRecordDataset(tf.io.gfile.glob(pattern),
-                                       compression_type="GZIP" if compression == "gzip" else "")
+                                       compression_type="GZIP" if gzip else "")
                .take(count))
     serialized = [record.numpy() for record in records]
     signature = tf.saved_model.load(saved_model).signatures["generate_examples"]

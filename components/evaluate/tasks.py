@@ -330,8 +330,8 @@ class TextToText(_FineTuning):
 
         if evaluation.num_samples == 0:
             return {"skipped": "evaluation.num_samples is 0", "samples": []}
-        pattern, compression = analysis.eval_files(inputs["examples"].uri)
-        return samples.complete_examples(candidate, pattern, compression,
+        pattern, gzip = analysis.eval_files(inputs["examples"].uri)
+        return samples.complete_examples(candidate, pattern, gzip,
                                          evaluation.num_samples)
 
 

@@ -6,13 +6,13 @@ goes through `FileSystems.match`, so `gs://` works as local paths do.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
 import re
 import stat
 
+from pipeline.core import files
 from pipeline.core.artifacts import Artifact
 from pipeline.core.errors import UsageError
 
@@ -50,7 +50,7 @@ def match_pattern(pattern: str) -> list:
     found = []
     # A local path that exists is meant literally, even with glob characters in its name.
     literal = _is_local(pattern) and os.path.exists(pattern)
-    escaped = glob.escape(pattern) if literal else pattern
+    escaped = files.escape(pattern) if literal else pattern
     if literal or not _GLOB.search(pattern):
         below = _match(escaped.rstrip("/") + "/**", pattern)
         found = [m for m in below if file_format(m.path)]

@@ -4,12 +4,24 @@ Only a model whose `blessing.json` says blessed, and names this very model (by S
 digest), is pushed: its SavedModel (`push.variant`: `float`, the model artifact's
 `saved_model/`, or `quantized`, its int8 `saved_model_int8/`) is copied to
 `<push.serving_dir>/<N>/` (TF Serving layout, N one more than the highest number there)
-with a `model_card.json`, and the version appears by one rename (a push that loses a
-race for N to another push looks again and takes the next number). Then all but the newest
+with a `model_card.json`, and the version appears by one rename. Then all but the newest
 `push.keep_versions` versions are removed, and so are the hidden staging copies of pushes
 killed outright more than an hour ago. A model already in service as the latest
 version is not copied again. A model that is not blessed leaves the serving directory
 untouched and the run succeeds; `pushed/push.json` says why.
+
+A push is a compare-and-swap under a lock on the serving directory itself (shared by
+every pipeline root that pushes there, `serving_dir.push_lock`): a language model's blessing
+was judged against the model then in service (`baseline`, or nothing), and it is
+published only if the newest version is still that one. If another run pushed meanwhile,
+the push is refused like an unblessed model (the run succeeds, serving is untouched,
+`push.json` names both versions); the next run's evaluate judges the model against the
+new version in service (evaluate's cache key covers it).
+
+A push killed between its rename and its record leaves a version whose card names a run
+that recorded no push of it; the rerun that finds its model there completes that push:
+it rewrites the card in its own name (`completes_push_of_run` names the killed run), so
+the card and `lmpipe lineage` name the same run.
 
 Outputs:
     pushed/push.json   {"pushed", "version", "uri", "reason", "pruned", "replaced"}
@@ -20,12 +32,15 @@ tokenizer: URIs and fingerprints) and what the documents came from (the raw file
 their fingerprint, documents and bytes per split); metrics overall and per slice; the
 comparison with the baseline and any failures ignored on small slices; the config
 (training hyperparameters, the evaluation gate, push); the train summary; lineage ids.
+Its paths are shown as `push.card_paths` says (relative to the working directory by
+default, absolute, or redacted).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 from pipeline.core.artifacts import Artifact, write_json_atomic
@@ -41,12 +56,18 @@ SPEC = ComponentSpec(
 )
 
 PUSH_FILE = "push.json"
-# Tries to claim a version number when other pushes into the same serving directory race.
+# Tries to claim a version number when writers that do not take the serving directory's
+# lock (an older lmpipe, a copy by hand) take numbers under a push.
 PUBLISH_ATTEMPTS = 20
+# What `push.card_paths: redacted` leaves of a path.
+REDACTED = "<redacted>"
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S")
+# The run store of a pipeline root (`pipeline/core/metadata.py`).
+STORE_FILE = "metadata.sqlite"
 
 
 def run(inputs, outputs, runtime, push):
-    """Push the model if it is blessed.
+    """Push the model if it is blessed and what is in service is what it was judged against.
 
     Args:
         inputs: `model` (with the SavedModel of `push.variant`) and `blessing` (with
@@ -56,27 +77,46 @@ def run(inputs, outputs, runtime, push):
         push: the `PushConfig` section.
 
     Returns:
-        Output properties: whether it pushed, and where.
+        Output properties: whether it pushed, where, and why (or why not).
     """
-    from pipeline.core.contracts import serving_dir
     from pipeline.core.contracts.blessing import read_blessing
 
     verdict = read_blessing(inputs["blessing"].uri)
     if verdict["blessed"] is True:
         record = _push(inputs, verdict, runtime, push)
-        runtime.log(f"[push] {record['reason']}: version {record['version']} at {record['uri']}")
     else:
-        reason = "not blessed: " + _failure_text(verdict.get("failures", []))
-        record = {"pushed": False, "version": None, "uri": None, "reason": reason, "pruned": [],
-                  "replaced": None}
-        latest = serving_dir.latest(push.serving_dir)
-        runtime.log(f"[push] {reason}; serving stays at "
-                    f"{f'version {latest.number}' if latest else 'nothing'}")
+        record = _not_pushed("not blessed: " + _failure_text(verdict.get("failures", [])))
+    runtime.log(_log_line(record, push.serving_dir))
     write_json_atomic(os.path.join(outputs["pushed"], PUSH_FILE), record)
-    return {"pushed": {k: record[k] for k in ("pushed", "version", "uri")}}
+    return {"pushed": {k: record[k] for k in ("pushed", "version", "uri", "reason")}}
 
 
 def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
+    """Publish under the serving directory's lock, then prune."""
+    from pipeline.core.contracts import serving_dir
+
+    saved_model, digest = _blessed_saved_model(inputs, verdict, push)
+    target = os.path.abspath(push.serving_dir)
+
+    def waiting() -> None:
+        runtime.log(f"[push] another push into {target} holds its lock; waiting for it")
+
+    with serving_dir.push_lock(target, on_wait=waiting):
+        record = _publish(inputs, verdict, runtime, push, saved_model, digest)
+        if record["pushed"]:
+            record["pruned"] = serving_dir.prune(target, push.keep_versions)
+            for name in serving_dir.remove_leftovers(target):
+                runtime.log(f"[push] removed {name}, left by a push or prune that was killed")
+    return record
+
+
+def _blessed_saved_model(inputs: dict, verdict: dict, push) -> tuple[str, str]:
+    """The SavedModel to push and its digest, checked against the blessing.
+
+    Raises:
+        UsageError: the model has no SavedModel of `push.variant`, or the blessing is for
+            another model.
+    """
     from pipeline.core.contracts import serving_dir
     from pipeline.core.contracts.model import VARIANT_DIRS, is_saved_model
 
@@ -90,31 +130,126 @@ def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
     if blessed != digest:
         raise UsageError(f"{inputs['blessing'].uri}: the blessing is for another model "
                          f"(SavedModel {blessed}, this model {digest})")
+    return saved_model, digest
+
+
+def _publish(inputs: dict, verdict: dict, runtime, push, saved_model: str, digest: str) -> dict:
+    """Holding the lock: publish a new version if what is in service is what the model
+    was judged against; else say why not."""
+    from pipeline.core.contracts import serving_dir
+
     target = os.path.abspath(push.serving_dir)
     for _ in range(PUBLISH_ATTEMPTS):
         latest = serving_dir.latest(target)
         if latest is not None and latest.digest() == digest:
-            return {"pushed": False, "version": latest.number, "uri": latest.path, "pruned": [],
-                    "replaced": None, "reason": "already in service"}
+            return _in_service(inputs, verdict, runtime, push, latest, digest)
+        conflict = _moved_on(verdict, latest)
+        if conflict is not None:
+            return _not_pushed(conflict)
         number = serving_dir.next_version(target)
-        card = model_card(model, inputs["blessing"], verdict, runtime, push, number, digest, latest)
+        card = model_card(inputs["model"], inputs["blessing"], verdict, runtime, push, number,
+                          digest, latest)
         try:
             uri = serving_dir.publish(saved_model, target, number, card)
-            break
         except serving_dir.VersionTaken:
-            # Another push took the number between our look and our rename: look again, so
-            # that the card's version and the version it replaces are the ones now there.
-            runtime.log(f"[push] version {number} was taken by another push; retrying")
-    else:
-        raise RuntimeError(f"{target}: other pushes took {PUBLISH_ATTEMPTS} version numbers "
-                           "in a row; nothing was pushed")
-    pruned = serving_dir.prune(target, push.keep_versions)
-    for name in serving_dir.remove_leftovers(target):
-        runtime.log(f"[push] removed {name}, left by a push or prune that was killed")
-    against = (f"compared with version {verdict['baseline'].get('version')}"
-               if verdict.get("baseline") else "no model in service")
-    return {"pushed": True, "version": number, "uri": uri, "pruned": pruned,
-            "replaced": latest.number if latest else None, "reason": f"blessed ({against})"}
+            # A writer that does not take the lock took the number between our look and our
+            # rename: look again, and judge again what is in service now.
+            runtime.log(f"[push] version {number} was taken by another writer; looking again")
+            continue
+        return {"pushed": True, "version": number, "uri": uri, "pruned": [],
+                "replaced": latest.number if latest else None,
+                "reason": f"blessed ({_against(verdict)})"}
+    raise RuntimeError(f"{target}: other writers took {PUBLISH_ATTEMPTS} version numbers "
+                       "in a row; nothing was pushed")
+
+
+def _moved_on(verdict: dict, latest) -> str | None:
+    """Why the verdict no longer holds for the newest version `latest` (None: nothing in
+    service), or None when it still does (or does not depend on what is in service)."""
+    from pipeline.core.contracts.blessing import judged_against
+
+    compared, judged = judged_against(verdict)
+    now = None if latest is None else (latest.number, latest.digest())
+    if not compared or judged == now:
+        return None
+    then = f"against {_version_text(*judged)}" if judged else "with nothing in service"
+    if latest is None:
+        return (f"refused: evaluate judged this model {then}, and nothing is in service now; "
+                "a new run judges it again")
+    pusher = latest.card.get("run_id")
+    return (f"refused: evaluate judged this model {then}, and "
+            f"{_version_text(*now)}{f' pushed by run {pusher}' if pusher else ''} is in "
+            f"service now; a new run judges it against version {latest.number}")
+
+
+def _version_text(number, digest) -> str:
+    return f"version {number} (SavedModel {str(digest)[:12]})"
+
+
+def _in_service(inputs: dict, verdict: dict, runtime, push, latest, digest: str) -> dict:
+    """The model is the newest version already: nothing to copy. If a run published it
+    and was killed before recording its push, this run completes that push in its own
+    name (card and record then agree)."""
+    from pipeline.core.contracts import serving_dir
+
+    killed = latest.card.get("run_id")
+    if not _unrecorded_push(runtime, latest):
+        return {"pushed": False, "version": latest.number, "uri": latest.path, "pruned": [],
+                "replaced": None, "reason": "already in service"}
+    card = model_card(inputs["model"], inputs["blessing"], verdict, runtime, push,
+                      latest.number, digest, None)
+    card.update(replaces=show_paths(latest.card.get("replaces"), push.card_paths),
+                completes_push_of_run=killed,
+                pushed_at=latest.card.get("pushed_at") or card["pushed_at"])
+    serving_dir.write_card(latest.path, card)
+    return {"pushed": True, "version": latest.number, "uri": latest.path, "pruned": [],
+            "replaced": (latest.card.get("replaces") or {}).get("version"),
+            "reason": f"blessed ({_against(verdict)}); run {killed} published it and was "
+                      "stopped before recording its push"}
+
+
+def _unrecorded_push(runtime, version) -> bool:
+    """Whether `version` was published by another run of this pipeline root that never
+    recorded a push of it (killed between the rename and the record), while this run is
+    one the root's store records (the local runner, not a step run alone).
+
+    The question is the one `lmpipe lineage` asks of the store (`writer_of`), so the
+    answer keeps the card and the lineage in agreement.
+    """
+    from pipeline.core.metadata import MetadataStore
+
+    pusher = version.card.get("run_id")
+    path = os.path.join(runtime.root, STORE_FILE)
+    if not pusher or pusher == runtime.run_id or not os.path.isfile(path):
+        return False
+    store = MetadataStore(path)
+    try:
+        if not store.executions(pusher) or not store.executions(runtime.run_id):
+            return False  # the card's run or this one is not of this root's runner
+        writer = store.writer_of(os.path.abspath(version.path), pusher)
+        return writer is None or writer["run_id"] != pusher
+    finally:
+        store.close()
+
+
+def _not_pushed(reason: str) -> dict:
+    return {"pushed": False, "version": None, "uri": None, "reason": reason, "pruned": [],
+            "replaced": None}
+
+
+def _against(verdict: dict) -> str:
+    baseline = verdict.get("baseline")
+    return f"compared with version {baseline.get('version')}" if baseline else "no model in service"
+
+
+def _log_line(record: dict, serving: str) -> str:
+    from pipeline.core.contracts import serving_dir
+
+    if record["version"] is not None:
+        return f"[push] {record['reason']}: version {record['version']} at {record['uri']}"
+    latest = serving_dir.latest(serving)
+    return (f"[push] {record['reason']}; serving stays at "
+            f"{f'version {latest.number}' if latest else 'nothing'}")
 
 
 def model_card(model: Artifact, blessing: Artifact, verdict: dict, runtime, push, number: int,
@@ -139,7 +274,7 @@ def model_card(model: Artifact, blessing: Artifact, verdict: dict, runtime, push
 
     training = _read_optional_json(model.path(SUMMARY_FILE))
     lineage = verdict.get("lineage") or {}
-    return {
+    return show_paths({
         "version": number,
         "variant": push.variant,
         "run_id": runtime.run_id,
@@ -162,7 +297,53 @@ def model_card(model: Artifact, blessing: Artifact, verdict: dict, runtime, push
         "lineage": {"model": model.fingerprint, "blessing": blessing.fingerprint,
                     **{name: (entry or {}).get("fingerprint") for name, entry in lineage.items()},
                     "evaluate_run_id": verdict.get("run_id"), "push_run_id": runtime.run_id},
-    }
+    }, push.card_paths)
+
+
+def show_paths(value, mode: str, cwd: str | None = None):
+    """A model card (or any JSON value) with its paths shown as `push.card_paths` says.
+
+    A path is a URL (`scheme://...`) or an absolute local path whose top directory exists
+    on this machine (so a device name such as `/device:CPU:0` is not one); a string of
+    comma-separated paths (ingest's raw patterns) is shown path by path.
+
+    Args:
+        value: the card.
+        mode: `absolute` (as they are), `relative` (those below `cwd` relative to it, the
+            others as they are) or `redacted` (each replaced by `REDACTED`).
+        cwd: the working directory (default: the process's).
+
+    Returns:
+        A new value; `value` is not changed.
+    """
+    if mode == "absolute":
+        return value
+    base = os.path.join(os.path.abspath(cwd or os.getcwd()), "")
+
+    def one(path: str) -> str:
+        if mode == "redacted":
+            return REDACTED
+        if "://" in path or not os.path.join(path, "").startswith(base):
+            return path
+        return os.path.relpath(path, base)
+
+    def show(item):
+        if isinstance(item, dict):
+            return {key: show(entry) for key, entry in item.items()}
+        if isinstance(item, list):
+            return [show(entry) for entry in item]
+        if isinstance(item, str) and all(_is_path(part) for part in item.split(",")):
+            return ",".join(one(part) for part in item.split(","))
+        return item
+
+    return show(value)
+
+
+def _is_path(text: str) -> bool:
+    if _URL.match(text):
+        return True
+    parts = text.split(os.sep)
+    return os.path.isabs(text) and os.path.isdir(os.sep + parts[1])
 
 
 def data_sources(lineage: dict) -> dict:

@@ -32,7 +32,8 @@ def num_shards_for(num_bytes: float, target_bytes: int = SHARD_TARGET_BYTES) -> 
 
 
 def create(path: str):
-    """A binary file for writing on any Beam filesystem, without implicit compression."""
+    """A binary file for writing on any Beam filesystem, its bytes as given (Beam gzips
+    nothing by the name's suffix)."""
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
@@ -40,7 +41,8 @@ def create(path: str):
 
 
 def open_read(path: str):
-    """A binary file for reading on any Beam filesystem, without implicit decompression."""
+    """A binary file for reading on any Beam filesystem, its bytes as stored (Beam unzips
+    nothing by the name's suffix)."""
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
@@ -120,18 +122,17 @@ class TFRecordFile:
 
     Args:
         path: the file (any Beam filesystem).
-        compression: `none` or `gzip` (what `tf.data.TFRecordDataset` calls GZIP).
+        gzip: gzip the file (what `tf.data.TFRecordDataset` reads as GZIP).
     """
 
-    def __init__(self, path: str, compression: str):
+    def __init__(self, path: str, gzip: bool):
         self.path = path
-        self.compression = compression
+        self.gzip = gzip
         self.count = 0
 
     def __enter__(self):
         self.raw = create(self.path)
-        self.out = gzip_writer(self.raw, TFRECORD_GZIP_LEVEL) if self.compression == "gzip" \
-            else self.raw
+        self.out = gzip_writer(self.raw, TFRECORD_GZIP_LEVEL) if self.gzip else self.raw
         return self
 
     def write(self, data: np.ndarray, sizes: np.ndarray, order: np.ndarray | None = None) -> None:

@@ -3,13 +3,14 @@
 A `tf.train.Checkpoint` over the model, the optimizer (its slots and iteration count,
 hence the learning-rate schedule's position), the loop's `TrainState` (step, early-stopping
 state) and the training data iterator (tf.data saves the shuffle buffer and the read
-position). The per-step seeds of input corruption derive from the step, so they need no
-state of their own. `tf.train.CheckpointManager` writes each checkpoint's files first and
-then points its `checkpoint` index at them, so a kill mid-save leaves the previous one as
-the latest; it keeps the newest `keep` checkpoints. A checkpoint that cannot be read (a file
-truncated by a crash or a full disk, an index that lost track of its files) is skipped, with
-a line saying so, for the newest one before it that can; when none can, the run stops
-rather than start again from step 0 behind the user's back.
+position). The per-step seeds of input corruption and of dropout derive from the step
+(`loop.Trainer`), so they need no state of their own. `tf.train.CheckpointManager` writes
+each checkpoint's files first and then points its `checkpoint` index at them, so a kill
+mid-save leaves the previous one as the latest; it keeps the newest `keep` checkpoints. A
+checkpoint that cannot be read (a file truncated by a crash or a full disk, an index that
+lost track of its files) is skipped, with a line saying so, for the newest one before it
+that can; when none can, the run stops rather than start again from step 0 behind the
+user's back.
 
 With several workers, every worker saves (the documented MultiWorkerMirroredStrategy
 pattern), but only the chief into the real directory; the others write to a scratch

@@ -2,7 +2,7 @@
 
 Examples artifact layout: `train-*.tfrecord` and `eval-*.tfrecord` shards of
 `tf.train.Example` (`token_ids` int64 [L], `segment_ids` int64 [L], `num_bytes` int64 [1],
-`domain` bytes [1]) and `feature_spec.json` (`sequence_length`, `compression`).
+`domain` bytes [1]) and `feature_spec.json` (`sequence_length`, `gzip`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import tensorflow as tf
 
 from pipeline.core.contracts import examples
 
-_COMPRESSION = {"none": "", "gzip": "GZIP"}
-
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -22,23 +20,19 @@ class FeatureSpec:
 
     Attributes:
         sequence_length: L, the fixed length of every example.
-        compression: `none` or `gzip`.
+        gzip: whether the shards are gzipped.
         task: the `task` entry of a fine-tuning task's examples (`task_examples.py`:
             type, batch features, labels, separator), None for packed LM examples.
     """
 
     sequence_length: int
-    compression: str
+    gzip: bool
     task: dict | None = None
 
     @property
     def batch_features(self) -> tuple[str, ...]:
         """One-value int features a batch carries beside the tokens (a task's label...)."""
         return tuple((self.task or {}).get("batch_features", ()))
-
-    @property
-    def compression_type(self) -> str:
-        return _COMPRESSION[self.compression]
 
 
 def read_feature_spec(directory: str) -> FeatureSpec:
@@ -52,7 +46,7 @@ def read_feature_spec(directory: str) -> FeatureSpec:
     """
     raw = examples.read_feature_spec(directory)
     return FeatureSpec(sequence_length=int(raw["sequence_length"]),
-                       compression=raw.get("compression", "none"), task=raw.get("task"))
+                       gzip=raw["gzip"], task=raw.get("task"))
 
 
 def split_files(directory: str, split: str) -> list[str]:
@@ -88,7 +82,7 @@ def train_dataset(files: list[str], spec: FeatureSpec, batch_size: int, seed: in
     Returns:
         A dataset of {token_ids, segment_ids} int32 [batch_size, L].
     """
-    records = tf.data.TFRecordDataset(files, compression_type=spec.compression_type)
+    records = _records(files, spec)
     dataset = (records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
                .repeat()
                .batch(batch_size, drop_remainder=True)
@@ -105,13 +99,18 @@ def eval_dataset(files: list[str], spec: FeatureSpec, batch_size: int,
     A short last batch is padded to `batch_size` with empty rows (segment id 0, so no
     targets), so every batch splits evenly over the replicas.
     """
-    records = tf.data.TFRecordDataset(files, compression_type=spec.compression_type)
+    records = _records(files, spec)
     dataset = (records.batch(batch_size)
                .take(num_batches)
                .map(lambda batch: _pad_rows(parse_batch(batch, spec.sequence_length,
                                                         spec.batch_features), batch_size))
                .prefetch(tf.data.AUTOTUNE))
     return dataset.with_options(_options())
+
+
+def _records(files: list[str], spec: FeatureSpec) -> tf.data.Dataset:
+    """The serialized examples of `files`, in order."""
+    return tf.data.TFRecordDataset(files, compression_type="GZIP" if spec.gzip else "")
 
 
 def _pad_rows(batch: dict, batch_size: int) -> dict:

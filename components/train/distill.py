@@ -69,7 +69,7 @@ def _latest_pushed(serving_dir: str, base_key: str) -> Artifact:
     latest = found[-1]
     recorded = (((latest.card.get("training") or {}).get("distill") or {}).get("teacher") or {})
     if recorded.get("base_key") == base_key and recorded.get("artifact"):
-        return Artifact.from_json(recorded["artifact"])
+        return model_contract.recorded_reference(recorded["artifact"])
     digest = latest.digest()
     return Artifact(type="Model", uri=latest.path,
                     fingerprint=hashlib.sha256(f"{latest.path}|{digest}".encode()).hexdigest(),

@@ -14,6 +14,12 @@ off (`optimization._PreReducedGradients`).
 call, with no host round trip in between. A step whose loss (or, without loss scaling,
 gradient norm) is not finite is not applied: the call stops there and reports it.
 
+Randomness inside a step is stateless: the objective's input corruption and the model's
+dropout masks are functions of (`seed`, step, micro-batch, replica), so a run resumed from a
+checkpoint draws exactly what the uninterrupted run drew (Keras' dropout layers keep a
+`SeedGenerator` state that is no checkpointed weight; `Trainer._dropout_seeds` sets it for
+each forward pass instead).
+
 The host loop (`fit`) does what happens between those calls: logging, evaluation,
 checkpoints, stopping. Each call ends at the next step that must be logged, evaluated or
 checkpointed, so those happen at exact step numbers whatever `steps_per_execution` is.
@@ -23,11 +29,13 @@ do not count against tokens/s.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import keras
 import tensorflow as tf
 
 from components.train.checkpoints import Checkpoints, step_of
@@ -72,8 +80,9 @@ class Trainer:
             when `loss_scaling`).
         strategy: the tf.distribute strategy.
         objective: turns a batch into (inputs, targets, weights); `models.objectives`.
-        seed: the run's seed; objectives that corrupt inputs get stateless per-step seeds
-            derived from it, so a resumed run corrupts its inputs identically.
+        seed: the run's seed; the objective's input corruption and the model's dropout
+            get stateless per-step seeds derived from it, so a resumed run draws them
+            identically.
         clip_norm: global-norm clipping threshold, or None.
         grad_accum_steps: micro-batches per replica per step.
         jit_compile: compile each micro-batch's forward and backward pass with XLA.
@@ -101,6 +110,10 @@ class Trainer:
         self.freezer = freezer
         with strategy.scope():
             self.state = TrainState()
+        # Keras counts `SeedGenerator` states (the dropout layers') among a model's
+        # variables but not among its weights.
+        weight_ids = {id(v) for v in model.weights}
+        self._seed_states = [v for v in model.variables if id(v) not in weight_ids]
         self._grads = tf.function(self._loss_and_grads, jit_compile=jit_compile)
         self.run_steps_fn = tf.function(self._run_steps)
         self.eval_step = tf.function(self._eval_step)
@@ -119,10 +132,24 @@ class Trainer:
         seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int32))
         return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int32))
 
+    def _dropout_seeds(self, seed):
+        """A scope in which the model's dropout layers draw from `seed`, not from their
+        own generators' state (which no checkpoint holds): each generator starts from its
+        own seed split from `seed`, so the masks are a function of the run's seed, the
+        step, the micro-batch and the replica, and a resumed run draws them exactly."""
+        if not self._seed_states:
+            return contextlib.nullcontext()
+        seeds = tf.cast(tf.random.experimental.stateless_split(seed, len(self._seed_states)),
+                        tf.int64)
+        return keras.StatelessScope([(state, seeds[i])
+                                     for i, state in enumerate(self._seed_states)],
+                                    initialize_variables=False)
+
     def _loss_and_grads(self, batch, seed, scale):
         inputs, targets, weights = self.objective.prepare(batch, seed)
         with tf.GradientTape() as tape:
-            logits = self.model(inputs, training=True)
+            with self._dropout_seeds(seed):
+                logits = self.model(inputs, training=True)
             nll = token_nll(logits, targets)
             nll_sum = tf.reduce_sum(nll * weights)
             loss_sum = nll_sum if self.distiller is None else tf.reduce_sum(

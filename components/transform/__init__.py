@@ -81,7 +81,7 @@ def run(inputs, outputs, runtime, data, transform, task):
                       "examples": statistics["splits"][split]["examples"]}
               for split in documents.SPLITS}
     examples.write_feature_spec(outputs["examples"], examples.feature_spec(
-        transform.sequence_length, pad_id, transform.compression, splits,
+        transform.sequence_length, pad_id, transform.gzip, splits,
         list(transform.length_buckets), maker.spec_entry()))
     for line in maker.log_lines(statistics):
         runtime.log(line)
@@ -98,7 +98,7 @@ def examples_for(task_type: str):
     Returns:
         A class whose `create(inputs, data, transform, task, documents_stats, pad_id)`
         gives the run's maker. The pipeline (`beam.py`) uses its `tokenizer_dir`,
-        `compression`, `outputs`, `extra_shards`, `write_shard`, `split_steps` and
+        `gzip`, `outputs`, `extra_shards`, `write_shard`, `split_steps` and
         `statistics`; `run` its `draws_plots`, `check`, `spec_entry`, `log_lines` and
         `properties`.
     """

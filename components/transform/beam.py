@@ -46,7 +46,7 @@ class TransformShard(beam.DoFn):
         self.engine, self.info = load_batch_tokenizer(self.maker.tokenizer_dir, self.processes)
 
     def process(self, index: int):
-        with shards.TFRecordFile(self.targets[index], self.maker.compression) as out:
+        with shards.TFRecordFile(self.targets[index], self.maker.gzip) as out:
             total, handed_on = self.maker.write_shard(self.engine, self.info, self.split, index,
                                                      self.sources[index], out)
         yield from handed_on

@@ -134,8 +134,9 @@ class LMExamples:
         return cls(inputs["tokenizer"].uri, transform, pad_id, listed_domains(documents_stats))
 
     @property
-    def compression(self) -> str:
-        return self.transform.compression
+    def gzip(self) -> bool:
+        """Whether the shards are gzipped (`transform.gzip`)."""
+        return self.transform.gzip
 
     def extra_shards(self, split: str) -> int:
         """One more train shard for the leftovers with `transform.mix_train_tails`."""
@@ -318,7 +319,7 @@ class PackLeftovers(beam.DoFn):
         windows = packing.windows_of(stream, length, self.pad_id)
         domains = leftover_domains(leftovers, length) if leftovers else []
         data, sizes = encode_examples(windows, domains, self.buckets)
-        with shards.TFRecordFile(self.target, self.transform.compression) as out:
+        with shards.TFRecordFile(self.target, self.transform.gzip) as out:
             out.write(data, sizes, permutation("train/leftovers", len(sizes)))
         yield window_counts(windows, domains, self.buckets)
 

@@ -55,7 +55,7 @@ class _TaskExamples:
     Attributes:
         tokenizer_dir: the tokenizer artifact.
         sequence_length: L.
-        compression: `none` or `gzip`.
+        gzip: `transform.gzip`.
         length_buckets: `transform.length_buckets`.
         domain_field: `data.domain_field` (ingest keeps it as the domain).
         listed: the domains sliced under their own name (`domains.listed_domains`).
@@ -64,7 +64,7 @@ class _TaskExamples:
 
     tokenizer_dir: str
     sequence_length: int
-    compression: str
+    gzip: bool
     length_buckets: tuple[int, ...]
     domain_field: str | None
     listed: frozenset[str] | None
@@ -79,7 +79,7 @@ class _TaskExamples:
         """The fields every task takes from the run."""
         return dict(tokenizer_dir=inputs["tokenizer"].uri,
                     sequence_length=transform.sequence_length,
-                    compression=transform.compression,
+                    gzip=transform.gzip,
                     length_buckets=tuple(transform.length_buckets),
                     domain_field=data.domain_field, listed=listed_domains(documents_stats))
 

@@ -8,6 +8,7 @@ only a complete execution is renamed into place, together with `lmpipe_execution
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -126,11 +127,21 @@ def remove_stale_staging(root: str) -> None:
 
 
 def write_json_atomic(path: str, data) -> None:
-    """Write JSON to `path` through a temporary file and a rename."""
+    """Write JSON to `path` through a temporary file and a rename.
+
+    Raises:
+        OSError: it could not be written (a full disk); `path` is as it was, and no
+            temporary file is left behind.
+    """
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise

@@ -8,8 +8,11 @@ directory at once (`pipeline/core/artifacts.py`).
 
 from __future__ import annotations
 
+import glob
 import json
 import posixpath
+
+from pipeline.core.errors import UsageError
 
 
 def join(directory: str, *names: str) -> str:
@@ -17,6 +20,43 @@ def join(directory: str, *names: str) -> str:
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems.join(directory, *names) if names else directory
+
+
+def escape(path: str) -> str:
+    """A path as a match pattern that matches only itself.
+
+    Beam's `FileSystems.match` (and TensorFlow's glob) read `*`, `?` and `[` as wildcards,
+    so a directory such as `run[1]` would otherwise match nothing. Every path handed to a
+    matcher goes through this.
+
+    Args:
+        path: a local path or URL.
+
+    Returns:
+        The pattern (each wildcard character bracketed, e.g. `run[[]1]`).
+    """
+    return glob.escape(path)
+
+
+def files_under(directory: str) -> list:
+    """Every file below a directory, at any depth (local or any Beam filesystem).
+
+    Args:
+        directory: the directory (its name may hold wildcard characters).
+
+    Returns:
+        `FileMetadata` of the files, sorted by path.
+
+    Raises:
+        UsageError: there is no file below it: whatever is computed over its files (a
+            model's digest) would be computed over nothing.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    found = FileSystems.match([join(escape(directory), "**")])[0].metadata_list
+    if not found:
+        raise UsageError(f"{directory}: no files below it (a missing or empty directory)")
+    return sorted(found, key=lambda meta: meta.path)
 
 
 def exists(path: str) -> bool:

@@ -7,10 +7,12 @@ the source of truth for content; this store is the index for `lmpipe runs` and `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
+import uuid
 
 from pipeline.core.artifacts import Artifact
 from pipeline.core.errors import UsageError
@@ -63,6 +65,13 @@ COLUMNS = {
 }
 
 
+# SQLite's result codes (prefixes of the extended ones) for a store this machine cannot
+# open or write now (a full disk, a read-only file, a writer holding it too long), as
+# opposed to a damaged one.
+_UNWRITABLE = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN",
+               "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_PERM")
+
+
 def _check(db: sqlite3.Connection) -> None:
     """Raise `sqlite3.DatabaseError` unless the file is intact and its tables of our names
     are ours: a damaged page would otherwise surface as a traceback in whichever query
@@ -75,6 +84,67 @@ def _check(db: sqlite3.Connection) -> None:
         db.execute(f"SELECT {COLUMNS[table]} FROM {table} LIMIT 0")
 
 
+def _reason(err: Exception) -> str:
+    """An OSError's or SQLite error's message, on one line."""
+    if isinstance(err, OSError):
+        return err.strerror or err.__class__.__name__
+    return " ".join(str(err).replace("*** in database main ***", "").split())
+
+
+def _damaged(path: str, reason: str) -> UsageError:
+    return UsageError(f"{path}: not a readable lmpipe metadata store ({reason}); move it "
+                      f"aside to start a new history")
+
+
+def _unusable(path: str, err: Exception, verb: str = "write") -> UsageError:
+    return UsageError(f"{path}: cannot {verb} the metadata store ({_reason(err)})")
+
+
+def _create(path: str) -> None:
+    """Write a new store with its schema and nothing else.
+
+    The schema goes into a file beside it, renamed into place once whole: a full disk or a
+    kill never leaves a 0-byte `metadata.sqlite` behind, which is refused as a store cut
+    to nothing (SQLite would silently take it for a new, empty one).
+    """
+    tmp = f"{path}.new-{uuid.uuid4().hex[:8]}"
+    try:
+        db = sqlite3.connect(tmp)
+        try:
+            db.executescript(SCHEMA)
+        finally:
+            db.close()
+        os.replace(tmp, path)  # no race: only a run creates a store, holding the root's lock
+    except (OSError, sqlite3.Error) as err:
+        raise _unusable(path, err, "create") from None
+    finally:
+        for leftover in (tmp, f"{tmp}-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(leftover)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """Open an existing store, checked (see `MetadataStore`)."""
+    if os.path.isdir(path):
+        raise _damaged(path, "a directory")
+    if os.path.getsize(path) == 0:
+        raise _damaged(path, "an empty file, 0 bytes")
+    try:
+        db = sqlite3.connect(path, timeout=30)
+    except sqlite3.Error as err:
+        raise _unusable(path, err, "open") from None
+    db.row_factory = sqlite3.Row
+    try:
+        _check(db)  # before the schema: another program's database stays untouched
+        db.executescript(SCHEMA)  # a store of an older lmpipe may lack an index
+    except sqlite3.DatabaseError as err:
+        db.close()
+        if getattr(err, "sqlite_errorname", "").startswith(_UNWRITABLE):
+            raise _unusable(path, err, "open") from None
+        raise _damaged(path, _reason(err)) from None
+    return db
+
+
 class MetadataStore:
     """Records of runs and their lineage in `<root>/metadata.sqlite`.
 
@@ -82,28 +152,37 @@ class MetadataStore:
         path: the SQLite file (created with its schema if missing).
 
     Raises:
-        UsageError: the file is not an intact lmpipe store (truncated, overwritten, or
-            another program's database).
+        UsageError: the file is not an intact lmpipe store (truncated, emptied,
+            overwritten, another program's database, a directory), or it cannot be
+            created or written (a full disk, no permission): one line naming it. A write
+            that fails later (`start_run`, `record_execution`, ...) raises it too.
     """
 
     def __init__(self, path: str):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=30)
-        self.db.row_factory = sqlite3.Row
+        self.path = path
         try:
-            _check(self.db)  # before the schema: another program's database stays untouched
-            self.db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as err:
-            self.db.close()
-            reason = " ".join(str(err).replace("*** in database main ***", "").split())
-            raise UsageError(f"{path}: not a readable lmpipe metadata store ({reason}); move "
-                             f"it aside to start a new history") from None
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            if not os.path.exists(path):
+                _create(path)
+            self.db = _connect(path)
+        except OSError as err:
+            raise _unusable(path, err, "open") from None
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """One transaction; SQLite's "database or disk is full" and the like become one line
+        naming the store."""
+        try:
+            with self.db:
+                yield
+        except sqlite3.OperationalError as err:
+            raise _unusable(self.path, err) from None
 
     def close(self) -> None:
         self.db.close()
 
     def start_run(self, run_id: str, config: dict) -> None:
-        with self.db:
+        with self._writing():
             self.db.execute(
                 "INSERT INTO runs (id, started, status, config) VALUES (?, ?, 'running', ?)",
                 (run_id, time.time(), json.dumps(config, sort_keys=True)),
@@ -116,12 +195,12 @@ class MetadataStore:
         Returns:
             How many runs it marked.
         """
-        with self.db:
+        with self._writing():
             return self.db.execute(
                 "UPDATE runs SET status = 'failed' WHERE status = 'running'").rowcount
 
     def finish_run(self, run_id: str, status: str, summary: dict) -> None:
-        with self.db:
+        with self._writing():
             self.db.execute(
                 "UPDATE runs SET finished = ?, status = ?, summary = ? WHERE id = ?",
                 (time.time(), status, json.dumps(summary, sort_keys=True), run_id),
@@ -146,7 +225,7 @@ class MetadataStore:
         Returns:
             The execution's id.
         """
-        with self.db:
+        with self._writing():
             cursor = self.db.execute(
                 "INSERT INTO executions (run_id, component, status, cache_key, config, started,"
                 " seconds, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

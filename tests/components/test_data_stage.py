@@ -154,7 +154,7 @@ def _run_stage(tmp_path, inputs: list[str], directories: dict[str, str]) -> None
     transform.run({"documents": documents,
                    "tokenizer": Artifact("Tokenizer", directories["tokenizer"], "t")},
                   {name: directories[name] for name in ("examples", "statistics")}, run,
-                  data=data, transform=TransformConfig(sequence_length=32, compression="gzip"),
+                  data=data, transform=TransformConfig(sequence_length=32, gzip=True),
                   task=TaskConfig())
 
 

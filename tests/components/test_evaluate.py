@@ -35,7 +35,7 @@ def world(tmp_path_factory):
     `flat` (better)."""
     root = tmp_path_factory.mktemp("evaluate")
     records = lm.make_records(90, SEQUENCE_LENGTH, seed=7, domains=DOMAINS)
-    lm.write_examples(root / "examples", records, SEQUENCE_LENGTH, compression="gzip", shards=3)
+    lm.write_examples(root / "examples", records, SEQUENCE_LENGTH, gzip=True, shards=3)
     # The same windows as the transform writes them now: with their documents' length bucket.
     with_buckets = [{**r, "length_bucket": ("0-127", "128-511")[i % 2]} for i, r in enumerate(records)]
     lm.write_examples(root / "examples_v2", with_buckets, SEQUENCE_LENGTH)
@@ -367,15 +367,15 @@ def test_examples_artifact_problems_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="missing feature spec"):
         eval_files(str(tmp_path))
     (tmp_path / "feature_spec.json").write_text(json.dumps({"sequence_length": 8,
-                                                            "compression": "zstd"}))
-    with pytest.raises(UsageError, match="compression must be none or gzip, got 'zstd'"):
+                                                            "gzip": "zstd"}))
+    with pytest.raises(UsageError, match="gzip must be true or false, got 'zstd'"):
         eval_files(str(tmp_path))
     (tmp_path / "feature_spec.json").write_text(json.dumps({"sequence_length": 8,
-                                                            "compression": "none"}))
+                                                            "gzip": False}))
     with pytest.raises(UsageError, match=r"no eval shards \(eval-\*\.tfrecord\)"):
         eval_files(str(tmp_path))
     (tmp_path / "eval-00000-of-00001.tfrecord").write_bytes(b"")
-    assert eval_files(str(tmp_path)) == (str(tmp_path / "eval-*.tfrecord"), "uncompressed")
+    assert eval_files(str(tmp_path)) == (str(tmp_path / "eval-*.tfrecord"), False)
 
 
 def test_examples_of_another_task_type_are_a_usage_error(world, tmp_path):

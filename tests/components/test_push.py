@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -38,27 +39,40 @@ def _digest(model: Path) -> str:
     return serving_dir.saved_model_digest(str(model / "saved_model"))
 
 
-def _blessing(tmp_path: Path, model: Path, blessed: bool, name: str) -> Path:
+NOT_COMPARED = "not compared"
+
+
+def _blessing(tmp_path: Path, model: Path, blessed: bool, name: str,
+              against=NOT_COMPARED) -> Path:
+    """A blessing; `against` is the `serving_dir.Version` evaluate compared the model with,
+    None for nothing in service, or NOT_COMPARED (a verdict that does not depend on it)."""
     directory = tmp_path / f"blessing-{name}"
     directory.mkdir()
+    compared = against != NOT_COMPARED
+    baseline = ({"uri": against.path, "fingerprint": "fp-base", "version": against.number,
+                 "model_sha256": against.digest(), "run_id": against.card.get("run_id")}
+                if compared and against is not None else None)
     (directory / "blessing.json").write_text(json.dumps({
         "blessed": blessed, "failures": [] if blessed else [FAILURE], "ignored_failures": [],
-        "baseline": None, "metrics": {"perplexity": 4.5, "bits_per_byte": 1.25},
+        "baseline": baseline, "metrics": {"perplexity": 4.5, "bits_per_byte": 1.25},
         "slices": {"domain=a": {"perplexity": 4.0}}, "comparison": None,
         "candidate": {"uri": str(model), "fingerprint": "fp", "saved_model_sha256": _digest(model)},
-        "lineage": LINEAGE, "evaluation": {"max_perplexity": 10.0}, "run_id": f"eval-{name}"}))
+        "lineage": LINEAGE, "evaluation": {"max_perplexity": 10.0}, "run_id": f"eval-{name}",
+        **({"compared_with_service": True} if compared else {})}))
     return directory
 
 
 def _push(tmp_path: Path, model: Path, blessed: bool, serving: Path, keep: int = 5,
-          run_id: str = "run-1", blessing: Path | None = None) -> tuple[dict, Path]:
+          run_id: str = "run-1", blessing: Path | None = None, against=NOT_COMPARED,
+          card_paths: str = "relative") -> tuple[dict, Path]:
     out = tmp_path / f"pushed-{run_id}"
     out.mkdir()
-    blessing = blessing or _blessing(tmp_path, model, blessed, run_id)
+    blessing = blessing or _blessing(tmp_path, model, blessed, run_id, against)
     inputs = {"model": lm.artifact("Model", model, f"fp-{run_id}"),
               "blessing": lm.artifact("ModelBlessing", blessing, f"fp-blessing-{run_id}")}
     push.run(inputs, {"pushed": str(out)}, Runtime(run_id=run_id, root=str(tmp_path)),
-             push=PushConfig(serving_dir=str(serving), keep_versions=keep))
+             push=PushConfig(serving_dir=str(serving), keep_versions=keep,
+                             card_paths=card_paths))
     return json.loads((out / "push.json").read_text()), out
 
 
@@ -69,7 +83,8 @@ def _tree(directory: Path) -> dict[str, bytes]:
 
 def test_blessed_models_become_numbered_versions_and_old_ones_are_pruned(tmp_path, models):
     serving = tmp_path / "serving"
-    records = [_push(tmp_path, model, True, serving, keep=2, run_id=f"run-{i}")[0]
+    records = [_push(tmp_path, model, True, serving, keep=2, run_id=f"run-{i}",
+                     against=serving_dir.latest(str(serving)))[0]
                for i, model in enumerate(models, start=1)]
     assert [r["version"] for r in records] == [1, 2, 3]
     assert [r["replaced"] for r in records] == [None, 1, 2]
@@ -92,7 +107,7 @@ def test_blessed_models_become_numbered_versions_and_old_ones_are_pruned(tmp_pat
     assert card["slices"] == {"domain=a": {"perplexity": 4.0}}
     assert card["config"]["evaluation"] == {"max_perplexity": 10.0}
     assert card["config"]["push"] == {"serving_dir": str(serving), "keep_versions": 2,
-                                      "variant": "float"}
+                                      "variant": "float", "card_paths": "relative"}
     assert card["variant"] == "float"
     assert card["training"] == {"seed": 3, "sharpness": 2.0}
     pushed_files = _tree(latest)
@@ -171,3 +186,124 @@ def test_unreadable_blessing_is_a_usage_error(tmp_path, models):
         push.run(inputs, {"pushed": str(tmp_path / "out")}, Runtime(run_id="r", root=str(tmp_path)),
                  push=PushConfig(serving_dir=str(tmp_path / "serving")))
     assert not (tmp_path / "serving").exists()
+
+
+# --- what is in service must be what the blessing was judged against (issue 21, break 1) ---
+
+@pytest.mark.parametrize("judged", ["nothing in service", "version 1", "version 1 replaced"])
+def test_a_blessing_judged_against_what_is_no_longer_in_service_is_refused(tmp_path, models,
+                                                                           judged):
+    serving = tmp_path / "serving"
+    against = None
+    if judged != "nothing in service":
+        _push(tmp_path, models[0], True, serving, run_id="first", against=None)
+        against = serving_dir.latest(str(serving))
+    stale = _blessing(tmp_path, models[2], True, "stale", against)
+    if judged == "version 1 replaced":  # by hand, under the same number
+        shutil.rmtree(serving / "1")
+        shutil.copytree(models[1] / "saved_model", serving / "1")
+    else:  # another run pushes after evaluate judged, before this push
+        _push(tmp_path, models[1], True, serving, run_id="other",
+              against=serving_dir.latest(str(serving)))
+    now = serving_dir.latest(str(serving))
+    before = _tree(serving)
+    record, out = _push(tmp_path, models[2], True, serving, run_id="late", blessing=stale)
+    then = ("with nothing in service" if against is None else
+            f"against version 1 (SavedModel {_digest(models[0])[:12]})")
+    by = "" if judged == "version 1 replaced" else " pushed by run other"
+    assert record == {"pushed": False, "version": None, "uri": None, "pruned": [],
+                      "replaced": None, "reason": (
+        f"refused: evaluate judged this model {then}, and version {now.number} (SavedModel "
+        f"{_digest(models[1])[:12]}){by} is in service now; a new run judges it against "
+        f"version {now.number}")}
+    assert _tree(serving) == before
+    assert push.summary({"pushed": lm.artifact("PushedModel", out, "fp")}) == {"pushed_model": None}
+
+
+def test_a_blessing_judged_against_a_version_since_removed_is_refused(tmp_path, models):
+    serving = tmp_path / "serving"
+    _push(tmp_path, models[0], True, serving, run_id="first", against=None)
+    stale = _blessing(tmp_path, models[1], True, "stale", serving_dir.latest(str(serving)))
+    shutil.rmtree(serving / "1")  # rolled back by hand: nothing in service
+    record, _ = _push(tmp_path, models[1], True, serving, run_id="late", blessing=stale)
+    assert record["pushed"] is False and record["reason"] == (
+        f"refused: evaluate judged this model against version 1 (SavedModel "
+        f"{_digest(models[0])[:12]}), and nothing is in service now; a new run judges it again")
+    assert os.listdir(serving) == []
+
+
+# --- pruning and leftovers never follow a link out of the serving directory ---
+
+def test_pruning_a_version_linked_in_from_elsewhere_removes_only_the_link(tmp_path, models):
+    serving, elsewhere = tmp_path / "serving", tmp_path / "elsewhere"
+    shutil.copytree(models[0] / "saved_model", elsewhere)
+    serving.mkdir()
+    (serving / "1").symlink_to(elsewhere, target_is_directory=True)
+    record, _ = _push(tmp_path, models[1], True, serving, keep=1, run_id="next",
+                      against=serving_dir.latest(str(serving)))
+    assert record["pushed"] is True and record["pruned"] == [1]
+    assert sorted(os.listdir(serving)) == ["2"]  # no `.1.deleting-*` link left behind
+    assert _tree(elsewhere) == _tree(models[0] / "saved_model")
+
+
+def test_a_push_removes_links_and_card_copies_that_killed_pushes_left(tmp_path, models):
+    serving, elsewhere = tmp_path / "serving", tmp_path / "elsewhere"
+    _push(tmp_path, models[0], True, serving, run_id="run-1")
+    shutil.copytree(models[0] / "saved_model", elsewhere)
+    link, card = serving / ".1.deleting-0123abcd", serving / ".1.card-89abcdef"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    card.write_text("{}")
+    hours_ago = time.time() - 2 * 3600
+    for entry in (link, card):
+        os.utime(entry, (hours_ago, hours_ago), follow_symlinks=False)
+    _push(tmp_path, models[1], True, serving, run_id="run-2")
+    assert sorted(os.listdir(serving)) == ["1", "2"]
+    assert _tree(elsewhere) == _tree(models[0] / "saved_model")
+
+
+# --- push.card_paths ---
+
+@pytest.mark.parametrize("mode", ["relative", "absolute", "redacted"])
+def test_the_card_shows_paths_as_push_card_paths_says(tmp_path, models, monkeypatch, mode):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    model, documents = work / "root" / "model", work / "root" / "ingest" / "k" / "documents"
+    shutil.copytree(models[0], model)
+    (model / "train_summary.json").write_text(json.dumps(
+        {"seed": 1, "peak_flops": {"device": "/device:CPU:0"},
+         "tokenizer": {"uri": str(work / "root" / "tokenizer")}}))
+    documents.mkdir(parents=True)
+    patterns = f"{work / 'corpus' / '*.jsonl'},{elsewhere / 'more.jsonl'}"
+    (documents.parent / "lmpipe_execution.json").write_text(json.dumps({"inputs": {"raw": {
+        "uri": patterns, "fingerprint": "fp-raw",
+        "properties": {"files": [str(work / "corpus" / "a.jsonl"), str(elsewhere / "more.jsonl")],
+                       "sizes": [1, 2], "bytes": 3}}}}))
+    elsewhere.mkdir()
+    blessing = _blessing(tmp_path, model, True, "paths")
+    verdict = json.loads((blessing / "blessing.json").read_text())
+    verdict["lineage"] = {"examples": {"uri": "gs://bucket/examples", "fingerprint": "fp-e"},
+                          "documents": {"uri": str(documents), "fingerprint": "fp-d"}}
+    (blessing / "blessing.json").write_text(json.dumps(verdict))
+    monkeypatch.chdir(work)
+    record, _ = _push(tmp_path, model, True, work / "serving", run_id="paths",
+                      blessing=blessing, card_paths=mode)
+    card = serving_dir.read_card(record["uri"])
+
+    def shown(path: str) -> str:
+        if mode == "redacted":
+            return push.REDACTED
+        if mode == "relative" and path.startswith(f"{work}{os.sep}"):
+            return os.path.relpath(path, work)
+        return path
+
+    assert card["model"] == {"uri": shown(str(model)), "fingerprint": "fp-paths",
+                             "saved_model_sha256": _digest(model)}
+    assert card["data"] == {"examples": {"uri": shown("gs://bucket/examples"), "fingerprint": "fp-e"},
+                            "documents": {"uri": shown(str(documents)), "fingerprint": "fp-d"}}
+    assert card["data_sources"]["raw"] == {
+        "uri": ",".join(shown(p) for p in patterns.split(",")), "fingerprint": "fp-raw",
+        "files": [shown(str(work / "corpus" / "a.jsonl")), shown(str(elsewhere / "more.jsonl"))],
+        "sizes": [1, 2], "bytes": 3}
+    assert card["config"]["push"]["serving_dir"] == shown(str(work / "serving"))
+    assert card["training"] == {"seed": 1, "peak_flops": {"device": "/device:CPU:0"},
+                                "tokenizer": {"uri": shown(str(work / "root" / "tokenizer"))}}
+    assert record["uri"] == str(work / "serving" / "1")  # the record itself stays exact

@@ -11,9 +11,11 @@ import pytest
 
 from pipeline import serving as serving_lib
 from pipeline.cli import format_run
+from pipeline.core.contracts import serving_dir
+from pipeline.history import format_lineage
 from pipeline.local_runner import run_pipeline
 from tests import lm_fixtures as lm
-from tests.components import release_components
+from tests.components import release_components, release_interleaving
 from tests.conftest import build_config, tiny_raw_config
 
 SEQUENCE_LENGTH = 16
@@ -31,13 +33,20 @@ def _seeds_by_quality(records) -> dict[str, int]:
     return {**chosen, "bpb": bpb}
 
 
-def _run(tmp_path: Path, seed: int) -> tuple[dict, object]:
+def _config(tmp_path: Path, seed: int, root: str = "root"):
+    """The release gate's config: `train.seed` picks the bigram model; every root pushes
+    into `tmp_path/serving`."""
     raw = tiny_raw_config(tmp_path, Path("corpus"))
+    raw["pipeline"]["root"] = str(tmp_path / root)
     raw["transform"] = {"sequence_length": SEQUENCE_LENGTH}
     raw["train"] = {**raw["train"], "seed": seed}
     raw["evaluation"] = {"max_perplexity": 1000.0, "num_samples": 2, "sample_max_tokens": 4,
                          "sample_prompt_words": 4}
-    config = build_config(raw)
+    return build_config(raw)
+
+
+def _run(tmp_path: Path, seed: int) -> tuple[dict, object]:
+    config = _config(tmp_path, seed)
     return run_pipeline(config, nodes=release_components.nodes()), config
 
 
@@ -118,3 +127,62 @@ def test_worse_model_is_refused_and_better_one_replaces_the_model_in_service(tmp
                                      top_k=0, top_p=1.0, seed=0))
     assert [len(p) for p in pieces] == [3, 3, 1]
     assert "".join(pieces) == lm.greedy_completion(table, "abc", 7)
+
+
+def test_a_model_judged_before_another_run_pushed_is_refused_then_judged_again(tmp_path):
+    """Issue 21, break 1, through the local runner: this run evaluates a worse model while
+    nothing is in service; another run (another root) pushes a better one before this
+    run's push, which must not publish over it."""
+    seeds = _seeds_by_quality(release_components.records(SEQUENCE_LENGTH))
+    serving = tmp_path / "serving"
+    late = _config(tmp_path, seeds["worse"], root="late")
+    other = _config(tmp_path, seeds["better"], root="other")
+    release_interleaving.OTHER[:] = [(other, release_components.nodes())]
+
+    first = run_pipeline(late, nodes=release_interleaving.nodes("other_run"))
+    assert first["status"] == "succeeded" and first["metrics"]["blessed"] is True
+    assert first["pushed_model"] is None
+    [in_service] = serving_dir.versions(str(serving))
+    other_run = _read(other.pipeline.root, "latest_run.json")
+    assert in_service.number == 1 and in_service.card["run_id"] == other_run["run_id"]
+    pushed = _read(first["components"]["push"]["outputs"]["pushed"], "push.json")
+    assert pushed["pushed"] is False and pushed["reason"] == (
+        f"refused: evaluate judged this model with nothing in service, and version 1 "
+        f"(SavedModel {in_service.digest()[:12]}) pushed by run {other_run['run_id']} is in "
+        "service now; a new run judges it against version 1")
+
+    # The next run judges the model against version 1: worse, so version 1 stays.
+    again = run_pipeline(late, nodes=release_components.nodes())
+    assert again["components"]["evaluate"]["status"] == "executed"
+    assert again["metrics"]["blessed"] is False and again["pushed_model"] is None
+    verdict = _read(again["components"]["evaluate"]["outputs"]["blessing"], "blessing.json")
+    assert verdict["compared_with_service"] is True and verdict["baseline"]["version"] == 1
+    assert [v.number for v in serving_dir.versions(str(serving))] == [1]
+
+
+def test_a_push_killed_before_its_record_is_completed_by_the_rerun(tmp_path):
+    """A push that renamed its version into place and was stopped before the runner
+    recorded it: the rerun finds its model in service and completes the push in its own
+    name, so the model card and `lmpipe lineage` credit the same run."""
+    config = _config(tmp_path, seed=1)
+    serving = tmp_path / "serving"
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(config, nodes=release_interleaving.nodes("killed_push"))
+    killed = _read(config.pipeline.root, "latest_run.json")
+    assert killed["status"] == "failed"
+    assert serving_dir.read_card(str(serving / "1"))["run_id"] == killed["run_id"]
+
+    rerun = run_pipeline(config, nodes=release_components.nodes())
+    assert rerun["components"]["push"]["status"] == "executed"
+    assert rerun["pushed_model"] == str(serving / "1")
+    card = serving_dir.read_card(str(serving / "1"))
+    assert card["run_id"] == card["lineage"]["push_run_id"] == rerun["run_id"]
+    assert card["completes_push_of_run"] == killed["run_id"] and card["replaces"] is None
+    assert f"serving version 1, written by push in run {rerun['run_id']}," in format_lineage(
+        str(serving / "1"))
+    pushed = _read(rerun["components"]["push"]["outputs"]["pushed"], "push.json")
+    assert pushed == {"pushed": True, "version": 1, "uri": str(serving / "1"), "pruned": [],
+                      "replaced": None, "reason": (
+        f"blessed (no model in service); run {killed['run_id']} published it and was "
+        "stopped before recording its push")}
+    assert sorted(os.listdir(serving)) == ["1"]

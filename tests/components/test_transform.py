@@ -4,6 +4,7 @@ reruns, checked against an independent packing with the SentencePiece library.""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter, defaultdict
 
@@ -151,7 +152,7 @@ def test_serialized_examples_parse_back_with_tensorflow(tmp_path):
     data, sizes = example_wire.encode_examples(windows, domains, names)
     path = tmp_path / "x.tfrecord"
     order = np.arange(20)[::-1]
-    with shards.TFRecordFile(str(path), "none") as out:
+    with shards.TFRecordFile(str(path), gzip=False) as out:
         out.write(data, sizes, order)
     spec = {"features": examples.features(16)}
     from tests.examples_reader import feature_description
@@ -312,7 +313,7 @@ def test_statistics_feature_spec_and_plots_against_direct_counts(artifacts):
     stats = json.loads((artifacts / "out" / "statistics" / "stats.json").read_text())
     spec = json.loads((artifacts / "out" / "examples" / "feature_spec.json").read_text())
     assert spec["sequence_length"] == LENGTH and spec["pad_id"] == info.pad_id
-    assert spec["compression"] == "none"
+    assert spec["gzip"] is False
     assert spec["features"]["token_ids"] == {"dtype": "int64", "shape": [LENGTH]}
     assert spec["features"]["length_bucket"] == {"dtype": "string", "shape": [1]}
     assert spec["length_buckets"] == {"edges": list(EDGES), "names": ["0-7", "8-19", "20+"]}
@@ -358,10 +359,15 @@ def test_rerun_with_worker_processes_and_another_running_mode_is_byte_identical(
 
 def test_padded_train_tails_and_gzip_read_back_the_same_tokens(artifacts, tmp_path):
     run_transform(tmp_path, artifacts / "documents", artifacts / "tokenizer", tmp_path / "out",
-                  sequence_length=LENGTH, length_buckets=list(EDGES), compression="gzip",
+                  sequence_length=LENGTH, length_buckets=list(EDGES), gzip=True,
                   mix_train_tails=False)
     spec = json.loads((tmp_path / "out" / "examples" / "feature_spec.json").read_text())
-    assert spec["compression"] == "gzip"
+    assert spec["gzip"] is True
+    # gzip wraps the same records: the eval shard (not touched by the tails' policy)
+    # decompresses to the plain run's bytes.
+    shard = "eval-00000-of-00001.tfrecord"
+    assert gzip.decompress((tmp_path / "out" / "examples" / shard).read_bytes()) == \
+        (artifacts / "out" / "examples" / shard).read_bytes()
     assert spec["splits"]["train"]["shards"] == ["train-00000-of-00001.tfrecord"]
     assert _got(_read(tmp_path / "out" / "examples", "eval")) == _got(_windows(artifacts, "eval"))
     padded = _read(tmp_path / "out" / "examples", "train")

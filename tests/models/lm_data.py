@@ -72,7 +72,7 @@ def pack(documents: list[list[int]], length: int, pad_id: int = 0) -> list[dict]
 
 
 def write_examples(directory: Path, tokenizer_dir: Path, length: int = SEQUENCE_LENGTH,
-                   compression: str = "none", shards: int = 2) -> dict[str, list[dict]]:
+                   gzip: bool = False, shards: int = 2) -> dict[str, list[dict]]:
     """Tokenize the tiny corpus, pack it and write train/eval shards (every 5th doc is eval).
 
     Returns:
@@ -85,7 +85,7 @@ def write_examples(directory: Path, tokenizer_dir: Path, length: int = SEQUENCE_
     split_docs = {"train": [d for i, d in enumerate(docs) if i % 5],
                   "eval": [d for i, d in enumerate(docs) if i % 5 == 0]}
     directory.mkdir(parents=True, exist_ok=True)
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
     written = {}
     for split, split_texts in split_docs.items():
         records = pack([[2] + sp.encode(t) + [3] for t in split_texts], length)
@@ -98,7 +98,7 @@ def write_examples(directory: Path, tokenizer_dir: Path, length: int = SEQUENCE_
                     writer.write(to_example(record).SerializeToString())
         written[split] = records
     (directory / "feature_spec.json").write_text(json.dumps(
-        {"sequence_length": length, "compression": compression}))
+        {"sequence_length": length, "gzip": gzip}))
     return written
 
 

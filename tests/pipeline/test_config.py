@@ -83,7 +83,15 @@ def test_set_values_are_yaml():
     ("data.inputs=corpus.txt", "data.inputs", "expected a list"),
     ("data.inputs=[3]", "data.inputs[0]", "expected a string"),
     ("transform.sequence_length=1024", "transform.sequence_length", "model.max_sequence_length"),
+    # The TFRecords' gzip is a boolean; "compression" is the model's (distil, prune, int8).
+    ("transform.gzip=gzip", "transform.gzip", "expected true or false, got 'gzip'"),
+    ("transform.compression=gzip", "transform.compression", "unknown key (known here: gzip,"),
     ("train=5", "train", "expected a mapping"),
+    # TensorFlow reads a model's path as a pattern: `run[1]` would load `run1`'s weights.
+    ("pipeline.root=/data/run[1]", "pipeline.root", "must not hold *, ? or ["),
+    ("push.serving_dir=/srv/models*", "push.serving_dir", "must not hold *, ? or ["),
+    ("train.warm_start=/data/lm?", "train.warm_start", "must not hold *, ? or ["),
+    ("train.distill.teacher=/data/t[0]", "train.distill.teacher", "must not hold *, ? or ["),
 ])
 def test_bad_values_name_the_key(override, key, fragment):
     with pytest.raises(ConfigError) as info:

@@ -151,3 +151,76 @@ def test_a_replica_other_than_the_chief_leaves_the_outputs_alone(tmp_path, monke
     run_component("beta", config, {"thing": a}, {"out": str(out)}, nodes=nodes)
     assert (out / "chief.txt").read_text() == "the chief's"
     assert not (out / ".lmpipe-output.json").exists()
+
+
+# --- the serving directory is never a step's output (issue 21, break 2) ---
+
+def _push_config(tmp_path, serving):
+    return build_config({"pipeline": {"root": str(tmp_path / "root")},
+                         "data": {"inputs": ["unused"]}, "push": {"serving_dir": str(serving)}})
+
+
+def _push_inputs(tmp_path) -> dict:
+    """Input directories for push (the refusals come before anything reads them)."""
+    for name in ("model", "blessing"):
+        os.makedirs(tmp_path / name, exist_ok=True)
+    return {"model": str(tmp_path / "model"), "blessing": str(tmp_path / "blessing")}
+
+
+@pytest.mark.parametrize("relation, output", [
+    ("is", "serving"), ("is inside", "serving/out"), ("holds", ".")])
+def test_an_output_that_is_inside_or_holds_the_serving_directory_is_refused(
+        tmp_path, relation, output):
+    serving = tmp_path / "serving"
+    (serving / "1").mkdir(parents=True)
+    (serving / "1" / "saved_model.pb").write_bytes(b"in service")
+    uri = os.path.normpath(tmp_path / output)
+    with pytest.raises(UsageError) as info:
+        run_component("push", _push_config(tmp_path, serving), _push_inputs(tmp_path),
+                      {"pushed": uri})
+    assert str(info.value) == (
+        f"component push: --output pushed={uri}: {relation} push.serving_dir ({serving}), "
+        "whose versions are in service; give another directory")
+    assert sorted(os.listdir(serving)) == ["1"] and not os.path.exists(serving / "out")
+
+
+def test_emptying_an_earlier_output_never_removes_a_serving_version(tmp_path):
+    # What an earlier `--output pushed=<serving directory>` left: push's own mark beside
+    # the versions it pushed. Another serving directory is configured now.
+    earlier = tmp_path / "earlier"
+    (earlier / "3").mkdir(parents=True)
+    (earlier / "3" / "saved_model.pb").write_bytes(b"in service")
+    (earlier / ".lmpipe-output.json").write_text(json.dumps({"component": "push",
+                                                              "complete": True}))
+    with pytest.raises(UsageError) as info:
+        run_component("push", _push_config(tmp_path, tmp_path / "serving"),
+                      _push_inputs(tmp_path), {"pushed": str(earlier)})
+    assert str(info.value) == (
+        f"component push: --output pushed={earlier}: holds the serving version {earlier / '3'}, "
+        "which emptying it would take out of service; give a new or empty directory")
+    assert (earlier / "3" / "saved_model.pb").read_bytes() == b"in service"
+
+
+def test_lmpipe_component_push_into_the_serving_directory_exits_2_in_one_line(tmp_path):
+    import yaml
+
+    from pipeline.core.contracts import serving_dir
+    from tests import lm_fixtures as lm
+    from tests.conftest import run_lmpipe
+
+    model, blessing, serving = tmp_path / "model", tmp_path / "blessing", tmp_path / "serving"
+    lm.write_bigram_model(model, seed=1, sequence_length=16)
+    blessing.mkdir()
+    (blessing / "blessing.json").write_text(json.dumps({"blessed": True, "candidate": {
+        "saved_model_sha256": serving_dir.saved_model_digest(str(model / "saved_model"))}}))
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({"pipeline": {"root": str(tmp_path / "root")},
+                                      "data": {"inputs": ["unused"]},
+                                      "push": {"serving_dir": str(serving)}}))
+    result = run_lmpipe("component", "push", "--config", config, "--input", f"model={model}",
+                        "--input", f"blessing={blessing}", "--output", f"pushed={serving}")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"lmpipe: error: component push: --output pushed={serving}: is push.serving_dir "
+        f"({serving}), whose versions are in service; give another directory"]
+    assert not serving.exists()

@@ -40,7 +40,7 @@ def write_examples(directory: Path, records: list[dict], task: dict) -> Path:
             writer.write(encode_example(ints, texts))
     splits = {"eval": {"shards": ["eval-00000-of-00001.tfrecord"], "examples": len(records)},
               "train": {"shards": [], "examples": 0}}
-    examples.write_feature_spec(str(directory), examples.feature_spec(WINDOW, 0, "none", splits,
+    examples.write_feature_spec(str(directory), examples.feature_spec(WINDOW, 0, False, splits,
                                                                       [128], task))
     return directory
 

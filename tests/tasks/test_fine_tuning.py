@@ -127,10 +127,10 @@ def test_the_task_type_chooses_what_the_trainer_does_differently():
     from components.train import tasks
     from components.train.data import FeatureSpec
 
-    classify = FeatureSpec(32, "none", {"type": "classification", "labels": ["a", "b", "c"]})
+    classify = FeatureSpec(32, False, {"type": "classification", "labels": ["a", "b", "c"]})
     tasks.task_for(CLASSIFY).check_examples(classify)
     assert tasks.task_for(CLASSIFY).model_arguments(classify) == {"num_classes": 3}
-    packed = FeatureSpec(32, "none")
+    packed = FeatureSpec(32, False)
     tasks.task_for(TaskConfig()).check_examples(packed)
     assert tasks.task_for(TaskConfig()).model_arguments(packed) == {}
     with pytest.raises(UsageError, match="^task.type is 'classification' but the examples "

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import field
 
-from pipeline.core.config.checks import config_dataclass, require, require_positive
+from pipeline.core.config.checks import (config_dataclass, require, require_plain_path,
+                                         require_positive)
 from pipeline.core.config.cloud import DataflowConfig, ScheduleConfig, VertexConfig, VertexMachineConfig
 from pipeline.core.config.data import DataConfig, TokenizerConfig, TransformConfig
 from pipeline.core.config.model import FAMILY_OBJECTIVES, ModelConfig, TaskConfig
@@ -36,6 +37,9 @@ class PipelineConfig:
     name: str = "lmpipe"
     root: str = "runs"
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)
+
+    def __post_init__(self):
+        require_plain_path(self, "root")
 
 
 def check_task(config) -> None:

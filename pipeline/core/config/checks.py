@@ -20,3 +20,17 @@ def require_positive(section: object, *names: str) -> None:
     for name in names:
         value = getattr(section, name)
         require(value is None or value > 0, name, f"must be > 0, got {value}")
+
+
+# TensorFlow reads the path of a checkpoint or SavedModel it loads as a pattern (`run[1]`
+# would mean `run1`), so a path models are saved under and loaded from must not hold these.
+PATTERN_CHARACTERS = "*?["
+
+
+def require_plain_path(section: object, *names: str) -> None:
+    """Each named path field of `section` must hold no wildcard character."""
+    for name in names:
+        value = getattr(section, name)
+        require(value is None or not any(c in value for c in PATTERN_CHARACTERS), name,
+                "must not hold *, ? or [ (TensorFlow reads a model's path as a pattern), "
+                f"got {value!r}")

@@ -135,7 +135,7 @@ class TransformConfig:
 
     Attributes:
         sequence_length: tokens per example window (at most `model.max_sequence_length`).
-        compression: TFRecords `none` or `gzip` (recorded in `feature_spec.json`).
+        gzip: gzip the TFRecord shards (recorded in `feature_spec.json`).
         mix_train_tails: pack each train domain's last partial window together with the
             other domains' remainders (domain `(mixed)`) instead of padding it.
         length_buckets: document-length bucket edges in text tokens, increasing; they
@@ -146,7 +146,7 @@ class TransformConfig:
     """
 
     sequence_length: int = 128
-    compression: Literal["none", "gzip"] = "none"
+    gzip: bool = False
     mix_train_tails: bool = True
     length_buckets: tuple[int, ...] = (128, 512, 2048)
     tokenizer_processes: int | None = None

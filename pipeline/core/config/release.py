@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pipeline.core.config.checks import config_dataclass, require, require_positive
+from pipeline.core.config.checks import (config_dataclass, require, require_plain_path,
+                                         require_positive)
 
 
 @config_dataclass
@@ -76,12 +77,19 @@ class PushConfig:
         keep_versions: how many of the newest versions to keep.
         variant: which export of the model is evaluated, gated and pushed: `float`
             (`saved_model/`) or `quantized` (`saved_model_int8/`, needs train.quantize).
+        card_paths: how the model card shows paths (the model, its data, the raw files,
+            the root, the serving directory): `relative` to the working directory of the
+            push where they lie below it (others stay absolute), `absolute`, or
+            `redacted` (every absolute path and URL becomes `<redacted>`; the
+            fingerprints still identify the data).
     """
 
     serving_dir: str = "serving"
     keep_versions: int = 5
     variant: Literal["float", "quantized"] = "float"
+    card_paths: Literal["relative", "absolute", "redacted"] = "relative"
 
     def __post_init__(self):
         require_positive(self, "keep_versions")
         require(bool(self.serving_dir.strip()), "serving_dir", "must be a directory path, got ''")
+        require_plain_path(self, "serving_dir")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Literal
 
-from pipeline.core.config.checks import config_dataclass, require, require_positive
+from pipeline.core.config.checks import (config_dataclass, require, require_plain_path,
+                                         require_positive)
 
 
 @config_dataclass
@@ -29,6 +30,7 @@ class DistillConfig:
     def __post_init__(self):
         require(self.teacher is None or bool(self.teacher.strip()), "teacher",
                 "must be a path or 'latest_pushed', got ''")
+        require_plain_path(self, "teacher")
         require(0.0 <= self.alpha <= 1.0, "alpha", f"must be in [0, 1], got {self.alpha}")
         require_positive(self, "temperature")
 
@@ -167,6 +169,7 @@ class TrainConfig:
     quantize: Literal["none", "int8", "int8_weights"] = "none"
 
     def __post_init__(self):
+        require_plain_path(self, "warm_start")
         require_positive(self, "steps", "max_tokens", "batch_size", "grad_accum_steps",
                          "learning_rate", "epsilon", "clip_norm", "steps_per_execution",
                          "shuffle_buffer", "log_every", "eval_every", "eval_batches",

@@ -2,7 +2,10 @@
 
     blessing/blessing.json     {"blessed": bool, "failures": [{"metric", "slice", "kind",
                                "threshold" (TFMA's, as JSON), "value", "candidate", ...}],
-                               "ignored_failures", "baseline", "metrics", "slices",
+                               "ignored_failures", "baseline" ({"uri", "fingerprint",
+                               "version", "model_sha256", "run_id"} of the model in
+                               service it was compared with, or null),
+                               "compared_with_service" (bool), "metrics", "slices",
                                "comparison", "candidate" {"uri", "fingerprint",
                                "saved_model_sha256"}, "lineage", "evaluation", "run_id",
                                ...}: the release decision, and what push needs for the
@@ -10,6 +13,12 @@
     evaluation/metrics.json    the metrics document: {"overall", "slices", "baseline",
                                "comparison", ...} (the fields of each task type are in
                                `components/evaluate/tasks.py`)
+
+A verdict with `compared_with_service` true holds only while the serving directory's
+newest version is the `baseline` it was judged against (null: while nothing is in
+service); push checks that under the serving directory's lock (`judged_against`). Without
+the key (a fine-tuning task's absolute gate, a blessing written by hand) the verdict does
+not depend on what is in service.
 
 Paths go through `pipeline/core/files.py`, so any Beam filesystem (local, gs://) works.
 """
@@ -47,6 +56,25 @@ def read_blessing(directory: str) -> dict:
     if not isinstance(verdict, dict) or not isinstance(verdict.get("blessed"), bool):
         raise UsageError(f"{path}: expected an object with a boolean 'blessed'")
     return verdict
+
+
+def judged_against(verdict: dict) -> tuple[bool, tuple[int, str] | None]:
+    """What was in service when a verdict was made, if the verdict depends on it.
+
+    Args:
+        verdict: a blessing's content (`read_blessing`).
+
+    Returns:
+        (compared, state): whether the verdict compared the candidate with the model in
+        service, and that model as (version, SavedModel digest), None when nothing was in
+        service.
+    """
+    if verdict.get("compared_with_service") is not True:
+        return False, None
+    baseline = verdict.get("baseline")
+    if not isinstance(baseline, dict):
+        return True, None
+    return True, (baseline.get("version"), baseline.get("model_sha256"))
 
 
 def read_outputs(evaluation, blessing) -> tuple[dict, dict]:

@@ -2,8 +2,8 @@
 
     examples/train-XXXXX-of-NNNNN.tfrecord, eval-...   `tf.train.Example` shards
     examples/feature_spec.json                         the features, the window length,
-        `pad_id`, the compression (`none` or `gzip`), the length buckets, per split the
-        shard names and example counts, and for a fine-tuning task its `task` entry
+        `pad_id`, `gzip` (whether the shards are gzipped), the length buckets, per split
+        the shard names and example counts, and for a fine-tuning task its `task` entry
 
 A language model's examples are packed windows; each holds exactly these features:
 
@@ -40,13 +40,12 @@ import numpy as np
 from pipeline.core import files
 from pipeline.core.errors import UsageError
 
-FORMAT_VERSION = 2
+# 3: the shards' gzip is the boolean `gzip` (format 2 called it `compression`).
+FORMAT_VERSION = 3
 FEATURE_SPEC_FILE = "feature_spec.json"
-# One suffix whatever the compression (readers glob `<split>-*.tfrecord`); the compression
-# is recorded in feature_spec.json.
+# One suffix, gzipped or not (readers glob `<split>-*.tfrecord`); feature_spec.json says which.
 TFRECORD_SUFFIX = ".tfrecord"
 MIXED_DOMAIN = "(mixed)"
-COMPRESSIONS = ("none", "gzip")
 # The trainer feeds these to the task's objective (`models.objectives`), beside the tokens.
 BATCH_FEATURES = {"classification": ["label"], "text_to_text": ["target_start"]}
 
@@ -80,14 +79,14 @@ def bucket_of(num_tokens: np.ndarray, edges: tuple[int, ...] | list[int]) -> np.
     return np.searchsorted(np.asarray(edges), num_tokens, side="right")
 
 
-def feature_spec(sequence_length: int, pad_id: int, compression: str, splits: dict,
+def feature_spec(sequence_length: int, pad_id: int, gzip: bool, splits: dict,
                  length_buckets: list[int], task: dict | None = None) -> dict:
     """The content of `feature_spec.json`.
 
     Args:
         sequence_length: `transform.sequence_length`.
         pad_id: the tokenizer's pad id.
-        compression: `none` or `gzip`.
+        gzip: whether the shards are gzipped (`transform.gzip`).
         splits: split -> {"shards": [file names], "examples": count}.
         length_buckets: `transform.length_buckets` (edges, in text tokens).
         task: a fine-tuning task's entry ({"type", ...}), None for a language model.
@@ -97,7 +96,7 @@ def feature_spec(sequence_length: int, pad_id: int, compression: str, splits: di
     """
     spec = {"format_version": FORMAT_VERSION,
             "features": features(sequence_length, task["type"] if task else "lm"),
-            "sequence_length": sequence_length, "pad_id": pad_id, "compression": compression,
+            "sequence_length": sequence_length, "pad_id": pad_id, "gzip": gzip,
             "length_buckets": {"edges": list(length_buckets),
                                "names": bucket_names(length_buckets)},
             "mixed_domain": MIXED_DOMAIN, "splits": splits}
@@ -114,8 +113,15 @@ def write_feature_spec(directory: str, spec: dict) -> None:
 def read_feature_spec(directory: str) -> dict:
     """The examples artifact's `feature_spec.json`, checked (any Beam filesystem).
 
+    Args:
+        directory: the examples artifact.
+
+    Returns:
+        The spec, its `gzip` false where the writer left it out.
+
     Raises:
-        UsageError: it is missing, not a JSON object, or names an unknown compression.
+        UsageError: it is missing, not a JSON object, of another format version, or its
+            `gzip` is not a boolean.
     """
     path = files.join(directory, FEATURE_SPEC_FILE)
     try:
@@ -127,12 +133,17 @@ def read_feature_spec(directory: str) -> dict:
                          f"artifact?)") from None
     if not isinstance(spec, dict):
         raise UsageError(f"{path}: expected a JSON object")
-    compression = spec.get("compression", "none")
-    if compression not in COMPRESSIONS:
-        raise UsageError(f"{path}: compression must be none or gzip, got {compression!r}")
+    version = spec.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        # An older spec would be misread (format 2's gzipped shards taken for plain ones).
+        raise UsageError(f"{path}: examples of format {version}, this lmpipe reads format "
+                         f"{FORMAT_VERSION} (rerun transform)")
+    gzip = spec.setdefault("gzip", False)
+    if not isinstance(gzip, bool):
+        raise UsageError(f"{path}: gzip must be true or false, got {gzip!r}")
     return spec
 
 
 def shard_pattern(directory: str, split: str) -> str:
-    """The glob of a split's shards."""
-    return files.join(directory, f"{split}-*{TFRECORD_SUFFIX}")
+    """The glob of a split's shards (the directory's own name matches only itself)."""
+    return files.join(files.escape(directory), f"{split}-*{TFRECORD_SUFFIX}")

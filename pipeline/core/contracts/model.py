@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 
+from pipeline.core import files
 from pipeline.core.artifacts import Artifact
 from pipeline.core.contracts import serving_dir as serving
 from pipeline.core.contracts.serving_dir import MODEL_CARD as CARD_FILE, SAVED_MODEL_FILE
@@ -42,12 +43,12 @@ VARIANT_DIRS = {"float": FLOAT_DIR, "quantized": INT8_DIR}
 KERAS_FILE = "model.keras"
 SUMMARY_FILE = "train_summary.json"
 LOG_FILE = "train_log.csv"
+# `train.warm_start` (and `train.distill.teacher`): the newest version in `push.serving_dir`.
+LATEST_PUSHED = "latest_pushed"
 
 
 def is_saved_model(path: str) -> bool:
     """Whether `path` is a SavedModel directory (local or any Beam filesystem)."""
-    from pipeline.core import files
-
     return files.exists(files.join(path, SAVED_MODEL_FILE))
 
 
@@ -85,9 +86,6 @@ def training_record(path: str) -> dict | None:
     return None
 
 
-LATEST_PUSHED = "latest_pushed"
-
-
 def resolve(requested: str | None, serving_dir: str, base_key: str) -> Artifact | None:
     """The warm-start input for `train.warm_start`.
 
@@ -116,11 +114,22 @@ def _latest_pushed(serving_dir: str, base_key: str) -> Artifact:
     latest = found[-1]
     recorded = ((latest.card.get("training") or {}).get("warm_start") or {})
     if recorded.get("base_key") == base_key and recorded.get("artifact"):
-        return Artifact.from_json(recorded["artifact"])
+        return recorded_reference(recorded["artifact"])
     digest = latest.digest()
     return Artifact(type="Model", uri=latest.path,
                     fingerprint=_sha256(f"{latest.path}|{digest}"),
                     properties={**properties, "version": latest.number, "model_sha256": digest})
+
+
+def recorded_reference(recorded: dict) -> Artifact:
+    """A model reference as a training record in a model card keeps it, its path made
+    absolute again: cards show paths relative to the working directory by default
+    (`push.card_paths`)."""
+    artifact = Artifact.from_json(recorded)
+    uri = artifact.uri
+    if uri and not os.path.isabs(uri) and "://" not in uri and not uri.startswith("<"):
+        artifact = Artifact(**{**artifact.to_json(), "uri": os.path.abspath(uri)})
+    return artifact
 
 
 def _path(requested: str, base_key: str) -> Artifact:

@@ -7,6 +7,11 @@ A version directory appears by a rename of a complete copy, so any directory who
 an integer and that holds `saved_model.pb` is complete. Readers (the baseline resolver,
 `lmpipe generate`) use no TensorFlow here.
 
+Every push, from whatever pipeline root, looks at the versions and publishes holding a
+lock on the serving directory (`push_lock`), so it can check that the version in service
+is still the one its model was judged against and publish in one step (a
+compare-and-swap).
+
 A model is recognised by the SHA-256 of its SavedModel's files (`saved_model_digest`),
 recorded in the card as `model.saved_model_sha256`: the same model has the same digest
 whether it comes from a local DAG run, a single-component run or a Vertex step, which an
@@ -15,7 +20,9 @@ artifact fingerprint (derived from a cache key or a URI) cannot promise.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 
 from pipeline.core.artifacts import write_json_atomic
 from pipeline.core.errors import UsageError, first_line
+from pipeline.core.files import files_under
 
 MODEL_CARD = "model_card.json"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -34,8 +42,9 @@ SAVED_MODEL_FILE = "saved_model.pb"
 # TensorFlow's SavedModel fingerprint: hashes of the other files plus a random UUID per save,
 # so the same model saved twice would otherwise get two digests.
 FINGERPRINT_FILE = "fingerprint.pb"
-# What `publish` and `prune` leave when killed outright; an hour is far longer than any copy.
-_LEFTOVER = re.compile(r"\.\d+\.(tmp|deleting)-[0-9a-f]{8}")
+# What `publish`, `prune` and `write_card` leave when killed outright; an hour is far
+# longer than any copy.
+_LEFTOVER = re.compile(r"\.\d+\.(tmp|deleting|card)-[0-9a-f]{8}")
 LEFTOVER_SECONDS = 3600.0
 
 
@@ -92,8 +101,7 @@ def _files(path: str):
     from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
     root = FileSystems.join(path, "")
-    found = FileSystems.match([FileSystems.join(path, "**")])[0].metadata_list
-    for meta in sorted(found, key=lambda m: m.path):
+    for meta in files_under(path):
         def read(name=meta.path):
             with FileSystems.open(name, compression_type=CompressionTypes.UNCOMPRESSED) as f:
                 return f.read()
@@ -123,7 +131,7 @@ def versions(serving_dir: str) -> list[Version]:
     found = []
     for number in _numbered(serving_dir):
         path = os.path.join(serving_dir, str(number))
-        if os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
+        if _is_version(path):
             found.append(Version(number=number, path=path, card=read_card(path)))
     return found
 
@@ -194,6 +202,87 @@ def next_version(serving_dir: str) -> int:
     return numbers[-1] + 1 if numbers else 1
 
 
+@contextlib.contextmanager
+def push_lock(serving_dir: str, on_wait=None):
+    """Hold the push lock of a serving directory (created if missing): an exclusive
+    `flock` on the directory itself, not on the pipeline root, since runs on different
+    roots share a serving directory; no file is added to it. The operating system drops
+    the lock when its process dies, so a killed push never leaves it held.
+
+    Args:
+        serving_dir: the serving directory.
+        on_wait: called (without arguments) when another push holds the lock; then this
+            waits for it.
+
+    Raises:
+        UsageError: the directory cannot be created, opened or locked (a file system
+            without `flock`).
+    """
+    _make_dir(serving_dir)
+    try:
+        handle = os.open(serving_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as err:
+        raise UsageError(f"serving directory {serving_dir}: cannot open "
+                         f"({err.strerror or err.__class__.__name__})") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as err:
+            raise UsageError(f"serving directory {serving_dir}: cannot lock it for a push "
+                             f"({err.strerror or err.__class__.__name__})") from None
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _make_dir(serving_dir: str) -> None:
+    try:
+        os.makedirs(serving_dir, exist_ok=True)
+    except FileExistsError:  # a file of that name (`exist_ok` covers a directory)
+        raise UsageError(f"serving directory {serving_dir}: not a directory") from None
+    except OSError as err:
+        raise UsageError(f"serving directory {serving_dir}: cannot create "
+                         f"({err.strerror or err.__class__.__name__})") from None
+
+
+def write_card(version_dir: str, card: dict) -> None:
+    """Replace the model card of a published version in one rename (readers see the old
+    card or the new one). The temporary file is written beside the version, not inside
+    it, so a kill leaves no stray file in the SavedModel (`remove_leftovers` clears it)."""
+    tmp = os.path.join(os.path.dirname(version_dir),
+                       f".{os.path.basename(version_dir)}.card-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(card, f, indent=2, sort_keys=True)
+        os.replace(tmp, os.path.join(version_dir, MODEL_CARD))
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def version_below(directory: str) -> str | None:
+    """A serving version (an integer-named directory holding `saved_model.pb`) that is
+    `directory` or lies below it, or None: what emptying `directory` would take out of
+    service. Symbolic links are looked through, not walked into."""
+    if _is_version(directory):
+        return directory
+    for parent, names, _ in os.walk(directory):
+        for name in names:
+            if _is_version(os.path.join(parent, name)):
+                return os.path.join(parent, name)
+    return None
+
+
+def _is_version(path: str) -> bool:
+    name = os.path.basename(os.path.normpath(path))
+    return (name.isascii() and name.isdigit()
+            and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)))
+
+
 def publish(saved_model: str, serving_dir: str, number: int, card: dict) -> str:
     """Copy a SavedModel and its card into `<serving_dir>/<number>`, visible only when whole.
 
@@ -204,11 +293,7 @@ def publish(saved_model: str, serving_dir: str, number: int, card: dict) -> str:
         VersionTaken: `<number>` appeared meanwhile (another push); nothing was written.
         UsageError: `serving_dir` cannot be created (a file is in the way, no permission).
     """
-    try:
-        os.makedirs(serving_dir, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"serving directory {serving_dir}: cannot create "
-                         f"({err.strerror or err.__class__.__name__})") from None
+    _make_dir(serving_dir)
     final = os.path.join(serving_dir, str(number))
     tmp = os.path.join(serving_dir, f".{number}.tmp-{uuid.uuid4().hex[:8]}")
     try:
@@ -238,9 +323,11 @@ def _rename_new(source: str, target: str) -> None:
 
 
 def remove_leftovers(serving_dir: str, older_than: float = LEFTOVER_SECONDS) -> list[str]:
-    """Delete the staging copies (`.N.tmp-*`) and half-deleted versions (`.N.deleting-*`)
-    of pushes and prunes that were killed outright, once they are `older_than` seconds
-    old: younger ones may belong to a push at work right now.
+    """Delete the staging copies (`.N.tmp-*`), half-deleted versions (`.N.deleting-*`,
+    a directory or a symbolic link) and card rewrites (`.N.card-*`) of pushes and prunes
+    that were killed outright, once they are `older_than` seconds old: younger ones may
+    belong to a push at work right now (one that does not take the lock). A link is
+    removed, never what it points to.
 
     Returns:
         The names removed.
@@ -249,14 +336,14 @@ def remove_leftovers(serving_dir: str, older_than: float = LEFTOVER_SECONDS) -> 
     now = time.time()
     for name in sorted(os.listdir(serving_dir)):
         path = os.path.join(serving_dir, name)
-        if not _LEFTOVER.fullmatch(name) or os.path.islink(path) or not os.path.isdir(path):
+        if not _LEFTOVER.fullmatch(name):
             continue
         try:
-            if now - os.stat(path).st_mtime < older_than:
+            if now - os.lstat(path).st_mtime < older_than:
                 continue
         except FileNotFoundError:  # its push finished or another push removed it
             continue
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
         removed.append(name)
     return removed
 
@@ -275,6 +362,16 @@ def prune(serving_dir: str, keep: int) -> list[int]:
             os.rename(version.path, doomed)
         except FileNotFoundError:  # a concurrent push pruned it first
             continue
-        shutil.rmtree(doomed, ignore_errors=True)
+        _remove(doomed)
         removed.append(version.number)
     return removed
+
+
+def _remove(path: str) -> None:
+    """Remove a directory tree, a file or a symbolic link (never what the link points to:
+    a version linked in from elsewhere leaves service, its files stay where they are)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)

@@ -16,7 +16,7 @@ def artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     lm_data.write_tokenizer(root / "tokenizer")
     plain = lm_data.write_examples(root / "plain", root / "tokenizer")
-    gzip = lm_data.write_examples(root / "gzip", root / "tokenizer", compression="gzip", shards=3)
+    gzip = lm_data.write_examples(root / "gzip", root / "tokenizer", gzip=True, shards=3)
     return root, plain, gzip
 
 
@@ -67,6 +67,19 @@ def test_feature_spec_problems_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="feature_spec.json: missing"):
         data.read_feature_spec(str(tmp_path))
     (tmp_path / "feature_spec.json").write_text(json.dumps(
-        {"sequence_length": 8, "compression": "zstd"}))
-    with pytest.raises(UsageError, match="compression must be none or gzip"):
+        {"sequence_length": 8, "gzip": "zstd"}))
+    with pytest.raises(UsageError, match="feature_spec.json: gzip must be true or false, "
+                                         "got 'zstd'"):
+        data.read_feature_spec(str(tmp_path))
+
+
+def test_examples_of_the_older_format_are_refused_not_misread(tmp_path):
+    """Format 2 named its gzip `compression`: read as format 3, gzipped shards would be
+    taken for plain ones, so the older spec is refused with what to do."""
+    from components.train import data
+
+    (tmp_path / "feature_spec.json").write_text(json.dumps(
+        {"format_version": 2, "sequence_length": 8, "compression": "gzip"}))
+    with pytest.raises(UsageError, match=r"feature_spec.json: examples of format 2, this "
+                                         r"lmpipe reads format 3 \(rerun transform\)"):
         data.read_feature_spec(str(tmp_path))

@@ -6,6 +6,7 @@ computes. The host loop: when calls end, resuming from a checkpoint, early stopp
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import subprocess
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline.core.config import TrainConfig
-from tests.components.train.helpers import make_trainer, repeat, weights
+from tests.components.train.helpers import TINY_MODEL, make_trainer, repeat, weights
 from tests.models.lm_data import env, reference_nll, reference_targets
 
 
@@ -93,6 +94,27 @@ def test_same_seed_gives_identical_training():
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_masks_are_drawn_anew_each_step_from_the_run_seed():
+    # A learning rate of 1e-12 leaves the weights as they are: the losses of one batch
+    # differ from step to step only by their dropout masks.
+    config = TrainConfig(steps=3, batch_size=8, optimizer="sgd", learning_rate=1e-12,
+                         warmup_steps=0, seed=7)
+    batch = _batch(1)
+    runs = {}
+    for name, seed in (("a", 7), ("again", 7), ("other", 8)):
+        trainer = make_trainer(_default(), config, dataclasses.replace(TINY_MODEL, dropout=0.5))
+        trainer.seed = seed  # the same initial weights, another seed for the masks
+        iterator = iter(repeat(batch))
+        runs[name] = [float(trainer.run_steps(iterator, 1)["loss"]) for _ in range(3)]
+    without_dropout = _numpy_loss(trainer.model, batch)
+    assert runs["a"] == runs["again"], "the masks are a function of the seed and the step"
+    losses = runs["a"] + [without_dropout]
+    assert min(abs(a - b) for i, a in enumerate(losses) for b in losses[i + 1:]) > 1e-3, \
+        "each step draws new masks, and dropout is on"
+    assert all(abs(a - b) > 1e-3 for a, b in zip(runs["a"], runs["other"])), \
+        "another seed draws other masks"
 
 
 def test_gradient_accumulation_equals_the_whole_batch():
@@ -191,10 +213,10 @@ def test_calls_end_at_every_step_that_must_be_logged_evaluated_or_saved():
                 log_every=10).next_stop(0) == 8
 
 
-def _checkpointed(tmp_path, config, data_seeds):
+def _checkpointed(tmp_path, config, data_seeds, model_config=TINY_MODEL):
     from components.train.checkpoints import Checkpoints
 
-    trainer = make_trainer(_default(), config)
+    trainer = make_trainer(_default(), config, model_config)
     iterator = iter(_stream(data_seeds).shuffle(16, seed=3))
     checkpoints = Checkpoints(str(tmp_path), {"model": trainer.model,
                                               "optimizer": trainer.optimizer,
@@ -203,15 +225,18 @@ def _checkpointed(tmp_path, config, data_seeds):
     return trainer, iterator, checkpoints
 
 
-def test_resume_from_a_checkpoint_continues_exactly(tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_resume_from_a_checkpoint_continues_exactly(tmp_path, dropout):
     from components.train.loop import Plan, fit
     from components.train.monitor import Monitor
 
     config = TrainConfig(steps=12, batch_size=8, learning_rate=1e-2, warmup_steps=2)
+    model_config = dataclasses.replace(TINY_MODEL, dropout=dropout)
     plan = Plan(total_steps=12, tokens_per_step=256, steps_per_execution=4, log_every=3,
                 checkpoint_every=3)
     lines = []
-    trainer, iterator, checkpoints = _checkpointed(tmp_path / "a", config, [1, 2, 3, 4])
+    trainer, iterator, checkpoints = _checkpointed(tmp_path / "a", config, [1, 2, 3, 4],
+                                                   model_config)
     whole = fit(trainer, iterator, plan, Monitor(str(tmp_path / "logs_a"), 12, lines.append),
                 checkpoints=checkpoints)
     expected = weights(trainer)
@@ -219,10 +244,12 @@ def test_resume_from_a_checkpoint_continues_exactly(tmp_path):
         "ckpt-12.index", "ckpt-9.index"]  # keep=2
 
     # An interrupted run: 7 steps (last checkpoint at 6), then a fresh process restores.
-    trainer, iterator, checkpoints = _checkpointed(tmp_path / "b", config, [1, 2, 3, 4])
+    trainer, iterator, checkpoints = _checkpointed(tmp_path / "b", config, [1, 2, 3, 4],
+                                                   model_config)
     fit(trainer, iterator, Plan(**{**plan.__dict__, "total_steps": 7}),
         Monitor(str(tmp_path / "logs_b"), 12, lines.append), checkpoints=checkpoints)
-    trainer, iterator, checkpoints = _checkpointed(tmp_path / "b", config, [1, 2, 3, 4])
+    trainer, iterator, checkpoints = _checkpointed(tmp_path / "b", config, [1, 2, 3, 4],
+                                                   model_config)
     restored = checkpoints.restore_latest()
     assert restored.endswith("ckpt-6") and trainer.step == 6
     resumed = fit(trainer, iterator, plan, Monitor(str(tmp_path / "logs_b"), 12, lines.append,
@@ -231,9 +258,17 @@ def test_resume_from_a_checkpoint_continues_exactly(tmp_path):
     assert resumed.final_train_loss == whole.final_train_loss
     for a, b in zip(expected, weights(trainer)):
         np.testing.assert_array_equal(a, b)
-    with open(tmp_path / "logs_b" / "train_log.csv") as f:
-        logged = [int(r["step"]) for r in csv.DictReader(f)]
-    assert logged == [3, 6, 9, 12], "rows after the resumed step are replaced, not repeated"
+    logged = {name: _logged_losses(tmp_path / name) for name in ("logs_a", "logs_b")}
+    assert [step for step, _ in logged["logs_b"]] == [3, 6, 9, 12], \
+        "rows after the resumed step are replaced, not repeated"
+    # Every step's loss to the bit, dropout masks included (steps 9 and 12 are resumed).
+    assert logged["logs_b"] == logged["logs_a"]
+
+
+def _logged_losses(log_dir) -> list[tuple[int, str]]:
+    """(step, training loss) of each row a `Monitor` wrote to `log_dir`'s CSV."""
+    with open(log_dir / "train_log.csv") as f:
+        return [(int(r["step"]), r["loss"]) for r in csv.DictReader(f)]
 
 
 def test_early_stopping_after_patience_evaluations_without_improvement():

@@ -1,5 +1,6 @@
 """A training run killed with SIGKILL and started again with the same command resumes from
-its last checkpoint and ends where an uninterrupted run ends."""
+its last checkpoint and ends where an uninterrupted run ends, dropout included: the same loss
+at every logged step and the same weights, to the bit."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def _config(tmp_path: Path, corpus: Path, name: str) -> Path:
     raw = tiny_raw_config(tmp_path / name, corpus)
     raw["train"].update({"steps": STEPS, "checkpoint_every": EVERY, "log_every": EVERY,
                          "eval_every": 400, "keep_checkpoints": 2})
+    raw["model"]["dropout"] = 0.1  # pipeline.yaml's: the masks must resume too
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -45,10 +47,18 @@ def _latest_checkpoint(root: Path) -> int:
     return max(steps)
 
 
-def _summary(root: Path) -> dict:
+def _model(root: Path) -> Path:
     record = json.loads((root / "latest_run.json").read_text())
-    model = record["components"]["train"]["outputs"]["model"]
-    return json.loads((Path(model) / "train_summary.json").read_text())
+    return Path(record["components"]["train"]["outputs"]["model"])
+
+
+def _summary(root: Path) -> dict:
+    return json.loads((_model(root) / "train_summary.json").read_text())
+
+
+def _log(root: Path) -> list[dict]:
+    with open(_model(root) / "train_log.csv") as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.mark.slow
@@ -82,13 +92,13 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path,
     assert whole.returncode == 0, whole.stderr[-3000:]
     uninterrupted = _summary(tmp_path / "reference" / "root")
     assert uninterrupted["resumed_from_step"] is None
-    assert resumed["eval_loss"] == pytest.approx(uninterrupted["eval_loss"], rel=0.005)
-    # Deterministic ops, restored data position: the very same weights.
+    # Deterministic ops, restored data position, dropout masks drawn from (seed, step): the
+    # very same losses at every logged step, eval losses and weights.
+    rows, reference_rows = _log(root), _log(tmp_path / "reference" / "root")
+    assert [(r["step"], r["loss"], r["eval_loss"]) for r in rows] == [
+        (r["step"], r["loss"], r["eval_loss"]) for r in reference_rows]
     assert resumed["weights_sha256"] == uninterrupted["weights_sha256"]
     assert resumed["eval_loss"] == uninterrupted["eval_loss"]
-    model = json.loads((root / "latest_run.json").read_text())["components"]["train"]["outputs"]
-    with open(Path(model["model"]) / "train_log.csv") as f:
-        rows = list(csv.DictReader(f))
     # The curve spans both sessions, each step once: rows the killed session logged after
     # its last checkpoint were dropped when the run resumed.
     assert [int(r["step"]) for r in rows if r["loss"]] == list(range(EVERY, STEPS + 1, EVERY))
