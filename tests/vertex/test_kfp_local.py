@@ -130,5 +130,9 @@ def test_kfp_local_runs_the_real_dag_to_a_pushed_model(tmp_path):
     assert sorted(p.name for p in serving.iterdir()) == ["1"]
     assert saved_model_digest(str(serving / "1")) == digest
     card = json.loads((serving / "1" / "model_card.json").read_text())
-    assert card["model"]["uri"] == str(model) and card["metrics"] == metrics
-    assert card["data"]["tokenizer"]["uri"] == str(tokenizer)
+    # The card shows paths relative to the step's working directory (`push.card_paths:
+    # relative`, the default).
+    for shown, path in ((card["model"]["uri"], model),
+                        (card["data"]["tokenizer"]["uri"], tokenizer)):
+        assert not os.path.isabs(shown) and str(path).endswith(os.sep + shown)
+    assert card["metrics"] == metrics
