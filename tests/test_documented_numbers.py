@@ -31,9 +31,9 @@ def test_the_printed_metrics_are_the_run_records():
     printed = (MEASURED / "run.txt").read_text(encoding="utf-8")
     assert record["run_id"] in printed.splitlines()[0]
     metrics = record["metrics"]
-    for line in (f"eval_perplexity: {metrics['eval_perplexity']:.2f}",
-                 f"eval_bits_per_byte: {metrics['eval_bits_per_byte']:.3f}",
-                 f"eval_token_accuracy: {metrics['eval_token_accuracy']:.4f}",
+    for line in (f"eval_perplexity: {metrics['eval_perplexity']:.4g}",
+                 f"eval_bits_per_byte: {metrics['eval_bits_per_byte']:.4g}",
+                 f"eval_token_accuracy: {metrics['eval_token_accuracy']:.4g}",
                  f"train_tokens_per_second: {metrics['train_tokens_per_second']:,.0f}",
                  f"eval_unigram_perplexity: {metrics['eval_unigram_perplexity']:.1f}"):
         assert f"  {line}\n" in printed
