@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     _add_local_commands(sub)
     _add_generate(sub)
+    _add_serve(sub)
     _add_step_and_vertex_commands(sub)
     return parser
 
@@ -167,6 +168,12 @@ def _add_local_commands(sub) -> None:
     tune.set_defaults(handler=cmd_tune)
 
 
+# `lmpipe generate`'s sampling defaults, which `lmpipe serve` gives a request that leaves
+# them out (keyed by the `generate` signature's input names).
+GENERATE_DEFAULTS = {"max_new_tokens": 64, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                     "seed": 0, "stream_chunk": 8}
+
+
 def _add_generate(sub) -> None:
     """generate: text from an exported or pushed model."""
     generate = sub.add_parser("generate", help="generate text with an exported or pushed model")
@@ -176,20 +183,47 @@ def _add_generate(sub) -> None:
     prompts = generate.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompt", help="the prompt text")
     prompts.add_argument("--prompts-file", help="a file with one prompt per line")
-    generate.add_argument("--max-tokens", type=int, default=64,
+    d = GENERATE_DEFAULTS
+    generate.add_argument("--max-tokens", type=int, default=d["max_new_tokens"],
                           help="new tokens per prompt (default %(default)s)")
-    generate.add_argument("--temperature", type=float, default=1.0,
+    generate.add_argument("--temperature", type=float, default=d["temperature"],
                           help="0 is greedy (default %(default)s)")
-    generate.add_argument("--top-k", type=int, default=0,
+    generate.add_argument("--top-k", type=int, default=d["top_k"],
                           help="sample from the k likeliest tokens; 0 keeps all (default)")
-    generate.add_argument("--top-p", type=float, default=1.0,
+    generate.add_argument("--top-p", type=float, default=d["top_p"],
                           help="nucleus sampling's probability mass (default %(default)s)")
-    generate.add_argument("--seed", type=int, default=0,
+    generate.add_argument("--seed", type=int, default=d["seed"],
                           help="the same seed repeats the same sample (default %(default)s)")
-    generate.add_argument("--stream-chunk", type=int, default=8,
+    generate.add_argument("--stream-chunk", type=int, default=d["stream_chunk"],
                           help="new tokens per model call while streaming (0: as many as one "
                                "call can make; default %(default)s)")
     generate.set_defaults(handler=cmd_generate)
+
+
+def _add_serve(sub) -> None:
+    """serve: an HTTP server (TF Serving's REST API, Vertex AI's container contract)."""
+    serve = sub.add_parser("serve", help="serve an exported or pushed model over HTTP "
+                                         "(TF Serving's REST API)")
+    serve.add_argument("--model", required=True,
+                       help="a SavedModel directory, a model artifact, or a serving directory "
+                            "(its newest version, watched for new ones)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                                                           "(default %(default)s)")
+    serve.add_argument("--port", type=int, default=None,
+                       help="port (default: $AIP_HTTP_PORT, else 8501; 0 picks a free one)")
+    serve.add_argument("--name", default="lmpipe",
+                       help="the model's name in the routes (default %(default)s)")
+    serve.add_argument("--max-batch-size", type=int, default=16,
+                       help="most rows in one model call (default %(default)s)")
+    serve.add_argument("--batch-timeout-ms", type=float, default=5.0,
+                       help="longest a request waits for others to batch with "
+                            "(default %(default)s)")
+    serve.add_argument("--max-queue", type=int, default=64,
+                       help="most rows waiting; beyond, requests get 503 (default %(default)s)")
+    serve.add_argument("--poll-seconds", type=float, default=2.0,
+                       help="how often a serving directory is checked for a new version "
+                            "(default %(default)s)")
+    serve.set_defaults(handler=cmd_serve)
 
 
 def _add_step_and_vertex_commands(sub) -> None:
@@ -316,6 +350,18 @@ def cmd_generate(args) -> int:
     return generate_cli(args)
 
 
+def cmd_serve(args) -> int:
+    from pipeline.core.errors import UsageError
+    from pipeline.serve import serve_cli
+
+    if args.port is None:  # the Vertex AI container contract names the port
+        port = os.environ.get("AIP_HTTP_PORT", "8501")
+        if not port.isascii() or not port.isdigit():
+            raise UsageError(f"AIP_HTTP_PORT={port!r}: not a port number")
+        args.port = int(port)
+    return serve_cli(args, GENERATE_DEFAULTS)
+
+
 def cmd_tune(args) -> int:
     from pipeline.core.configio import load_config
     from pipeline.tune_command import tune
@@ -359,7 +405,7 @@ def cmd_schedule(args) -> int:
 def _vertex_request(args, action) -> int:
     """Run `submit` or `schedule`; a cloud-side failure is one line and exit status 1."""
     from pipeline.core.configio import load_config
-    from pipeline.vertex.jobs import CloudError
+    from pipeline.core.gcloud import CloudError
 
     config = load_config(args.config, args.set)
     try:

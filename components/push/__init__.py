@@ -4,7 +4,11 @@ Only a model whose `blessing.json` says blessed, and names this very model (by S
 digest), is pushed: its SavedModel (`push.variant`: `float`, the model artifact's
 `saved_model/`, or `quantized`, its int8 `saved_model_int8/`) is copied to
 `<push.serving_dir>/<N>/` (TF Serving layout, N one more than the highest number there)
-with a `model_card.json`, and the version appears by one rename. Then all but the newest
+with a `model_card.json`, and the version appears by one rename. Before that, unless
+`push.infra_validation` is off, the SavedModel is served by a fresh `lmpipe serve`
+process and must answer a canary request per signature a client calls (`infra.py`,
+TFX's InfraValidator); a model that does not is not pushed, like an unblessed one, and
+`push.json` says why. Then all but the newest
 `push.keep_versions` versions are removed, and so are the hidden staging copies of pushes
 killed outright more than an hour ago. A model already in service as the latest
 version is not copied again. A model that is not blessed leaves the serving directory
@@ -24,7 +28,8 @@ it rewrites the card in its own name (`completes_push_of_run` names the killed r
 the card and `lmpipe lineage` name the same run.
 
 Outputs:
-    pushed/push.json   {"pushed", "version", "uri", "reason", "pruned", "replaced"}
+    pushed/push.json   {"pushed", "version", "uri", "reason", "pruned", "replaced",
+                        "infra_validation": None (not run) or `infra.validate`'s result}
 
 The model card: version, variant, run id, time; the model (URI, artifact fingerprint,
 SavedModel digest); the version it replaced; the data it came from (examples, documents,
@@ -87,8 +92,20 @@ def run(inputs, outputs, runtime, push):
     else:
         record = _not_pushed("not blessed: " + _failure_text(verdict.get("failures", [])))
     runtime.log(_log_line(record, push.serving_dir))
+    if record["pushed"] and push.vertex.enabled:
+        record["vertex"] = _deploy_to_vertex(record["uri"], runtime, push)
     write_json_atomic(os.path.join(outputs["pushed"], PUSH_FILE), record)
     return {"pushed": {k: record[k] for k in ("pushed", "version", "uri", "reason")}}
+
+
+def _deploy_to_vertex(version_dir: str, runtime, push) -> dict:
+    """Deploy the version just published to the Vertex AI endpoint (`push.vertex`); a cloud
+    failure fails the step, so push.json never says a model is pushed whose deploy failed."""
+    from components.push import vertex
+    from pipeline.core.contracts import serving_dir
+
+    card = serving_dir.read_card(version_dir)
+    return vertex.deploy(version_dir, card, push.vertex, runtime.log)
 
 
 def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
@@ -96,6 +113,10 @@ def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
     from pipeline.core.contracts import serving_dir
 
     saved_model, digest = _blessed_saved_model(inputs, verdict, push)
+    # Before the lock: the check takes seconds, and other pushes need not wait for it.
+    served = _infra_validation(saved_model, runtime, push)
+    if served is not None and not served["passed"]:
+        return _not_pushed(f"not servable: {served['problem']}", served)
     target = os.path.abspath(push.serving_dir)
 
     def waiting() -> None:
@@ -103,11 +124,26 @@ def _push(inputs: dict, verdict: dict, runtime, push) -> dict:
 
     with serving_dir.push_lock(target, on_wait=waiting):
         record = _publish(inputs, verdict, runtime, push, saved_model, digest)
+        record["infra_validation"] = served
         if record["pushed"]:
             record["pruned"] = serving_dir.prune(target, push.keep_versions)
             for name in serving_dir.remove_leftovers(target):
                 runtime.log(f"[push] removed {name}, left by a push or prune that was killed")
     return record
+
+
+def _infra_validation(saved_model: str, runtime, push) -> dict | None:
+    """`infra.validate`'s result for the SavedModel, or None when `push.infra_validation`
+    is off."""
+    from components.push import infra
+
+    if not push.infra_validation:
+        return None
+    served = infra.validate(saved_model, push.infra_validation_timeout)
+    if served["passed"]:
+        runtime.log(f"[push] infra validation: a fresh server answered "
+                    f"{', '.join(served['checked'])} in {served['seconds']} s")
+    return served
 
 
 def _blessed_saved_model(inputs: dict, verdict: dict, push) -> tuple[str, str]:
@@ -232,9 +268,9 @@ def _unrecorded_push(runtime, version) -> bool:
         store.close()
 
 
-def _not_pushed(reason: str) -> dict:
+def _not_pushed(reason: str, served: dict | None = None) -> dict:
     return {"pushed": False, "version": None, "uri": None, "reason": reason, "pruned": [],
-            "replaced": None}
+            "replaced": None, "infra_validation": served}
 
 
 def _against(verdict: dict) -> str:

@@ -1,7 +1,8 @@
 """The Vertex AI requests: a `PipelineJob` for one run, a `PipelineJobSchedule` for retraining.
 
-Building an object sends nothing; `send` does, and turns every cloud-side failure (no
-credentials, permission denied, unreachable API) into one `CloudError` line.
+Building an object sends nothing; `send` (`pipeline/core/gcloud.py`) does, and turns every
+cloud-side failure (no credentials, permission denied, unreachable API) into one
+`CloudError` line.
 """
 
 from __future__ import annotations
@@ -9,17 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Callable
 
 from pipeline.core.configio import to_dict
 from pipeline.core.errors import ConfigError
-
-SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-
-
-class CloudError(Exception):
-    """Google Cloud could not be reached or refused the request (exit status 1)."""
-
+from pipeline.core.gcloud import anonymous_credentials, default_credentials, send
 
 def require_submit_fields(config) -> None:
     """`vertex.project` and `vertex.pipeline_root` must be set to create anything on Vertex."""
@@ -149,50 +143,6 @@ def schedule(config, spec: str, *, dry_run: bool) -> dict:
                 "schedule": request_json(schedule_request(created, arguments))}
     send(lambda: created.create(**arguments), "creating the schedule")
     return {"schedule": created.resource_name}
-
-
-def default_credentials():
-    """The user's Application Default Credentials, or a `CloudError` saying how to get them."""
-    import logging
-
-    import google.auth
-    from google.auth.exceptions import DefaultCredentialsError
-
-    # google.auth logs each place it looked; the error below says what to do instead.
-    logging.getLogger("google.auth").setLevel(logging.ERROR)
-    try:
-        credentials, _ = google.auth.default(scopes=list(SCOPES))
-    except DefaultCredentialsError:
-        raise CloudError("no Google Cloud credentials found: run `gcloud auth application-default "
-                         "login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
-    return credentials
-
-
-def anonymous_credentials():
-    """Credentials that sign nothing, for building requests without sending them."""
-    from google.auth.credentials import AnonymousCredentials
-
-    return AnonymousCredentials()
-
-
-def send(action: Callable[[], object], what: str):
-    """Run `action` (a call that talks to Google Cloud); any cloud failure is one `CloudError`.
-
-    Args:
-        action: e.g. `lambda: job.submit(...)`.
-        what: what is being sent, for the message.
-
-    Returns:
-        What `action` returns.
-    """
-    from google.api_core.exceptions import GoogleAPIError
-    from google.auth.exceptions import GoogleAuthError
-
-    try:
-        return action()
-    except (GoogleAPIError, GoogleAuthError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise CloudError(f"{what} failed: {err.__class__.__name__}: {first}") from None
 
 
 def request_json(message) -> dict:

@@ -72,7 +72,7 @@ def _push(tmp_path: Path, model: Path, blessed: bool, serving: Path, keep: int =
               "blessing": lm.artifact("ModelBlessing", blessing, f"fp-blessing-{run_id}")}
     push.run(inputs, {"pushed": str(out)}, Runtime(run_id=run_id, root=str(tmp_path)),
              push=PushConfig(serving_dir=str(serving), keep_versions=keep,
-                             card_paths=card_paths))
+                             card_paths=card_paths, infra_validation=False))
     return json.loads((out / "push.json").read_text()), out
 
 
@@ -106,8 +106,13 @@ def test_blessed_models_become_numbered_versions_and_old_ones_are_pruned(tmp_pat
     assert card["metrics"] == {"perplexity": 4.5, "bits_per_byte": 1.25}
     assert card["slices"] == {"domain=a": {"perplexity": 4.0}}
     assert card["config"]["evaluation"] == {"max_perplexity": 10.0}
-    assert card["config"]["push"] == {"serving_dir": str(serving), "keep_versions": 2,
-                                      "variant": "float", "card_paths": "relative"}
+    pushed_config = card["config"]["push"]
+    assert {key: pushed_config[key] for key in (
+        "serving_dir", "keep_versions", "variant", "card_paths", "infra_validation",
+        "infra_validation_timeout")} == {"serving_dir": str(serving), "keep_versions": 2,
+                                         "variant": "float", "card_paths": "relative",
+                                         "infra_validation": False,
+                                         "infra_validation_timeout": 120.0}
     assert card["variant"] == "float"
     assert card["training"] == {"seed": 3, "sharpness": 2.0}
     pushed_files = _tree(latest)
@@ -139,7 +144,8 @@ def test_the_model_in_service_is_not_pushed_twice(tmp_path, models):
     _push(tmp_path, models[0], True, serving, run_id="first")
     record, out = _push(tmp_path, models[0], True, serving, run_id="again")
     assert record == {"pushed": False, "version": 1, "uri": str(serving / "1"), "pruned": [],
-                      "replaced": None, "reason": "already in service"}
+                      "replaced": None, "reason": "already in service",
+                      "infra_validation": None}
     assert os.listdir(serving) == ["1"]
     assert push.summary({"pushed": lm.artifact("PushedModel", out, "fp")}) == {
         "pushed_model": str(serving / "1")}
@@ -212,7 +218,7 @@ def test_a_blessing_judged_against_what_is_no_longer_in_service_is_refused(tmp_p
             f"against version 1 (SavedModel {_digest(models[0])[:12]})")
     by = "" if judged == "version 1 replaced" else " pushed by run other"
     assert record == {"pushed": False, "version": None, "uri": None, "pruned": [],
-                      "replaced": None, "reason": (
+                      "replaced": None, "infra_validation": None, "reason": (
         f"refused: evaluate judged this model {then}, and version {now.number} (SavedModel "
         f"{_digest(models[1])[:12]}){by} is in service now; a new run judges it against "
         f"version {now.number}")}

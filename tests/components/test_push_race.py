@@ -92,6 +92,7 @@ def test_two_pushes_judged_against_nothing_in_service_publish_once(tmp_path, mod
     reason = (f"refused: evaluate judged this model with nothing in service, and version 1 "
               f"(SavedModel {version.digest()[:12]}) pushed by run {version.card['run_id']} is "
               "in service now; a new run judges it against version 1")
+    assert records[loser].pop("infra_validation")["passed"] is True  # served, then refused
     assert records[loser] == {"pushed": False, "version": None, "uri": None, "pruned": [],
                               "replaced": None, "reason": reason}
     assert f"[push] {reason}; serving stays at version 1" in errors[loser]

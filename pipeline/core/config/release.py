@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import field
 from typing import Literal
 
 from pipeline.core.config.checks import (config_dataclass, require, require_plain_path,
                                          require_positive)
+from pipeline.core.config.cloud import (VERTEX_REGIONS, _require_gcs, _require_image,
+                                        _require_no_space, _require_project)
+
+# A Vertex AI endpoint's numeric ID (else `push.vertex.endpoint` is its display name).
+ENDPOINT_ID = re.compile(r"^[0-9]+$")
+
+# The longest `push.infra_validation_timeout`: a bound that waiting on a process can take.
+MAX_INFRA_VALIDATION_SECONDS = 86400.0
 
 
 @config_dataclass
@@ -69,11 +79,73 @@ class EvaluationConfig:
 
 
 @config_dataclass
+class PushVertexConfig:
+    """Deploying each pushed version to a Vertex AI endpoint (`components/push/vertex.py`).
+
+    Opt-in. A pushed version is copied to Cloud Storage, uploaded to the Vertex AI Model
+    Registry (a new version of the registry model when one of that name exists) with the
+    serving image built from `Dockerfile.serving`, and deployed to the endpoint.
+
+    Attributes:
+        enabled: deploy each version that push publishes.
+        project, location: the Google Cloud project and region of the model and endpoint
+            (project required when enabled).
+        image: the serving image built from `Dockerfile.serving` (required when enabled).
+        artifact_root: the gs:// directory each version is copied to, as
+            `<artifact_root>/<version>-<SavedModel digest, 12 digits>/<version>/`: a
+            serving directory of that one version, which Vertex hands to the container as
+            AIP_STORAGE_URI (required when enabled).
+        model_name: the registry model's display name.
+        endpoint: the endpoint's display name (created when no endpoint has it) or its
+            numeric ID (which must exist).
+        machine_type: the machine of each serving replica.
+        min_replicas, max_replicas: autoscaling bounds of the deployed version.
+        traffic_percentage: the new version's share of the endpoint's traffic; the
+            versions already deployed share the rest in their current proportions.
+        service_account: what the serving container runs as (None: Vertex's default).
+    """
+
+    enabled: bool = False
+    project: str | None = None
+    location: str = "us-central1"
+    image: str | None = None
+    artifact_root: str | None = None
+    model_name: str = "lmpipe"
+    endpoint: str = "lmpipe"
+    machine_type: str = "n1-standard-4"
+    min_replicas: int = 1
+    max_replicas: int = 1
+    traffic_percentage: int = 100
+    service_account: str | None = None
+
+    def __post_init__(self):
+        require(self.location in VERTEX_REGIONS, "location",
+                f"must be a region where Vertex AI runs (such as us-central1), got {self.location!r}")
+        _require_gcs(self, "artifact_root")
+        _require_no_space(self, "project", "image", "model_name", "endpoint", "machine_type",
+                          "service_account")
+        _require_project(self)
+        _require_image(self, "image")
+        require_positive(self, "min_replicas")
+        require(self.max_replicas >= self.min_replicas, "max_replicas",
+                f"must be >= min_replicas ({self.min_replicas}), got {self.max_replicas}")
+        require(0 <= self.traffic_percentage <= 100, "traffic_percentage",
+                f"must be a percentage in 0..100, got {self.traffic_percentage}")
+        require(self.service_account is None or self.service_account.count("@") == 1,
+                "service_account", f"must be a service account email, got {self.service_account!r}")
+        for name in ("project", "image", "artifact_root"):
+            require(not self.enabled or getattr(self, name) is not None, name,
+                    "is required when push.vertex.enabled is true")
+
+
+@config_dataclass
 class PushConfig:
     """Where blessed models go (`components/push/__init__.py`).
 
     Attributes:
-        serving_dir: the TF Serving style directory of numbered versions.
+        serving_dir: the directory of numbered versions, in TF Serving's layout
+            (`lmpipe serve` serves it; stock TF Serving cannot: it lacks tf-text's
+            SentencePiece op).
         keep_versions: how many of the newest versions to keep.
         variant: which export of the model is evaluated, gated and pushed: `float`
             (`saved_model/`) or `quantized` (`saved_model_int8/`, needs train.quantize).
@@ -82,14 +154,30 @@ class PushConfig:
             push where they lie below it (others stay absolute), `absolute`, or
             `redacted` (every absolute path and URL becomes `<redacted>`; the
             fingerprints still identify the data).
+        infra_validation: before publishing, serve the candidate (the SavedModel of
+            `variant`) in a fresh `lmpipe serve` process and send it one canary request
+            per signature a client calls (`generate`, `score`, `classify`), as TFX's
+            InfraValidator does; a model that is not served, or answers with the wrong
+            shape or type or a number that is not finite, is not pushed (`push.json`
+            says why). The signatures over serialized examples are evaluate's, which
+            already ran them.
+        infra_validation_timeout: seconds the whole check may take (start, load, warm-up,
+            canaries); then the serving process is stopped and the model is not pushed.
     """
 
     serving_dir: str = "serving"
     keep_versions: int = 5
     variant: Literal["float", "quantized"] = "float"
     card_paths: Literal["relative", "absolute", "redacted"] = "relative"
+    vertex: PushVertexConfig = field(default_factory=PushVertexConfig)
+    infra_validation: bool = True
+    infra_validation_timeout: float = 120.0
 
     def __post_init__(self):
-        require_positive(self, "keep_versions")
+        require_positive(self, "keep_versions", "infra_validation_timeout")
         require(bool(self.serving_dir.strip()), "serving_dir", "must be a directory path, got ''")
         require_plain_path(self, "serving_dir")
+        require(self.infra_validation_timeout <= MAX_INFRA_VALIDATION_SECONDS,
+                "infra_validation_timeout",
+                f"must be at most {MAX_INFRA_VALIDATION_SECONDS} seconds (a day), "
+                f"got {self.infra_validation_timeout}")
