@@ -61,13 +61,14 @@ def run_ours(corpus: Path, work: Path, tokenizer_dir: Path, beam_args) -> dict:
 
     data, _, transform_config = _configs(corpus)
     shutil.rmtree(work, ignore_errors=True)
-    outputs = {name: work / name for name in ("documents", "examples", "statistics")}
+    outputs = {name: work / name for name in ("documents", "golden", "examples", "statistics")}
     for path in outputs.values():
         path.mkdir(parents=True)
     runtime = _runtime(work, beam_args)
     started = time.perf_counter()
     raw = ingest.resolve_raw(SimpleNamespace(data=data), {})
-    ingest.run({"raw": raw}, {"documents": str(outputs["documents"])}, runtime, data)
+    ingest.run({"raw": raw}, {name: str(outputs[name]) for name in ("documents", "golden")},
+               runtime, data)
     ingested = time.perf_counter()
     transform.run({"documents": Artifact("Documents", str(outputs["documents"]), "d"),
                    "tokenizer": Artifact("Tokenizer", str(tokenizer_dir), "t")},
@@ -93,13 +94,14 @@ def setup(corpus_dir: Path, megabytes: float, work: Path) -> Path:
     if (tokenizer_dir / "tokenizer.json").exists():
         return tokenizer_dir
     data, tokenizer_config, _ = _configs(corpus_dir / "corpus.jsonl")
-    documents = work / "setup-documents"
-    shutil.rmtree(documents, ignore_errors=True)
-    documents.mkdir(parents=True)
+    documents, golden = work / "setup-documents", work / "setup-golden"
+    for directory in (documents, golden):
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
     tokenizer_dir.mkdir(parents=True)
     runtime = _runtime(work, ("--direct_running_mode=in_memory",))
     raw = ingest.resolve_raw(SimpleNamespace(data=data), {})
-    ingest.run({"raw": raw}, {"documents": str(documents)}, runtime, data)
+    ingest.run({"raw": raw}, {"documents": str(documents), "golden": str(golden)}, runtime, data)
     tokenizer.run({"documents": Artifact("Documents", str(documents), "d")},
                   {"tokenizer": str(tokenizer_dir)}, runtime, tokenizer_config)
     return tokenizer_dir

@@ -31,8 +31,10 @@ from pipeline.core.metadata import MetadataStore
 LATEST_RUN = "latest_run.json"
 # The run summary's metrics (latest_run.json, README), and the unigram perplexity of the
 # same eval set beside the model's, so that a reader sees at once whether it learned anything.
+# The golden set's metrics (`evaluation.golden_inputs`) stay None unless evaluate measured them.
 RUN_METRICS = ("eval_perplexity", "eval_bits_per_byte", "eval_token_accuracy", "blessed",
-               "train_tokens_per_second", "eval_unigram_perplexity")
+               "train_tokens_per_second", "eval_unigram_perplexity", "golden_perplexity",
+               "golden_bits_per_byte")
 
 
 @dataclass(frozen=True)

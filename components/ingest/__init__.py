@@ -7,6 +7,10 @@ cleaned, deduplicated and sorted by content hash, and `stats.json` with every dr
 by reason and every skipped file (binary, not UTF-8, corrupt) named (see
 `pipeline/core/files.py`, `cleaning.py`). The split of a document
 depends only on its text and `data.split_salt`.
+
+Input `golden_raw` is resolved from `evaluation.golden_inputs` (None without a golden
+set). Output `golden/` holds those documents, cleaned the same way (`golden.py`); a
+corpus document with the same text is dropped from both splits (drop reason `golden`).
 """
 
 from __future__ import annotations
@@ -34,13 +38,21 @@ def resolve_raw(config, inputs):
     return resolve_raw_files(config.data.inputs)
 
 
+def resolve_golden(config, inputs):
+    """The `RawFiles` artifact for `evaluation.golden_inputs`, None without a golden set."""
+    from components.ingest.sources import resolve_raw_files
+
+    patterns = config.evaluation.golden_inputs
+    return resolve_raw_files(patterns, "evaluation.golden_inputs") if patterns else None
+
+
 SPEC = ComponentSpec(
     name="ingest",
     module="components.ingest",
     inputs={},
-    outputs={"documents": "Documents"},
+    outputs={"documents": "Documents", "golden": "Documents"},
     config=("data",),
-    resolvers={"raw": resolve_raw},
+    resolvers={"raw": resolve_raw, "golden_raw": resolve_golden},
 )
 
 
@@ -48,13 +60,14 @@ def run(inputs, outputs, runtime, data):
     """Read, clean and split the raw files into the documents artifact.
 
     Args:
-        inputs: `raw`, the `RawFiles` artifact (properties `files`, `sizes`, `bytes`).
-        outputs: `documents`, the directory to write.
+        inputs: `raw`, the `RawFiles` artifact (properties `files`, `sizes`, `bytes`),
+            and `golden_raw`, the golden set's (None without one).
+        outputs: `documents` and `golden`, the directories to write.
         runtime: the run's `Runtime` (Beam options in `beam_args`).
         data: the `DataConfig`.
 
     Returns:
-        Small properties of the documents artifact (per-split counts).
+        Small properties of the documents artifacts (per-split counts).
 
     Raises:
         UsageError: nothing is left after cleaning, a split is empty, or cleaning dropped
@@ -64,18 +77,38 @@ def run(inputs, outputs, runtime, data):
 
     from pipeline.core.contracts import documents
     from pipeline.core.beam import pipeline_options
-    from components.ingest.beam import build_ingest
+    from components.ingest.beam import InputProgress, build_ingest
+    from components.shared import progress
 
     raw = inputs["raw"]
     out = outputs["documents"]
     sources = list(zip(raw.properties["files"], raw.properties["sizes"]))
+    golden_ids = _ingest_golden(inputs.get("golden_raw"), data, outputs["golden"], runtime)
     runtime.log(f"[ingest] {len(sources)} files, {raw.properties['bytes']} bytes")
-    with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
-        build_ingest(pipeline, sources, data, out)
+    with (progress.reporting(runtime.log, "ingest", InputProgress.totals(sources)) as meter,
+          beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline):
+        build_ingest(pipeline, sources, data, out, golden_ids, meter)
     stats = documents.read_stats(out)
     _log_drops(stats, runtime)
     _check_nonempty(stats, data)
-    return {"documents": {split: stats["splits"][split]["documents"] for split in documents.SPLITS}}
+    return {"documents": {split: stats["splits"][split]["documents"] for split in documents.SPLITS},
+            "golden": {documents.GOLDEN_SPLIT: len(golden_ids)}}
+
+
+def _ingest_golden(golden_raw, data, directory: str, runtime) -> frozenset:
+    """Write the golden documents artifact; return the ids the corpus must not keep."""
+    from components.ingest.golden import read_golden, write_golden
+    from pipeline.core.errors import UsageError
+
+    paths = golden_raw.properties["files"] if golden_raw is not None else []
+    found, counts = read_golden(paths, data)
+    if paths and not found:
+        raise UsageError(f"evaluation.golden_inputs: no documents left after cleaning "
+                         f"({counts['read']} read; dropped: {_listed(counts['dropped'])})")
+    write_golden(directory, found, counts, len(paths))
+    if paths:
+        runtime.log(f"[ingest] golden set: {len(paths)} files, {len(found)} documents")
+    return frozenset(found)
 
 
 def _log_drops(stats: dict, runtime) -> None:
@@ -109,7 +142,7 @@ def _check_dropped_share(stats: dict, data) -> None:
 
     limit, read = data.max_dropped_fraction, stats["documents_read"]
     dropped = {reason: n for reason, n in stats["dropped"].items()
-               if n and reason != "duplicate"}
+               if n and reason not in ("duplicate", "golden")}
     total = sum(dropped.values())
     if limit is None or not read or total / read <= limit:
         return

@@ -19,14 +19,16 @@ import json
 import apache_beam as beam
 
 from components.ingest import cleaning
-from components.shared import counts, shards
+from components.shared import counts, progress, shards
 from pipeline.core import files
 from pipeline.core.contracts import documents
 from components.shared.domains import fold_counts, kept_domains
-from components.ingest.records import FileRange, RecordReader, plan_ranges
+from components.ingest.records import FileRange, RecordReader, compression_of, plan_ranges
 from components.ingest.sources import file_format
 
 BATCH_BYTES = 4 * 2**20
+# A range's bytes read go on the progress meter in steps of this size (not per record).
+PROGRESS_BYTES = 2**20
 # Compressed inputs are sized at this multiple of their file size when choosing shard counts.
 COMPRESSION_RATIO = 4
 
@@ -38,11 +40,16 @@ class ReadAndClean(beam.DoFn):
     Args:
         data: the `DataConfig`.
         shard_counts: split -> number of document shards.
+        golden_ids: ids of the golden eval set's documents, dropped here (reason `golden`).
+        metered: where the files and bytes read are counted (`InputProgress`), or None.
     """
 
-    def __init__(self, data, shard_counts: dict[str, int]):
+    def __init__(self, data, shard_counts: dict[str, int], golden_ids: frozenset = frozenset(),
+                 metered: InputProgress | None = None):
         self.data = data
         self.shard_counts = shard_counts
+        self.golden_ids = golden_ids
+        self.metered = metered
 
     def setup(self):
         self.cleaner = cleaning.Cleaner(self.data)
@@ -51,8 +58,10 @@ class ReadAndClean(beam.DoFn):
         fmt = file_format(file_range.path)
         batches, sizes, total, records = {}, {}, {}, 0
         reader = RecordReader(file_range, self.data.txt_mode)
+        read = _RangeProgress(self.metered, file_range)
         for raw in reader:
             records += 1
+            read.record(raw)
             document, reason, changes = self.cleaner.clean(raw, fmt)
             if document is None:
                 counts.add_counts(total, {("dropped", reason): 1})
@@ -60,12 +69,16 @@ class ReadAndClean(beam.DoFn):
             for change in changes:
                 counts.add_counts(total, {("changed", change): 1})
             key, item = self._keyed(document)
+            if item[0] in self.golden_ids:
+                counts.add_counts(total, {("dropped", "golden"): 1})
+                continue
             batches.setdefault(key, []).append(item)
             sizes[key] = sizes.get(key, 0) + len(item[1])
             if sizes[key] >= BATCH_BYTES:
                 yield key, batches.pop(key)
                 sizes[key] = 0
         yield from batches.items()
+        read.done()
         counts.add_counts(total, _range_counts(file_range, reader, records))
         yield beam.pvalue.TaggedOutput("counts", total)
 
@@ -78,6 +91,60 @@ class ReadAndClean(beam.DoFn):
         key = (split, int(doc_id[:16], 16) % self.shard_counts[split])
         return key, (doc_id, cleaning.encode_document(document), document["domain"],
                      len(encoded), len(document["text"]))
+
+
+class InputProgress:
+    """What ingest's progress counts (picklable): the files and bytes read.
+
+    Args:
+        meter: a `progress.Meter`.
+        sources: `(path, size)` of the matched input files.
+    """
+
+    def __init__(self, meter: progress.Meter, sources: list[tuple[str, int]]):
+        self.meter = meter
+        self.sizes = dict(sources)
+
+    @staticmethod
+    def totals(sources: list[tuple[str, int]]) -> dict[str, int]:
+        """What the progress lines count up to: the input files and their bytes."""
+        return {"files": len(sources), "bytes": sum(size for _, size in sources)}
+
+
+class _RangeProgress:
+    """The bytes of one file range read so far, put on the meter every `PROGRESS_BYTES`
+    and made up to the range's size at its end, so that the step's bytes end at the
+    input's size. Record lengths estimate the bytes read of an uncompressed file only (a
+    compressed file's records are larger than its bytes): a compressed file counts at its end.
+
+    Args:
+        metered: an `InputProgress`, or None (nothing is counted).
+        file_range: the range.
+    """
+
+    def __init__(self, metered: InputProgress | None, file_range: FileRange):
+        self.meter = metered.meter if metered else None
+        file_size = metered.sizes.get(file_range.path, 0) if metered else 0
+        end = file_range.end if file_range.end is not None else file_size
+        self.size = max(end - file_range.start, 0)
+        self.last = end >= file_size
+        self.estimate = not compression_of(file_range.path)
+        self.pending = self.reported = 0
+
+    def record(self, raw: bytes) -> None:
+        if self.meter is None or not self.estimate:
+            return
+        self.pending += len(raw) + 1  # the line break the record lost
+        if self.pending >= PROGRESS_BYTES:
+            amount = min(self.pending, self.size - self.reported)
+            self.meter.add(bytes=amount)
+            self.reported += amount
+            self.pending = 0
+
+    def done(self) -> None:
+        """The range is read: the rest of its bytes, and its file when it is the last."""
+        if self.meter is not None:
+            self.meter.add(bytes=self.size - self.reported, files=int(self.last))
 
 
 def _range_counts(file_range: FileRange, reader: RecordReader, records: int) -> dict:
@@ -212,7 +279,9 @@ def shard_names(sources: list[tuple[str, int]], data) -> dict[str, list[str]]:
             for split in documents.SPLITS}
 
 
-def build_ingest(pipeline, sources: list[tuple[str, int]], data, output_dir: str) -> None:
+def build_ingest(pipeline, sources: list[tuple[str, int]], data, output_dir: str,
+                 golden_ids: frozenset = frozenset(),
+                 meter: progress.Meter | None = None) -> None:
     """Add the ingest stages to `pipeline`.
 
     Args:
@@ -220,14 +289,17 @@ def build_ingest(pipeline, sources: list[tuple[str, int]], data, output_dir: str
         sources: `(path, size)` of the matched input files.
         data: the `DataConfig`.
         output_dir: the documents artifact directory.
+        golden_ids: ids of the golden eval set's documents, kept out of both splits.
+        meter: counts the files and bytes read (up to `InputProgress.totals`), or None.
     """
     names = shard_names(sources, data)
     shard_counts = {split: len(n) for split, n in names.items()}
+    metered = InputProgress(meter, sources) if meter is not None else None
     read = (pipeline
             | "Ranges" >> beam.Create(plan_ranges(sources, data.txt_mode))
             | "Distribute" >> beam.Reshuffle()
-            | "ReadAndClean" >> beam.ParDo(ReadAndClean(data, shard_counts)).with_outputs(
-                "counts", main="batches"))
+            | "ReadAndClean" >> beam.ParDo(ReadAndClean(data, shard_counts, golden_ids, metered))
+            .with_outputs("counts", main="batches"))
     every = pipeline | "EveryShard" >> beam.Create(
         [((split, i), []) for split, count in shard_counts.items() for i in range(count)])
     written = ((read.batches, every)

@@ -40,8 +40,9 @@ from components.shared.text_cleaning import (normalize_unicode, normalize_whites
                                                remove_control_chars)
 
 # Every drop reason, so stats list them all (with zeros) and readers can rely on the keys.
+# `golden`: the document is in the golden eval set (`evaluation.golden_inputs`).
 DROP_REASONS = ("empty", "binary", "invalid_utf8", "malformed_json", "not_an_object",
-                "missing_text_field", "text_not_string", "too_short", "duplicate")
+                "missing_text_field", "text_not_string", "too_short", "duplicate", "golden")
 # Cleaning steps that changed a kept document (counted, not dropped).
 CHANGES = ("invalid_utf8_replaced", "control_chars_removed", "unicode_normalized",
            "whitespace_normalized", "non_finite_removed", "domain_invalid")

@@ -35,11 +35,12 @@ def _supported_names() -> str:
     return ", ".join(f + c for f in FORMATS for c in COMPRESSIONS)
 
 
-def match_pattern(pattern: str) -> list:
+def match_pattern(pattern: str, key: str = "data.inputs") -> list:
     """The files one input pattern stands for.
 
     Args:
         pattern: a path, a directory or a glob.
+        key: the config key the pattern comes from, named in errors.
 
     Returns:
         `FileMetadata` of the matched files (supported formats only for a directory).
@@ -52,25 +53,25 @@ def match_pattern(pattern: str) -> list:
     literal = _is_local(pattern) and os.path.exists(pattern)
     escaped = files.escape(pattern) if literal else pattern
     if literal or not _GLOB.search(pattern):
-        below = _match(escaped.rstrip("/") + "/**", pattern)
+        below = _match(escaped.rstrip("/") + "/**", pattern, key)
         found = [m for m in below if file_format(m.path)]
         if not found and (below or _is_local_directory(pattern)):
-            raise UsageError(f"data.inputs: directory {pattern} holds no "
+            raise UsageError(f"{key}: directory {pattern} holds no "
                              f"{_supported_names()} files")
     if not found:
-        found = _match(escaped, pattern)
+        found = _match(escaped, pattern, key)
         for meta in found:
             if file_format(meta.path) is None:
-                raise UsageError(f"data.inputs: {meta.path} (from {pattern}) is not a supported "
+                raise UsageError(f"{key}: {meta.path} (from {pattern}) is not a supported "
                                  f"file type ({_supported_names()})")
     if not found:
-        raise UsageError(f"data.inputs: {pattern} matches no files")
+        raise UsageError(f"{key}: {pattern} matches no files")
     for meta in found:
-        _require_regular_file(meta.path, pattern)
+        _require_regular_file(meta.path, pattern, key)
     return found
 
 
-def _require_regular_file(path: str, pattern: str) -> None:
+def _require_regular_file(path: str, pattern: str, key: str) -> None:
     """Refuse a local FIFO, socket or device (or a link to one): reading it would block
     ingest or never end, and it has no size or time for the cache key."""
     if not _is_local(path):
@@ -82,7 +83,7 @@ def _require_regular_file(path: str, pattern: str) -> None:
     if not stat.S_ISREG(mode):
         kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else \
             "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
-        raise UsageError(f"data.inputs: {path} (from {pattern}) is {kind}, not a regular file")
+        raise UsageError(f"{key}: {path} (from {pattern}) is {kind}, not a regular file")
 
 
 def _is_local(path: str) -> bool:
@@ -99,7 +100,7 @@ def _is_local_directory(path: str) -> bool:
     return isinstance(FileSystems.get_filesystem(path), LocalFileSystem) and os.path.isdir(path)
 
 
-def _match(spec: str, pattern: str) -> list:
+def _match(spec: str, pattern: str, key: str) -> list:
     from apache_beam.io.filesystem import BeamIOError
     from apache_beam.io.filesystems import FileSystems
 
@@ -107,18 +108,19 @@ def _match(spec: str, pattern: str) -> list:
         return FileSystems.match([spec])[0].metadata_list
     except BeamIOError as err:
         causes = "; ".join(str(e) for e in err.exception_details.values()) or str(err)
-        raise UsageError(f"data.inputs: cannot list {pattern}: {causes}") from None
+        raise UsageError(f"{key}: cannot list {pattern}: {causes}") from None
     except ValueError:
         scheme = pattern.split("://", 1)[0]
-        raise UsageError(f"data.inputs: {pattern}: no Beam filesystem for {scheme}:// (local "
+        raise UsageError(f"{key}: {pattern}: no Beam filesystem for {scheme}:// (local "
                          f"paths take no scheme; gs:// needs apache-beam[gcp])") from None
 
 
-def resolve_raw_files(patterns: tuple[str, ...]) -> Artifact:
-    """The `RawFiles` artifact for `data.inputs`.
+def resolve_raw_files(patterns: tuple[str, ...], key: str = "data.inputs") -> Artifact:
+    """The `RawFiles` artifact for `data.inputs` (or another key read like it).
 
     Args:
         patterns: the configured paths, directories and globs.
+        key: the config key they come from, named in errors.
 
     Returns:
         An artifact whose fingerprint covers every matched file's path, size and mtime,
@@ -126,7 +128,7 @@ def resolve_raw_files(patterns: tuple[str, ...]) -> Artifact:
     """
     metadata = {}
     for pattern in patterns:
-        for meta in match_pattern(pattern):
+        for meta in match_pattern(pattern, key):
             metadata[meta.path] = meta
     entries = sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds)
                      for m in metadata.values())

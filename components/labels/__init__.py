@@ -41,6 +41,7 @@ def run(inputs, outputs, runtime, data):
     """
     import apache_beam as beam
 
+    from components.shared import progress
     from pipeline.core.beam import pipeline_options
     from pipeline.core.contracts import documents, labels
     from pipeline.core.errors import UsageError
@@ -49,8 +50,9 @@ def run(inputs, outputs, runtime, data):
     stats = documents.read_stats(documents_dir)
     shards = [(split, path) for split in documents.SPLITS
               for path in documents.split_paths(documents_dir, stats, split)]
-    with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
-        build_labels(pipeline, shards, data, labels.vocabulary_path(outputs["labels"]))
+    with (progress.reporting(runtime.log, "labels", {"shards": len(shards)}) as meter,
+          beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline):
+        build_labels(pipeline, shards, data, labels.vocabulary_path(outputs["labels"]), meter)
     vocabulary = labels.read_vocabulary(outputs["labels"])
     names = vocabulary["labels"]
     if len(names) < MIN_LABELS:
@@ -78,11 +80,13 @@ class CountShardLabels:
     Args:
         label_field: `data.label_field`.
         domain_field: `data.domain_field`.
+        meter: a `progress.Meter` counting the shards done, or None.
     """
 
-    def __init__(self, label_field: str, domain_field: str | None):
+    def __init__(self, label_field: str, domain_field: str | None, meter=None):
         self.label_field = label_field
         self.domain_field = domain_field
+        self.meter = meter
 
     def __call__(self, shard: tuple[str, str]) -> dict:
         import json
@@ -92,10 +96,14 @@ class CountShardLabels:
 
         split, path = shard
         records = (json.loads(line) for line in read_jsonl_gz_lines(path))
-        return split_counts(records, split, self.label_field, self.domain_field)
+        counted = split_counts(records, split, self.label_field, self.domain_field)
+        if self.meter is not None:
+            self.meter.add(shards=1)
+        return counted
 
 
-def build_labels(pipeline, shards: list[tuple[str, str]], data, target: str) -> None:
+def build_labels(pipeline, shards: list[tuple[str, str]], data, target: str,
+                 meter=None) -> None:
     """Add the label-counting stages to `pipeline`.
 
     Args:
@@ -103,6 +111,7 @@ def build_labels(pipeline, shards: list[tuple[str, str]], data, target: str) -> 
         shards: `(split, path)` of every documents shard.
         data: the `DataConfig`.
         target: the `vocabulary.json` to write.
+        meter: a `progress.Meter` counting the shards done, or None.
     """
     import apache_beam as beam
 
@@ -112,7 +121,8 @@ def build_labels(pipeline, shards: list[tuple[str, str]], data, target: str) -> 
     _ = (pipeline
          | "Shards" >> beam.Create(shards)
          | "Distribute" >> beam.Reshuffle()
-         | "CountLabels" >> beam.Map(CountShardLabels(data.label_field, data.domain_field))
+         | "CountLabels" >> beam.Map(CountShardLabels(data.label_field, data.domain_field,
+                                                        meter))
          | "Sum" >> counts.CountAll()
          | "WriteVocabulary" >> shard_files.WriteJson(
              target, lambda total: build_vocabulary(total, data.label_field)))

@@ -136,11 +136,14 @@ def _run_pipeline(runtime, documents_dir: str, documents_stats: dict, maker, out
     import apache_beam as beam
 
     from pipeline.core.beam import pipeline_options
-    from components.transform.beam import build_transform
+    from components.shared import progress
+    from components.transform.beam import build_transform, progress_totals
 
-    with beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline:
+    totals = progress_totals(documents_dir, documents_stats)
+    with (progress.reporting(runtime.log, "transform", totals) as meter,
+          beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline):
         return build_transform(pipeline, documents_dir, documents_stats, maker,
-                               outputs["examples"], outputs["statistics"], processes)
+                               outputs["examples"], outputs["statistics"], processes, meter)
 
 
 def tokenizer_processes(transform, beam_args) -> int:

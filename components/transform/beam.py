@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from components.shared import counts, shards
+from components.shared import counts, progress, shards
 from components.transform.tokenize import load_batch_tokenizer
 from pipeline.core import files
 from pipeline.core.contracts import documents, examples
@@ -32,15 +32,17 @@ class TransformShard(beam.DoFn):
         sources: the split's documents shard paths.
         targets: the split's examples shard paths (the first `len(sources)`).
         processes: how many processes tokenize (SentencePiece; see `tokenize`).
+        meter: a `progress.Meter` counting the shards done, or None.
     """
 
     def __init__(self, maker, split: str, sources: list[str], targets: list[str],
-                 processes: int):
+                 processes: int, meter: progress.Meter | None = None):
         self.maker = maker
         self.split = split
         self.sources = sources
         self.targets = targets
         self.processes = processes
+        self.meter = meter
 
     def setup(self):
         self.engine, self.info = load_batch_tokenizer(self.maker.tokenizer_dir, self.processes)
@@ -49,6 +51,8 @@ class TransformShard(beam.DoFn):
         with shards.TFRecordFile(self.targets[index], self.maker.gzip) as out:
             total, handed_on = self.maker.write_shard(self.engine, self.info, self.split, index,
                                                      self.sources[index], out)
+        if self.meter is not None:
+            self.meter.add(shards=1)
         yield from handed_on
         yield total
 
@@ -57,7 +61,8 @@ class TransformShard(beam.DoFn):
 
 
 def build_transform(pipeline, documents_dir: str, documents_stats: dict, maker,
-                    examples_dir: str, statistics_dir: str, processes: int = 1) -> dict:
+                    examples_dir: str, statistics_dir: str, processes: int = 1,
+                    meter: progress.Meter | None = None) -> dict:
     """Add the transform stages to `pipeline`.
 
     Args:
@@ -68,6 +73,7 @@ def build_transform(pipeline, documents_dir: str, documents_stats: dict, maker,
         examples_dir: where to write the TFRecords.
         statistics_dir: where to write `stats.json`.
         processes: how many processes each worker tokenizes with.
+        meter: counts the documents shards transformed (up to `progress_totals`), or None.
 
     Returns:
         split -> list of the shard file names it will write.
@@ -83,7 +89,7 @@ def build_transform(pipeline, documents_dir: str, documents_stats: dict, maker,
                    | f"{s}Shards" >> beam.Create(list(range(len(sources))))
                    | f"Distribute{s}" >> beam.Reshuffle()
                    | f"Transform{s}" >> beam.ParDo(TransformShard(
-                       maker, split, sources, targets, processes)
+                       maker, split, sources, targets, processes, meter)
                    ).with_outputs(*maker.outputs, main="counts"))
         all_counts.append([results.counts, *maker.split_steps(split, results, targets)]
                           | f"Flatten{s}" >> beam.Flatten()
@@ -96,3 +102,9 @@ def build_transform(pipeline, documents_dir: str, documents_stats: dict, maker,
              files.join(statistics_dir, documents.STATS_FILE),
              lambda total: maker.statistics(total, documents_stats)))
     return names
+
+
+def progress_totals(documents_dir: str, documents_stats: dict) -> dict[str, int]:
+    """What transform's progress lines count up to: the documents shards of both splits."""
+    return {"shards": sum(len(documents.split_paths(documents_dir, documents_stats, split))
+                          for split in documents.SPLITS)}

@@ -34,14 +34,21 @@ def data_config(inputs: list[str], **fields) -> DataConfig:
     return build(DataConfig, {"inputs": inputs, **fields}, "data")
 
 
-def run_ingest(tmp_path: Path, inputs: list[str], out: Path, beam_args=BEAM_ARGS, **fields) -> dict:
-    """Resolve and ingest `inputs` into `out`; returns the parsed stats.json."""
+def run_ingest(tmp_path: Path, inputs: list[str], out: Path, beam_args=BEAM_ARGS,
+               golden: list[str] = (), **fields) -> dict:
+    """Resolve and ingest `inputs` into `out` (and the golden set `golden` into
+    `out`-golden); returns the parsed stats.json."""
     from components import ingest
 
     config = data_config(inputs, **fields)
-    raw = ingest.resolve_raw(SimpleNamespace(data=config), {})
-    out.mkdir(parents=True, exist_ok=True)
-    ingest.run({"raw": raw}, {"documents": str(out)}, runtime(tmp_path, beam_args), config)
+    resolving = SimpleNamespace(data=config, evaluation=SimpleNamespace(golden_inputs=golden))
+    raw = {"raw": ingest.resolve_raw(resolving, {}),
+           "golden_raw": ingest.resolve_golden(resolving, {})}
+    outputs = {"documents": out, "golden": out.with_name(out.name + "-golden")}
+    for directory in outputs.values():
+        directory.mkdir(parents=True, exist_ok=True)
+    ingest.run(raw, {name: str(d) for name, d in outputs.items()}, runtime(tmp_path, beam_args),
+               config)
     return json.loads((out / "stats.json").read_text())
 
 

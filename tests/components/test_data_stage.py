@@ -42,6 +42,17 @@ def test_cli_runs_the_data_stage_and_reports_a_missing_input(tiny_config_file, t
     assert _published(tmp_path) == published
 
 
+def test_cli_golden_pattern_matching_nothing_is_one_line_exit_2(tiny_config_file, tmp_path):
+    missing = tmp_path / "absent" / "golden*.jsonl"
+    failed = run_lmpipe("run", "--config", tiny_config_file, "--until", "ingest",
+                        "--set", f"evaluation.golden_inputs=['{missing}']")
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"lmpipe: error: ingest: evaluation.golden_inputs: {missing} matches no files")
+    assert "Traceback" not in failed.stderr
+    assert _published(tmp_path) == []
+
+
 def _published(tmp_path) -> list[str]:
     """The completed (published) executions under the pipeline root."""
     return sorted(str(p) for p in (tmp_path / "root").glob("*/*/lmpipe_execution.json"))
@@ -147,7 +158,8 @@ def _run_stage(tmp_path, inputs: list[str], directories: dict[str, str]) -> None
     data = data_config(inputs, domain_field="domain", eval_fraction=0.2)
     raw = ingest.resolve_raw(SimpleNamespace(data=data), {})
     run = runtime(tmp_path)
-    ingest.run({"raw": raw}, {"documents": directories["documents"]}, run, data)
+    ingest.run({"raw": raw}, {name: directories[name] for name in ("documents", "golden")},
+               run, data)
     documents = Artifact("Documents", directories["documents"], "d")
     tokenizer.run({"documents": documents}, {"tokenizer": directories["tokenizer"]}, run,
                   TokenizerConfig(vocab_size=300))
@@ -187,7 +199,7 @@ def test_data_stage_on_a_non_local_filesystem_matches_a_local_run(tmp_path):
     for name, content in (("a.jsonl", plain.encode()), ("b.jsonl.gz", zipped)):
         with tf.io.gfile.GFile(f"{remote}/corpus/{name}", "wb") as f:
             f.write(content)
-    parts = ("documents", "tokenizer", "examples", "statistics")
+    parts = ("documents", "golden", "tokenizer", "examples", "statistics")
     for part in parts:
         (tmp_path / "local" / part).mkdir(parents=True)
     _run_stage(tmp_path, [str(local / "*.jsonl*")],

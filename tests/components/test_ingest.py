@@ -219,7 +219,8 @@ def test_ingest_counts_drops_deduplicates_and_writes_split_documents(tmp_path):
     assert stats["documents_kept"] == 30 + 2 + 1
     assert stats["dropped"] == {
         "empty": 3, "binary": 0, "invalid_utf8": 1, "malformed_json": 1, "not_an_object": 1,
-        "missing_text_field": 1, "text_not_string": 1, "too_short": 0, "duplicate": 2}
+        "missing_text_field": 1, "text_not_string": 1, "too_short": 0, "duplicate": 2,
+        "golden": 0}
     assert stats["changed"]["unicode_normalized"] == 30
     assert stats["changed"]["whitespace_normalized"] == 2
     documents = read_documents(tmp_path / "documents")
@@ -304,3 +305,50 @@ def test_txt_file_mode_reads_a_document_per_file(tmp_path):
     assert stats["documents_read"] == 12
     assert texts == {f"file {i}\nsecond line" for i in range(12)}
     assert os.path.exists(tmp_path / "documents" / "train-00000-of-00001.jsonl.gz")
+
+
+# --- the golden eval set (evaluation.golden_inputs) ---
+
+def test_golden_documents_never_reach_a_split_and_are_counted(tmp_path):
+    corpus = [{"text": f"corpus document {i}", "domain": "d"} for i in range(40)]
+    write_jsonl(tmp_path / "corpus" / "a.jsonl", corpus)
+    # Four corpus documents, one of them spelled with extra whitespace that cleaning
+    # removes (the same document to dedup), one twice, and one only in the golden set.
+    golden = [{"text": "corpus document 3"}, {"text": "corpus document 7  "},
+              {"text": "corpus document 11"}, {"text": "corpus document 11"},
+              {"text": "corpus document 20"}, {"text": "golden only"}]
+    write_jsonl(tmp_path / "golden" / "g.jsonl", golden)
+
+    stats = run_ingest(tmp_path, [str(tmp_path / "corpus")], tmp_path / "documents",
+                       golden=[str(tmp_path / "golden" / "*.jsonl")], eval_fraction=0.3)
+
+    assert stats["dropped"]["golden"] == 4
+    assert stats["documents_kept"] == 36
+    kept = {d["text"] for docs in read_documents(tmp_path / "documents").values() for d in docs}
+    golden_texts = {f"corpus document {i}" for i in (3, 7, 11, 20)}
+    assert not kept & golden_texts
+    assert len(kept) == 36
+    golden_stats = json.loads((tmp_path / "documents-golden" / "stats.json").read_text())
+    assert golden_stats["documents_kept"] == 5
+    assert golden_stats["dropped"]["duplicate"] == 1
+    written = read_documents(tmp_path / "documents-golden")["golden"]
+    assert sorted(d["text"] for d in written) == sorted(golden_texts | {"golden only"})
+    ids = [cleaning.document_id(d["text"]) for d in written]
+    assert ids == sorted(ids)
+
+
+def test_without_a_golden_set_nothing_is_dropped_as_golden(tmp_path):
+    write_jsonl(tmp_path / "corpus" / "a.jsonl", [{"text": f"doc {i}"} for i in range(20)])
+    stats = run_ingest(tmp_path, [str(tmp_path / "corpus")], tmp_path / "documents",
+                       eval_fraction=0.3)
+    assert stats["dropped"]["golden"] == 0 and stats["documents_kept"] == 20
+    golden_stats = json.loads((tmp_path / "documents-golden" / "stats.json").read_text())
+    assert golden_stats["splits"]["golden"] == {"documents": 0, "bytes": 0, "shards": []}
+
+
+def test_golden_pattern_matching_nothing_is_a_usage_error_naming_the_key(tmp_path):
+    write_jsonl(tmp_path / "corpus" / "a.jsonl", [{"text": "doc"}])
+    with pytest.raises(UsageError, match=r"^evaluation\.golden_inputs: .*nothing\*\.jsonl "
+                                         r"matches no files$"):
+        run_ingest(tmp_path, [str(tmp_path / "corpus")], tmp_path / "documents",
+                   golden=[str(tmp_path / "nothing*.jsonl")])

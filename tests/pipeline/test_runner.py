@@ -150,7 +150,11 @@ def test_latest_run_json_has_the_contract_shape(tmp_path):
     assert set(record) == {"run_id", "status", "components", "metrics", "pushed_model"}
     assert set(record["metrics"]) == {"eval_perplexity", "eval_bits_per_byte",
                                       "eval_token_accuracy", "blessed", "train_tokens_per_second",
-                                      "eval_unigram_perplexity"}
+                                      "eval_unigram_perplexity", "golden_perplexity",
+                                      "golden_bits_per_byte"}
+    # No golden set configured: its metrics are null, never invented.
+    assert record["metrics"]["golden_perplexity"] is None
+    assert record["metrics"]["golden_bits_per_byte"] is None
     for entry in record["components"].values():
         assert set(entry) == {"status", "seconds", "outputs"}
         assert entry["seconds"] >= 0

@@ -40,6 +40,13 @@ class EvaluationConfig:
         sample_prompt_words: words of each document used as the prompt.
         sample_max_tokens, sample_temperature, sample_top_k, sample_top_p, seed: decoding
             of the samples (one greedy and one sampled continuation each).
+        golden_inputs: the golden eval set: paths, directories or globs, read and cleaned
+            by ingest like `data.inputs` (empty: none; a pattern that matches nothing stops
+            the run, exit status 2). Its documents are never trained on: a corpus document
+            with the same cleaned text is dropped from both splits and counted (drop reason
+            `golden`), and the cleaned golden documents are ingest's `golden` output.
+            Until evaluate measures them, `golden_perplexity` and `golden_bits_per_byte`
+            in latest_run.json stay null.
     """
 
     max_perplexity: float | None = None
@@ -57,8 +64,11 @@ class EvaluationConfig:
     sample_top_k: int = 0
     sample_top_p: float = 0.95
     seed: int = 0
+    golden_inputs: tuple[str, ...] = ()
 
     def __post_init__(self):
+        require(all(p.strip() for p in self.golden_inputs), "golden_inputs",
+                "paths and globs must not be empty")
         require_positive(self, "max_perplexity", "batch_size", "min_slice_size",
                          "slice_gate_min_examples", "sample_prompt_words", "sample_max_tokens",
                          "sample_temperature")

@@ -8,6 +8,12 @@ documents/:
                  per split and domain: the `data.max_domains` largest, the rest as
                  `(other)`, `domains_folded` of them), the cleaning settings, and the
                  shard names
+golden/ (ingest, the Documents of `evaluation.golden_inputs`, never trained on):
+    golden-00000-of-00001.jsonl.gz   the golden documents, cleaned like the corpus,
+        deduplicated and sorted by the hash of the text (no file when there is no
+        golden set)
+    stats.json   {"documents_read", "documents_kept", "dropped" (by reason), "input_files",
+                  "splits": {"golden": {"documents", "bytes", "shards"}}}
 statistics/ (transform):
     stats.json, length_histogram.png, domain_tokens.png
 
@@ -19,6 +25,8 @@ from __future__ import annotations
 from pipeline.core import files
 
 SPLITS = ("train", "eval")
+# The one split of the golden documents artifact.
+GOLDEN_SPLIT = "golden"
 STATS_FILE = "stats.json"
 DOCUMENTS_SUFFIX = ".jsonl.gz"
 
@@ -43,7 +51,7 @@ def split_paths(directory: str, stats: dict, split: str) -> list[str]:
     Args:
         directory: the artifact directory.
         stats: its parsed `stats.json` (documents) or `feature_spec.json` (examples).
-        split: `train` or `eval`.
+        split: `train` or `eval` (`golden` in the golden documents artifact).
 
     Returns:
         Full paths, in shard order.
