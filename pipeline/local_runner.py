@@ -319,9 +319,10 @@ def beam_log(runtime: Runtime, component: str):
     propagate = logger.propagate
     logger.addHandler(handler)
     logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-        handler.close()
+    yield
+    # Only after a success: when the step failed, Beam's other worker threads may still log
+    # the same failure after it was re-raised here; their lines belong in this step's log
+    # too (never on the terminal), and the run ends with this step.
+    logger.removeHandler(handler)
+    logger.propagate = propagate
+    handler.close()
