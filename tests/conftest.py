@@ -96,3 +96,25 @@ def run_lmpipe(*args: str, cwd: Path | None = None, timeout: float = 900,
         cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env_update or {})},
     )
+
+
+class PipelineStarted(Exception):
+    """Raised by `beam_flags`'s stand-in Pipeline as soon as a step builds one."""
+
+
+@pytest.fixture
+def beam_flags(monkeypatch) -> list[list[str]]:
+    """The flags of each Beam pipeline a step builds; building one raises `PipelineStarted`
+    (nothing runs). A default is not a flag: `PipelineOptions` keeps only those it was
+    built from."""
+    import apache_beam as beam
+
+    seen: list[list[str]] = []
+
+    class Recording(beam.Pipeline):  # a Pipeline still: modules imported later type-hint it
+        def __init__(self, *args, options=None, **kwargs):
+            seen.append(list(options._flags))
+            raise PipelineStarted
+
+    monkeypatch.setattr(beam, "Pipeline", Recording)
+    return seen

@@ -391,30 +391,18 @@ def test_examples_of_another_task_type_are_a_usage_error(world, tmp_path):
         _evaluate(world, tmp_path, "sharp", examples="examples_classification")
 
 
-def test_every_tfma_run_gets_an_explicit_running_mode(world, tmp_path, monkeypatch):
+def test_every_tfma_run_gets_an_explicit_running_mode(world, tmp_path, beam_flags):
     """Without one, Beam's DirectRunner first reaches for the Prism runner (a download):
     the evaluation's Beam pipeline gets `pipeline.core.beam`'s options, as every Beam step."""
-    import apache_beam as beam
+    from tests.conftest import PipelineStarted
 
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    class Recording(beam.Pipeline):  # a Pipeline still: modules imported later type-hint it
-        def __init__(self, *args, options=None, **kwargs):
-            # PipelineOptions keeps the flags it was built from; a default is not a flag.
-            seen.append(list(options._flags))
-            raise Stop
-
-    monkeypatch.setattr(beam, "Pipeline", Recording)
-    with pytest.raises(Stop):
+    with pytest.raises(PipelineStarted):
         _evaluate(world, tmp_path, "sharp", beam_args=())
     (tmp_path / "with_args").mkdir()
-    with pytest.raises(Stop):
+    with pytest.raises(PipelineStarted):
         _evaluate(world, tmp_path / "with_args", "sharp",
                   beam_args=("--direct_running_mode=multi_threading",))
-    assert seen == [["--direct_running_mode=in_memory"],
+    assert beam_flags == [["--direct_running_mode=in_memory"],
                     ["--direct_running_mode=multi_threading"]]
 
 

@@ -126,36 +126,23 @@ def test_text_metrics_match_sacrebleu_and_rouge_score(tmp_path):
     assert [f["metric"] for f in verdict["failures"]] == ["exact_match"]
 
 
-def test_a_task_evaluation_gets_an_explicit_running_mode(classification, monkeypatch):
+def test_a_task_evaluation_gets_an_explicit_running_mode(classification, beam_flags):
     """The TFMA run of a fine-tuning task gets `pipeline.core.beam`'s options too: without
     a running mode Beam's DirectRunner first reaches for the Prism runner (a download)."""
-    import apache_beam as beam
-
     from components import evaluate
     from pipeline.core.artifacts import Artifact
     from pipeline.core.config import PushConfig
     from pipeline.local_runner import Runtime
+    from tests.conftest import PipelineStarted
 
     tmp_path, _, _, examples, model = classification
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    class Recording(beam.Pipeline):  # a Pipeline still: modules imported later type-hint it
-        def __init__(self, *args, options=None, **kwargs):
-            # PipelineOptions keeps the flags it was built from; a default is not a flag.
-            seen.append(list(options._flags))
-            raise Stop
-
-    monkeypatch.setattr(beam, "Pipeline", Recording)
     artifact = tmp_path / "model_artifact"
     artifact.mkdir()
     (artifact / "saved_model").symlink_to(model)
     inputs = {"model": Artifact(type="Model", uri=str(artifact), fingerprint="m"),
               "examples": Artifact(type="Examples", uri=str(examples), fingerprint="e")}
     outputs = {name: str(tmp_path / "options" / name) for name in evaluate.SPEC.outputs}
-    with pytest.raises(Stop):
+    with pytest.raises(PipelineStarted):
         evaluate.run(inputs, outputs, Runtime(run_id="r", root=str(tmp_path)),
                      EvaluationConfig(), TaskConfig(type="classification"), PushConfig())
-    assert seen == [["--direct_running_mode=in_memory"]]
+    assert beam_flags == [["--direct_running_mode=in_memory"]]
