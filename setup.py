@@ -19,6 +19,7 @@ setup(
         "keras==3.15.1",
         "keras-hub==0.32.0",
         "apache-beam[gcp]==2.77.0",
+        "pyarrow==25.0.1",  # ingest reads Parquet and Arrow (save_to_disk) inputs (Beam's pin)
         "tensorflow-model-analysis==0.52.0",
         "tf-keras==2.21.0",
         "keras-tuner==1.4.8",

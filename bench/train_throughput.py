@@ -20,8 +20,13 @@ tables; the untied head counts), L layers, d width, T sequence length.
 
     python -m bench.train_throughput [--pairs 3 --steps 40 --peer-steps 23]
         [--train jit_compile=true --train steps_per_execution=10]
-        [--env TF_ENABLE_ONEDNN_OPTS=1] [--no-peer]
+        [--env TF_ENABLE_ONEDNN_OPTS=0] [--isa avx2] [--no-peer]
     python -m bench.train_throughput --what supply|eval|generate
+
+Ours runs with the environment `lmpipe` gives TensorFlow (`pipeline.cli.tensorflow_defaults`:
+oneDNN on). `--isa avx2` makes this machine stand in for an AVX2-only one: oneDNN and XLA
+limited to AVX2 for ours (`ONEDNN_MAX_CPU_ISA`, `XLA_FLAGS=--xla_cpu_max_isa`; TensorFlow's
+own Eigen kernels are built for AVX2 anyway), oneDNN and MKL for the peer.
 
 `--what supply`: examples/s the training tf.data pipeline delivers with no model, against
 what training consumes. `--what eval`: tokens/s of the exported SavedModel's
@@ -161,6 +166,8 @@ def run_ours(args) -> dict:
                   matmul_peak_flops=flops.peak_flops("float32", None)["flops_per_second"],
                   train={k: v for k, v in summary["hyperparameters"]["train"].items()
                          if k in ("jit_compile", "steps_per_execution", "log_every")},
+                  xla=summary["xla"],
+                  onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
                   losses=_losses(output))
     return result
 
@@ -187,9 +194,15 @@ def _shape_args(args) -> list[str]:
             ("vocab", "width", "layers", "heads", "mlp", "sequence", "batch")]
 
 
+# `--isa avx2`: the environment of ours and of the peer that limits them to AVX2.
+_AVX2 = {"ours": {"ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"},
+         "peer": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+
+
 def compare(args) -> dict:
     """Alternate ours and the peer `args.pairs` times; print pairs, median ratio, MFU."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+    isa = _AVX2 if args.isa == "avx2" else {"ours": {}, "peer": {}}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **isa["ours"],
            **dict(item.split("=", 1) for item in args.env)}
     ours_cmd = [sys.executable, "-m", "bench.train_throughput", "--role", "ours",
                 f"--work={args.work}", f"--steps={args.steps}", *_shape_args(args),
@@ -200,7 +213,7 @@ def compare(args) -> dict:
     pairs = []
     for i in range(args.pairs):
         ours = _child(ours_cmd, env)
-        peer = None if args.no_peer else _child(peer_cmd, {**os.environ})
+        peer = None if args.no_peer else _child(peer_cmd, {**os.environ, **isa["peer"]})
         pair = {"ours": ours["train_tokens_per_second"],
                 "peer": peer and peer["tokens_per_second"],
                 "peer_by_threads": peer and peer["tokens_per_second_by_threads"],
@@ -208,6 +221,8 @@ def compare(args) -> dict:
                 "ours_compile_seconds": ours["compile_seconds"],
                 "ours_run_fn_seconds": ours["run_fn_seconds"],
                 "ours_final_loss": ours["final_train_loss"],
+                "ours_xla": ours["xla"]["compiled"], "ours_onednn": ours["onednn"],
+                "load_average": os.getloadavg()[0],
                 "peer_final_loss": peer and peer["final_loss"],
                 "peaks": [ours["matmul_peak_flops"]] + ([peer["matmul_peak_flops"]] if peer
                                                         else [])}
@@ -226,12 +241,14 @@ def _report(args, pairs) -> dict:
               "matmul_peak_flops": peak, "ours_tokens_per_second_median": ours,
               "ours_mfu": ours * per_token / peak,
               "ours_losses_last_run": pairs[-1][1]["losses"],
-              "train": pairs[-1][1]["train"], "env": args.env}
+              "train": pairs[-1][1]["train"], "env": args.env, "isa": args.isa,
+              "ours_best_tokens_per_second": max(pair["ours"] for pair, _, _ in pairs)}
     if not args.no_peer:
         peer = statistics.median(pair["peer"] for pair, _, _ in pairs)
         report.update(peer_tokens_per_second_median=peer, peer_mfu=peer * per_token / peak,
                       ratio_median=statistics.median(pair["ratio"] for pair, _, _ in pairs),
-                      ratios=[pair["ratio"] for pair, _, _ in pairs])
+                      ratios=[pair["ratio"] for pair, _, _ in pairs],
+                      peer_best_tokens_per_second=max(pair["peer"] for pair, _, _ in pairs))
     print(json.dumps({k: _round(v) for k, v in report.items()}, indent=1))
     return report
 
@@ -330,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a TrainConfig override for ours, key=json (repeatable)")
     parser.add_argument("--env", action="append", default=[],
                         help="an environment variable for our runs, KEY=VALUE (repeatable)")
+    parser.add_argument("--isa", default="native", choices=["native", "avx2"],
+                        help="avx2: stand in for an AVX2-only CPU (both sides)")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--model-dir", help="--what eval|generate: a model artifact trained "
                         "at this shape (default: train one for 30 steps)")
@@ -355,5 +374,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from pipeline.terminal import quiet_script
 
+    from pipeline.cli import tensorflow_defaults
+
     quiet_script()
+    tensorflow_defaults()  # before anything imports TensorFlow, as `lmpipe` does
     sys.exit(main())

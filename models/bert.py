@@ -1,16 +1,19 @@
 """A BERT-style encoder backbone: learned positions, post-LayerNorm bidirectional blocks.
 
 Backend-agnostic Keras 3 in the shape of keras-hub's `BertBackbone` (token and position
-embeddings, LayerNorm, dropout, `TransformerEncoder` blocks), without the token-type
-embedding and pooler, which only next-sentence prediction and classification use. Every
-hyperparameter is one constructor argument and `get_config()` returns exactly those
-(`models.backbone.Backbone`).
+embeddings, LayerNorm, dropout, `TransformerEncoder` blocks), without the pooler, which
+only next-sentence prediction and BERT's own classifier use. The token-type embedding is
+there only for an imported BERT checkpoint (`num_token_types`): lmpipe's inputs have one
+segment type, so BERT's row 0 is added at every position, as BERT computes it for a
+single sentence. Every hyperparameter is one constructor argument and `get_config()`
+returns exactly those (`models.backbone.Backbone`).
 """
 
 from __future__ import annotations
 
 import keras
 import keras_hub
+from keras import ops
 
 from models.backbone import Backbone, backbone_inputs
 from models.segments import document_attention_mask, padding_mask
@@ -36,17 +39,25 @@ class BertBackbone(Backbone):
             segment (before and after it) and nothing else; when False, to every
             non-padding position of the window.
         layer_norm_epsilon: epsilon of every LayerNorm.
+        num_token_types: rows of a token-type embedding whose row 0 is added to every
+            position (a BERT checkpoint's `type_vocab_size`); None: no such embedding.
         dtype: dtype or `keras.DTypePolicy` of the layers.
     """
 
     def __init__(self, vocabulary_size, num_layers, num_heads, hidden_dim,
                  intermediate_dim=None, max_sequence_length=512, dropout=0.0,
-                 document_masking=True, layer_norm_epsilon=1e-12, dtype=None, **kwargs):
+                 document_masking=True, layer_norm_epsilon=1e-12, num_token_types=None,
+                 dtype=None, **kwargs):
         # === Layers ===
         self.embeddings = keras_hub.layers.TokenAndPositionEmbedding(
             vocabulary_size=vocabulary_size, sequence_length=max_sequence_length,
             embedding_dim=hidden_dim, embeddings_initializer=_init(), dtype=dtype,
             name="embeddings")
+        self.token_type_embedding = None
+        if num_token_types:
+            self.token_type_embedding = keras.layers.Embedding(
+                num_token_types, hidden_dim, embeddings_initializer=_init(), dtype=dtype,
+                name="token_type_embedding")
         self.embeddings_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm")
         self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype,
@@ -63,6 +74,8 @@ class BertBackbone(Backbone):
         inputs = backbone_inputs()
         segment_ids = inputs["segment_ids"]
         x = self.embeddings(inputs["token_ids"])
+        if self.token_type_embedding is not None:
+            x = x + self.token_type_embedding(ops.zeros_like(inputs["token_ids"]))
         x = self.embeddings_dropout(self.embeddings_layer_norm(x))
         if document_masking:
             masks = {"attention_mask": document_attention_mask(segment_ids)}
@@ -82,6 +95,7 @@ class BertBackbone(Backbone):
         self.dropout = dropout
         self.document_masking = document_masking
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.num_token_types = num_token_types
 
     @property
     def token_embedding(self):

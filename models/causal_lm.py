@@ -9,7 +9,6 @@ tokenizer and preprocessing live elsewhere: `models/tokenizer.py`,
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 from models.backbone import BackboneWithHead
 
@@ -20,7 +19,7 @@ class CausalLM(BackboneWithHead):
 
     Args:
         backbone: a causal backbone with `token_embedding`, `vocabulary_size`,
-            `cache_shape` and `call_with_cache` (`models.gpt.GPTBackbone`,
+            `empty_cache` and `call_with_cache` (`models.gpt.GPTBackbone`,
             `models.llama.LlamaBackbone`).
         tie_embeddings: when True the head is the transposed token embedding; when False
             (the default) it is its own projection.
@@ -56,7 +55,7 @@ class CausalLM(BackboneWithHead):
 
         Args:
             token_ids: int [B, T].
-            cache: float, the backbone's `cache_shape(B, max_length)`.
+            cache: the key/value cache (`empty_cache`).
             cache_update_index: int scalar, the position of `token_ids[:, 0]`.
 
         Returns:
@@ -66,9 +65,9 @@ class CausalLM(BackboneWithHead):
         return self._logits(hidden), cache
 
     def empty_cache(self, batch_size, max_length):
-        """A zero key/value cache for `batch_size` sequences of up to `max_length` tokens."""
-        return ops.zeros(self.backbone.cache_shape(batch_size, max_length),
-                         dtype=self.compute_dtype)
+        """A zero key/value cache for `batch_size` sequences of up to `max_length` tokens,
+        in the backbone's layout (`call_with_cache` takes and returns it)."""
+        return self.backbone.empty_cache(batch_size, max_length, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "tie_embeddings": self.tie_embeddings}

@@ -34,8 +34,11 @@ objective (`model.objective`, from `model.family`):
   streaming it, counts and stops by them). Temperature 0 is greedy; `top_k` 0 and `top_p`
   outside (0, 1) switch those filters off; sampling is stateless in `seed`, so a seed
   reproduces a completion. Generation of a row stops at `eos`.
-  Causal LMs decode with the model's key/value cache. Prompt plus completion fit the
-  window: the completion is at most `window - 1` tokens and the prompt keeps its last
+  Causal LMs decode with the model's key/value cache, the whole loop compiled by XLA on
+  first use, once per batch size (rounded up to a power of two, so that a server batching
+  requests compiles a few sizes, not every one) and cache length (as long as prompt and
+  completion need: 64, 128, ... positions, up to the window). Prompt plus completion fit
+  the window: the completion is at most `window - 1` tokens and the prompt keeps its last
   `window - max_new_tokens` tokens.
   Masked LMs fill masks, left to right: the prompt is followed by `max_new_tokens` mask
   tokens and `eos`, and each step runs the whole (bidirectional) window and fills the
@@ -156,8 +159,9 @@ class LanguageModelExport(ServingModule):
         self.closing = 0 if self.causal else 1
         banned = [info.pad_id, info.bos_id] + [info.special_tokens[name] for name in ("mask",)
                                                if name in info.special_tokens]
-        # Ids the sampler never emits: padding, a second document start, the MLM mask.
-        self.banned_ids = tf.constant(sorted(set(banned)), tf.int32)
+        # Ids the sampler never emits: padding, a second document start, the MLM mask;
+        # never eos, which GPT-2's tokenizer also uses as bos and pad (one token for all).
+        self.banned_ids = tf.constant(sorted(set(banned) - {info.eos_id}), tf.int32)
 
     # --- score ---
 
@@ -233,9 +237,10 @@ class LanguageModelExport(ServingModule):
         """Causal LMs: fill positions lengths[r] .. ends[r]-1 of each row with the key/value
         cache, stopping a row at eos.
 
-        Rows of different prompt lengths decode together: at position i a row still in
-        its prompt keeps its prompt token (keras-hub's scheme), so the cache holds the
-        right keys and values for every row.
+        The cache holds the shortest of `_cache_lengths` that reaches the last position
+        written (`tf.switch_case`: one compiled decoder per length, each compiled on its
+        first use): a step's attention reads the whole cache, so a 128-token completion
+        in a 1024-token window should not pay for 1024 positions.
 
         Args:
             tokens: int32 [B, window]: each row's prompt in its first lengths[r] positions.
@@ -246,9 +251,55 @@ class LanguageModelExport(ServingModule):
         Returns:
             int32 [B, window]: the prompts followed by the decoded tokens.
         """
-        batch = tf.shape(tokens)[0]
-        cache = self.model.empty_cache(batch, self.window)
-        # Fill the cache for the whole window; positions not yet decoded are rewritten
+        cache_lengths = self._cache_lengths()
+        shorter = tf.constant(cache_lengths[:-1], tf.int32) < tf.reduce_max(ends)
+        bucket = tf.reduce_sum(tf.cast(shorter, tf.int32))
+
+        # Rows up to a power of two, the last row repeated (the same prompt and end, so the
+        # loop's first and last positions stay those of the real rows).
+        rows = tf.shape(tokens)[0]
+        powers = tf.bitwise.left_shift(1, tf.range(31))
+        padded = tf.where(rows > 0, tf.reduce_min(tf.where(powers >= rows, powers, powers[-1])),
+                          0)
+        take = tf.minimum(tf.range(padded), rows - 1)
+        tokens, lengths, ends = (tf.gather(value, take) for value in (tokens, lengths, ends))
+
+        def branch(length):
+            # Plain TensorFlow calls, kept away from autograph here and in the compiled loop:
+            # autograph's conversion of that bound method once returned another function's
+            # (`__init__() missing 2 required positional arguments`) while saving.
+            @tf.autograph.experimental.do_not_convert
+            def decode():
+                decoded = self._decode_in_cache(tokens[:, :length], lengths, ends, temperature,
+                                                top_k, top_p, seed)
+                return tf.concat([decoded, tokens[:, length:]], axis=1)
+            return decode
+
+        return tf.switch_case(bucket, [branch(length) for length in cache_lengths])[:rows]
+
+    def _cache_lengths(self) -> list[int]:
+        """The cache lengths a decoder is compiled for: 64, 128, ... below the window, and
+        the window."""
+        lengths = [64]
+        while lengths[-1] < self.window:
+            lengths.append(lengths[-1] * 2)
+        return [length for length in lengths if length < self.window] + [self.window]
+
+    # The whole decode loop is one XLA computation: per new token the model runs on one
+    # position, and outside XLA its hundreds of small ops each cost more to dispatch than
+    # to compute (bench/NOTES.md, generation).
+    @tf.function(jit_compile=True, autograph=False)
+    def _decode_in_cache(self, tokens, lengths, ends, temperature, top_k, top_p, seed):
+        """`_decode_causal` with a cache of tokens' length S (every end <= S): int32
+        [B, S], the prompts followed by the decoded tokens.
+
+        Rows of different prompt lengths decode together: at position i a row still in
+        its prompt keeps its prompt token (keras-hub's scheme), so the cache holds the
+        right keys and values for every row.
+        """
+        batch, length = tf.shape(tokens)[0], tokens.shape[1]
+        cache = self.model.empty_cache(batch, length)
+        # Fill the cache for all S positions; positions not yet decoded are rewritten
         # when their turn comes, and the causal mask hides them until then.
         _, cache = self.model.call_with_cache(tokens, cache, 0)
         done = tf.zeros([batch], tf.bool)
@@ -256,13 +307,15 @@ class LanguageModelExport(ServingModule):
         stop = tf.reduce_max(ends)
 
         def body(i, tokens, cache, done):
-            previous = tokens[:, i - 1:i]
+            # Gathers, not slices with a loop-dependent start: XLA compiles these.
+            previous = tf.gather(tokens, [i - 1], axis=1)
             logits, cache = self.model.call_with_cache(previous, cache, i - 1)
             step_seed = tf.stack([seed, i])
             chosen = self._sample(logits[:, 0, :], temperature, top_k, top_p, step_seed)
             writing = tf.logical_and(i >= lengths, tf.logical_and(i < ends, tf.logical_not(done)))
-            column = tf.where(writing, chosen, tf.where(i < lengths, tokens[:, i], self.pad_id))
-            tokens = tf.where(tf.range(self.window)[None, :] == i, column[:, None], tokens)
+            column = tf.where(writing, chosen,
+                              tf.where(i < lengths, tf.gather(tokens, i, axis=1), self.pad_id))
+            tokens = tf.where(tf.range(length)[None, :] == i, column[:, None], tokens)
             done = tf.logical_or(done, tf.logical_and(writing, tf.equal(chosen, self.eos_id)))
             return i + 1, tokens, cache, done
 
@@ -312,8 +365,7 @@ class LanguageModelExport(ServingModule):
                          lambda: scaled)
         scaled = tf.cond(tf.logical_and(top_p > 0.0, top_p < 1.0),
                          lambda: _top_p_filter(scaled, top_p), lambda: scaled)
-        drawn = tf.random.stateless_categorical(scaled, 1, seed=seed, dtype=tf.int32)[:, 0]
-        return tf.where(temperature > 0.0, drawn, greedy)
+        return tf.where(temperature > 0.0, _draw(scaled, seed), greedy)
 
     def _generate_outputs(self, tokens, lengths, ends) -> dict:
         """`generate`'s outputs: {"completion" string [B], "new_tokens" int32 [B] (before
@@ -440,8 +492,26 @@ def _keep_last(sequences: tf.RaggedTensor, count) -> tf.RaggedTensor:
     return tf.gather(sequences.flat_values, indices)
 
 
+def _draw(logits, seed):
+    """One id per row of logits [B, V], drawn with probability softmax(logits): by the
+    inverse of the cumulative distribution at one uniform number per row. (Compiled by
+    XLA for the CPU, `tf.random.stateless_categorical` draws and takes two logarithms of
+    V numbers per row: 12x the time of this at V 8192, bench/NOTES.md.)"""
+    weights = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
+    cumulative = tf.cumsum(weights, axis=-1)
+    point = tf.random.stateless_uniform([tf.shape(logits)[0], 1], seed) * cumulative[:, -1:]
+    # The first id whose cumulative weight passes the point; ids of weight 0 (banned,
+    # filtered) add nothing to it and are never the first.
+    drawn = tf.reduce_sum(tf.cast(cumulative <= point, tf.int32), axis=-1)
+    # Rounding can put the point on the total: take the last id of any weight then.
+    last = tf.shape(logits)[-1] - 1 - tf.argmax(tf.reverse(weights, [-1]) > 0, axis=-1,
+                                                output_type=tf.int32)
+    return tf.minimum(drawn, last)
+
+
 def _top_k_filter(logits, k):
-    kth = tf.math.top_k(logits, k=k).values[:, -1:]
+    # The k-th largest by sorting: XLA's top_k needs k known when it compiles.
+    kth = tf.gather(tf.sort(logits, axis=-1, direction="DESCENDING"), [k - 1], axis=1)
     return tf.where(logits < kth, _NEG, logits)
 
 

@@ -18,12 +18,14 @@ BACKBONES = {"gpt": GPTBackbone, "llama": LlamaBackbone, "bert": BertBackbone}
 LM_MODELS = {"causal": (CausalLM, "causal_lm"), "masked": (MaskedLM, "masked_lm")}
 
 
-def _build_backbone(model_config, vocabulary_size: int):
+def _build_backbone(model_config, vocabulary_size: int, backbone_arguments: dict | None = None):
     """The backbone for `model.family`, freshly initialized.
 
     Args:
         model_config: `pipeline.core.config.ModelConfig`.
         vocabulary_size: the tokenizer's vocabulary size.
+        backbone_arguments: arguments the `model` section has no key for (an imported
+            checkpoint's activation or norm epsilon, `models/checkpoints/`).
 
     Returns:
         A `GPTBackbone`, `LlamaBackbone` or `BertBackbone` named `backbone`.
@@ -42,6 +44,7 @@ def _build_backbone(model_config, vocabulary_size: int):
     if model_config.family == "llama":
         arguments.update(num_key_value_heads=model_config.num_kv_heads,
                          rope_max_wavelength=model_config.rope_max_wavelength)
+    arguments.update(backbone_arguments or {})
     return BACKBONES[model_config.family](**arguments)
 
 
@@ -51,7 +54,7 @@ CUSTOM_OBJECTS = {f"lmpipe>{cls.__name__}": cls for cls in (
 
 
 def build_model(model_config, task_config, vocabulary_size: int,
-                num_classes: int | None = None):
+                num_classes: int | None = None, backbone_arguments: dict | None = None):
     """The model `task.type` asks for, on the backbone for `model.family`.
 
     Args:
@@ -59,13 +62,14 @@ def build_model(model_config, task_config, vocabulary_size: int,
         task_config: `pipeline.core.config.TaskConfig`.
         vocabulary_size: the tokenizer's vocabulary size.
         num_classes: the label vocabulary's size (task.type classification only).
+        backbone_arguments: see `_build_backbone`.
 
     Returns:
         A Keras model with freshly initialized weights, taking {token_ids, segment_ids}
         and returning logits: [B, L, vocabulary_size] for `lm` and `text_to_text` (a
         causal LM), [B, num_classes] for `classification`.
     """
-    backbone = _build_backbone(model_config, vocabulary_size)
+    backbone = _build_backbone(model_config, vocabulary_size, backbone_arguments)
     if task_config.type == "lm":
         model_class, name = LM_MODELS[model_config.training_objective]
         return model_class(backbone, tie_embeddings=model_config.tied_embeddings, name=name)

@@ -178,10 +178,12 @@ class LlamaBackbone(Backbone):
     def head_dim(self) -> int:
         return self.hidden_dim // self.num_heads
 
-    def cache_shape(self, batch_size, max_length) -> list:
-        """[B, num_layers, 2 (key, value), max_length, key/value heads, head_dim]."""
-        return [batch_size, self.num_layers, 2, max_length,
-                self.num_key_value_heads or self.num_heads, self.head_dim]
+    def empty_cache(self, batch_size, max_length, dtype="float32") -> list:
+        """A zero key/value cache: per layer one [B, 2 (key, value), max_length,
+        key/value heads, head_dim] tensor (`CachedGroupedQueryAttention`'s layout)."""
+        shape = [batch_size, 2, max_length, self.num_key_value_heads or self.num_heads,
+                 self.head_dim]
+        return [ops.zeros(shape, dtype) for _ in range(self.num_layers)]
 
     def call_with_cache(self, token_ids, cache, cache_update_index):
         """Hidden states of `token_ids` placed at `cache_update_index`, reading and
@@ -189,16 +191,15 @@ class LlamaBackbone(Backbone):
 
         Args:
             token_ids: int [B, T], the tokens at positions index .. index + T - 1.
-            cache: float, `cache_shape(B, max_length)`.
+            cache: `empty_cache(B, max_length)` or what the last call returned.
             cache_update_index: int scalar, the position of `token_ids[:, 0]`.
 
         Returns:
-            (hidden states [B, T, hidden_dim], updated cache).
+            (hidden states [B, T, hidden_dim], the updated list).
         """
         x = self.token_embedding(token_ids)
         caches = []
-        for i, layer in enumerate(self.transformer_layers):
-            x, layer_cache = layer(x, cache=cache[:, i, ...],
-                                   cache_update_index=cache_update_index)
+        for layer, layer_cache in zip(self.transformer_layers, cache):
+            x, layer_cache = layer(x, cache=layer_cache, cache_update_index=cache_update_index)
             caches.append(layer_cache)
-        return self.layer_norm(x), ops.stack(caches, axis=1)
+        return self.layer_norm(x), caches

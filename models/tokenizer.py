@@ -5,15 +5,20 @@ must be the same op graph in tf.data (train, evaluate) and inside the exported S
 (serving), so it is written once here with tensorflow-text ops. Backbones and the models
 on them stay backend-agnostic Keras.
 
-Two kinds, chosen by the artifact's `type`:
+Three kinds, chosen by the artifact's `type`:
     bpe, unigram  SentencePiece with byte fallback (`tf_text.SentencepieceTokenizer`);
                   lossless: detokenize(tokenize(t)) == normalize(t)
     wordpiece     BERT's basic tokenization (whitespace and punctuation, CJK characters
                   apart, optional lower-casing) then WordPiece (`tf_text.BertTokenizer`);
                   whitespace is not kept, so detokenize joins words with single spaces
+    byte_bpe      GPT-2's byte-level BPE, imported with a checkpoint (`train.init_from`):
+                  keras-hub's `BytePairTokenizer` on its TensorFlow path (GPT-2's
+                  pre-tokenization, then the merges); lossless, every token is bytes
 """
 
 from __future__ import annotations
+
+import json
 
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -31,7 +36,8 @@ class TextTokenizer(tf.Module):
 
     Args:
         info: the artifact's `TokenizerInfo`.
-        model: the model file's bytes (`spm.model`, or `vocab.txt` for WordPiece).
+        model: the model file's bytes (`spm.model`, `vocab.txt` for WordPiece, `bpe.json`
+            for byte-level BPE).
     """
 
     def __init__(self, info: TokenizerInfo, model: bytes):
@@ -39,6 +45,8 @@ class TextTokenizer(tf.Module):
         self.info = info
         if info.type == "wordpiece":
             self._build_wordpiece(model.decode("utf-8").splitlines())
+        elif info.type == "byte_bpe":
+            self._build_byte_bpe(json.loads(model.decode("utf-8")))
         else:
             self.sentencepiece = tf_text.SentencepieceTokenizer(model=model, out_type=tf.int32)
 
@@ -58,6 +66,24 @@ class TextTokenizer(tf.Module):
                                                ("pad", "cls", "sep", "mask", "bos", "eos")
                                                if name in special}), tf.int32)
 
+    def _build_byte_bpe(self, spec: dict) -> None:
+        import keras_hub
+
+        # The TensorFlow path always (not the Python `tokenizers` one keras-hub takes
+        # eagerly when that package is installed): the graph is what the SavedModel keeps.
+        self.byte_bpe = keras_hub.tokenizers.BytePairTokenizer(
+            vocabulary=spec["vocabulary"], merges=spec["merges"],
+            unsplittable_tokens=spec["unsplittable_tokens"] or None, dtype="int32",
+            _allow_python_workflow=False)
+        # Each id's length in bytes (one character of a byte-level token is one byte; an
+        # unsplittable token stands for its own text): tokens concatenate to the text's
+        # bytes, so offsets are running sums of these.
+        lengths = [0] * self.info.vocab_size
+        special = set(spec["unsplittable_tokens"])
+        for token, token_id in spec["vocabulary"].items():
+            lengths[token_id] = len(token.encode("utf-8")) if token in special else len(token)
+        self.token_byte_lengths = tf.constant(lengths, tf.int64)
+
     def normalize(self, texts: tf.Tensor) -> tf.Tensor:
         """Unicode normalization as in ingest, so serving sees what training saw."""
         if self.info.normalization == "none":
@@ -69,6 +95,8 @@ class TextTokenizer(tf.Module):
         texts = self.normalize(texts)
         if self.info.type == "wordpiece":
             return self.wordpiece.tokenize(texts).merge_dims(-2, -1)
+        if self.info.type == "byte_bpe":
+            return self.byte_bpe.tokenize(texts)
         return self.sentencepiece.tokenize(texts)
 
     def tokenize_with_offsets(self, texts: tf.Tensor):
@@ -77,10 +105,20 @@ class TextTokenizer(tf.Module):
         if self.info.type == "wordpiece":
             ids, starts, ends = self.wordpiece.tokenize_with_offsets(texts)
             return ids.merge_dims(-2, -1), starts.merge_dims(-2, -1), ends.merge_dims(-2, -1)
+        if self.info.type == "byte_bpe":
+            ids = self.byte_bpe.tokenize(texts)
+            lengths = tf.gather(self.token_byte_lengths, ids)
+            running = tf.cumsum(lengths.flat_values)
+            before_row = tf.gather(tf.concat([[0], running], 0),
+                                   tf.gather(lengths.row_starts(), lengths.value_rowids()))
+            ends = lengths.with_flat_values(running - before_row)
+            return ids, ends - lengths, ends
         return self.sentencepiece.tokenize_with_offsets(texts)
 
     def detokenize(self, ids) -> tf.Tensor:
         """Int ids [B, None] (ragged or dense) -> strings [B]; control ids are dropped."""
+        if self.info.type == "byte_bpe":
+            return self.byte_bpe.detokenize(ids)
         if self.info.type != "wordpiece":
             return self.sentencepiece.detokenize(ids)
         if not isinstance(ids, tf.RaggedTensor):

@@ -20,9 +20,24 @@ import sys
 from pipeline.terminal import filter_native_stderr, quiet_environment
 
 
+# Set before anything imports TensorFlow (a user's own setting wins). TensorFlow turns its
+# oneDNN kernels on by default only on CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX;
+# on an AVX2-only CPU they ran the training step's matmuls 2-2.5x faster than TensorFlow's
+# own kernels and the whole step faster (bench/NOTES.md, issue 26). Child processes (Beam
+# workers, `lmpipe serve`, Vertex steps run as `lmpipe component`) inherit it.
+TENSORFLOW_DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+
+
+def tensorflow_defaults() -> None:
+    """Put `TENSORFLOW_DEFAULTS` into the environment where the user has not set them."""
+    for key, value in TENSORFLOW_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the command, and return the exit status."""
     quiet_environment()
+    tensorflow_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -11,9 +11,9 @@ from pipeline.core.errors import UsageError
 from pipeline.core.metadata import MetadataStore
 
 STORE = "metadata.sqlite"
-RUNS_HEADER = (f"{'run':<24} {'started (UTC)':<19} {'status':<9} {'docs train/eval':>15} "
-               f"{'data':>8} {'ppl':>9} {'bpb':>7} {'task':>10} {'blessed':>7} {'pushed':>7}  "
-               "executed")
+RUNS_HEADER = (f"{'run':<24} {'started (UTC)':<19} {'status':<9} {'spans':>7} "
+               f"{'docs train/eval':>15} {'data':>8} {'ppl':>9} {'golden':>9} {'bpb':>7} "
+               f"{'task':>10} {'blessed':>7} {'pushed':>7}  executed")
 # A downstream task run's headline metric (evaluate's summary for a task): the first it has.
 TASK_METRICS = (("eval_accuracy", "acc", ".3f"), ("eval_bleu", "bleu", ".1f"))
 
@@ -21,9 +21,10 @@ TASK_METRICS = (("eval_accuracy", "acc", ".3f"), ("eval_bleu", "bleu", ".1f"))
 def format_runs(root: str, limit: int) -> str:
     """The retraining history under a pipeline root, newest run first.
 
-    One line per run: when it started, its status, the data it trained on (documents
-    per split and bytes, from its ingest artifact), eval perplexity and bits per byte (a
-    language model) or the task's headline metric (`acc=0.912` for classification,
+    One line per run: when it started, its status, the data spans it trained on (`3-7`;
+    `-` without spans), the data it read (documents per split and bytes, from its ingest
+    artifact), eval perplexity, the golden set's perplexity (`-` without one) and eval bits
+    per byte (a language model) or the task's headline metric (`acc=0.912` for classification,
     `bleu=31.2` for text to text), whether the model was blessed, the version it pushed
     (`v2`; `(v1)` when its model was already that version in service; `-` when nothing was
     pushed), and which components executed rather than came from the cache (`failed:NAME`
@@ -58,11 +59,22 @@ def _run_line(row, executed: list[str]) -> str:
     data = run_data(components)
     docs = f"{data['train']}/{data['eval']}" if data else "-"
     size = _bytes(data["bytes"]) if data else "-"
-    return (f"{row['id']:<24} {_when(row['started']):<19} {row['status']:<9} {docs:>15} "
+    return (f"{row['id']:<24} {_when(row['started']):<19} {row['status']:<9} "
+            f"{span_range(record.get('spans')):>7} {docs:>15} "
             f"{size:>8} {_number(metrics.get('eval_perplexity'), '.2f'):>9} "
+            f"{_number(metrics.get('golden_perplexity'), '.2f'):>9} "
             f"{_number(metrics.get('eval_bits_per_byte'), '.3f'):>7} {task_metric(metrics):>10} "
             f"{_flag(metrics.get('blessed')):>7} {pushed_version(components):>7}  "
             f"{','.join(executed) or '-'}")
+
+
+def span_range(spans: list[int] | None) -> str:
+    """`3-7` for consecutive spans, `3,5,6` otherwise, `-` for a run without spans."""
+    if not spans:
+        return "-"
+    if spans == list(range(spans[0], spans[-1] + 1)) and len(spans) > 1:
+        return f"{spans[0]}-{spans[-1]}"
+    return ",".join(str(span) for span in spans)
 
 
 def task_metric(metrics: dict) -> str:

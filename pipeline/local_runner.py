@@ -36,6 +36,10 @@ RUN_METRICS = ("eval_perplexity", "eval_bits_per_byte", "eval_token_accuracy", "
                "train_tokens_per_second", "eval_unigram_perplexity", "golden_perplexity",
                "golden_bits_per_byte")
 
+# What a component's summary reports beside the metrics: the version push published, the
+# data spans ingest chose (None without spans).
+RECORD_KEYS = ("pushed_model", "spans")
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -117,7 +121,7 @@ def _recorded_run(nodes: list[Node], config, root: str, store: MetadataStore,
     runtime = Runtime(run_id=new_run_id(), root=root, beam_args=config.pipeline.beam_args)
     store.start_run(runtime.run_id, to_dict(config))
     record = {"run_id": runtime.run_id, "status": "running", "components": {},
-              "metrics": dict.fromkeys(RUN_METRICS), "pushed_model": None}
+              "metrics": dict.fromkeys(RUN_METRICS), "pushed_model": None, "spans": None}
     try:
         _run_nodes(nodes, config, runtime, store, record, until, no_cache)
         record["status"] = "succeeded"
@@ -174,7 +178,7 @@ def _run_nodes(nodes: list[Node], config, runtime: Runtime, store: MetadataStore
         summary = getattr(node.spec.load(), "summary", None)
         if summary is not None:
             for key, value in summary(outputs).items():
-                target = record if key == "pushed_model" else record["metrics"]
+                target = record if key in RECORD_KEYS else record["metrics"]
                 target[key] = value
         stopped = node.name == until
 

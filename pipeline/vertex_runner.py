@@ -61,6 +61,8 @@ def create_kfp_pipeline(config, *, target: Target = "vertex", dag: str = DEFAULT
             if target == "local":
                 kfp_step.set_env_variable("PYTHONPATH", _local_pythonpath())
             kfp_step.set_display_name(step.name)
+            for upstream in step.after:
+                kfp_step.after(launched[upstream])
             kfp_step.set_caching_options(step.caching and vertex.enable_caching)
             if target == "vertex" and step.name not in TRAINING_STEPS:
                 if vertex.cpu_limit:

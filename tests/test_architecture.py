@@ -12,7 +12,8 @@ import pytest
 from bench.code_shape import LONG_FUNCTION, cycles, import_graph, long_functions
 from tests.conftest import REPO
 
-STAGES = ("ingest", "tokenizer", "labels", "transform", "tune", "train", "evaluate", "push")
+STAGES = ("ingest", "tokenizer", "labels", "transform", "validate", "tune", "train", "evaluate",
+          "push")
 # Stage -> the other stages it may import: only where data flows from one to the other and
 # the code is the same (the tuner trains its trials with the trainer's pieces).
 DATA_FLOWS = {"tune": {"train"}}

@@ -27,6 +27,11 @@ Outputs:
                               (`samples.py`)
     evaluation/report.html    the page, with its PNGs beside it
     evaluation/tfma/          TFMA's own results (tfma.load_metrics and friends read them)
+    evaluation/golden/tfma/   a language model's: TFMA's results over the golden set's
+                              examples (the examples' `golden` split, from
+                              `evaluation.golden_inputs`), with the same metrics, slices and
+                              baseline as the eval split; metrics.json holds them as
+                              `golden`, and the gate is `evaluation.max_golden_*`
     blessing/blessing.json    {"blessed", "failures": [{"metric", "slice", "kind",
                                "threshold", "value", ...}], "ignored_failures",
                                "baseline", "compared_with_service" (true for a language
@@ -97,10 +102,11 @@ SPEC = ComponentSpec(
     name="evaluate",
     module="components.evaluate",
     inputs={"model": "Model", "examples": "Examples", "documents": "Documents",
-            "tokenizer": "Tokenizer", "statistics": "Statistics"},
+            "tokenizer": "Tokenizer", "statistics": "Statistics",
+            "anomalies": "ExampleAnomalies"},
     outputs={"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"},
     config=("evaluation", "task", "push"),
-    optional_inputs=("documents", "tokenizer", "statistics"),
+    optional_inputs=("documents", "tokenizer", "statistics", "anomalies"),
     resolvers={"baseline": resolve_baseline},
     uses_resolvers=_consults_baseline,
 )
@@ -138,14 +144,17 @@ def run(inputs, outputs, runtime, evaluation, task, push):
     derived = slicing.features_to_derive(evaluation.slice_features, examples)
     metrics, failures, seconds = _run_tfma(task_type, inputs, outputs, runtime, evaluation,
                                            candidate, baseline, derived)
+    golden_failures, golden_seconds = _evaluate_golden(metrics, task_type, inputs, outputs,
+                                                       runtime, evaluation, candidate,
+                                                       baseline, derived)
+    seconds += golden_seconds
     task_type.add_to_metrics(metrics, inputs, outputs, runtime, evaluation, push.variant,
                              derived)
     write_metrics(outputs["evaluation"], metrics)
     samples = _write_samples(task_type.samples(inputs, candidate, evaluation, runtime),
                              outputs)
-    verdict = blessing.decide(failures, metrics,
-                              slice_gate_min_examples=evaluation.slice_gate_min_examples,
-                              baseline=_describe(baseline))
+    verdict = _verdict(failures, golden_failures, metrics, baseline, evaluation,
+                       inputs.get("anomalies"))
     verdict.update(blessing.provenance(inputs, candidate, runtime, task_type.lineage_inputs,
                                        task_type.settings(evaluation, task)),
                    # push publishes only while the baseline is still what is in service
@@ -161,15 +170,17 @@ def run(inputs, outputs, runtime, evaluation, task, push):
 
 
 def _run_tfma(task_type, inputs, outputs, runtime, evaluation, candidate: str, baseline,
-              derived):
-    """TFMA over the eval split: the metrics document, the failed thresholds, the seconds."""
+              derived, split: str = "eval"):
+    """TFMA over the eval split (or the golden set's examples, into `golden/tfma/`): the
+    metrics document, the failed thresholds, the seconds."""
     from components.evaluate import analysis
     from pipeline.core import files
     from pipeline.core.contracts import serving_dir
 
     eval_config = task_type.eval_config(evaluation, with_baseline=baseline is not None)
-    tfma_dir = files.join(outputs["evaluation"], "tfma")
-    runtime.log(task_type.start_line(inputs["examples"].uri, baseline))
+    tfma_dir = files.join(outputs["evaluation"], *TFMA_DIRS[split])
+    runtime.log(task_type.start_line(inputs["examples"].uri, baseline)
+                + (f" ({split} split)" if split != "eval" else ""))
     if baseline is not None and (problem := serving_dir.damage(baseline.uri)):
         raise UsageError(_unloadable(baseline, problem))
     started = time.perf_counter()
@@ -178,7 +189,8 @@ def _run_tfma(task_type, inputs, outputs, runtime, evaluation, candidate: str, b
                           baseline=baseline.uri if baseline else None,
                           examples_dir=inputs["examples"].uri, output_dir=tfma_dir,
                           beam_args=runtime.beam_args, batch_size=evaluation.batch_size,
-                          derived=derived, length_buckets=evaluation.length_buckets)
+                          derived=derived, length_buckets=evaluation.length_buckets,
+                          split=split)
     except Exception:
         # Damage `damage` cannot see (variables cut short) fails deep inside TFMA's Beam
         # workers; say so in one line (a full load costs much, so only after a failure).
@@ -189,6 +201,55 @@ def _run_tfma(task_type, inputs, outputs, runtime, evaluation, candidate: str, b
     seconds = round(time.perf_counter() - started, 3)
     metrics = task_type.metrics_document(tfma_dir, baseline, derived)
     return metrics, analysis.read_validation(tfma_dir), seconds
+
+
+def _verdict(failures: list[dict], golden_failures: list[dict], metrics: dict, baseline,
+             evaluation, anomalies) -> dict:
+    """The blessing's verdict from the failed thresholds of the eval split and the golden
+    set, with what the data validation warned of (`data_anomalies`, for the report)."""
+    from components.evaluate import blessing
+    from pipeline.core.contracts.validation import read_anomalies
+
+    verdict = blessing.decide(failures, metrics,
+                              slice_gate_min_examples=evaluation.slice_gate_min_examples,
+                              baseline=_describe(baseline))
+    if golden_failures:
+        blessing.add_golden(verdict, golden_failures, metrics["golden"],
+                            slice_gate_min_examples=evaluation.slice_gate_min_examples)
+    if anomalies is not None:
+        verdict["data_anomalies"] = read_anomalies(anomalies.uri)
+    return verdict
+
+
+def _evaluate_golden(metrics: dict, task_type, inputs, outputs, runtime, evaluation,
+                     candidate: str, baseline, derived) -> tuple[list[dict], float]:
+    """TFMA over the golden set's examples when there are any (into `metrics["golden"]`):
+    the failed thresholds of the golden gate and the seconds."""
+    from pipeline.core.contracts import documents
+    from pipeline.core.contracts.examples import read_feature_spec
+
+    splits = read_feature_spec(inputs["examples"].uri).get("splits", {})
+    if documents.GOLDEN_SPLIT not in splits:
+        return [], 0.0
+    metrics["golden"], failures, seconds = _run_tfma(
+        task_type, inputs, outputs, runtime, golden_gate(evaluation), candidate, baseline,
+        derived, split=documents.GOLDEN_SPLIT)
+    return failures, seconds
+
+
+# Where TFMA writes its results, per split evaluated (below `evaluation/`).
+TFMA_DIRS = {"eval": ("tfma",), "golden": ("golden", "tfma")}
+
+
+def golden_gate(evaluation):
+    """The `evaluation` section as the golden set's gate: its own thresholds
+    (`max_golden_perplexity`, `max_golden_bits_per_byte_increase`), no slice thresholds;
+    the slices and the rest as for the eval split."""
+    from dataclasses import replace
+
+    return replace(evaluation, max_perplexity=evaluation.max_golden_perplexity,
+                   max_bits_per_byte_increase=evaluation.max_golden_bits_per_byte_increase,
+                   max_slice_bits_per_byte_increase=None)
 
 
 def _unloadable(baseline: Artifact, problem: str) -> str:

@@ -15,21 +15,22 @@ from pipeline.core.errors import UsageError
 CONFUSION_PLOT = "multi_class_confusion_matrix_plot"
 
 
-def eval_files(examples_dir: str) -> tuple[str, bool]:
-    """The eval shards' glob of an examples artifact, and whether they are gzipped.
+def eval_files(examples_dir: str, split: str = "eval") -> tuple[str, bool]:
+    """The glob of a split's shards in an examples artifact (the eval split, or the golden
+    set's), and whether they are gzipped.
 
     Any Beam filesystem works (a local directory, gs://...).
 
     Raises:
-        UsageError: the artifact has no readable feature spec or no eval shards.
+        UsageError: the artifact has no readable feature spec or no shards of `split`.
     """
     from pipeline.core import files
     from pipeline.core.contracts.examples import read_feature_spec, shard_pattern
 
     spec = read_feature_spec(examples_dir)
-    pattern = shard_pattern(examples_dir, "eval")
+    pattern = shard_pattern(examples_dir, split)
     if not _matches(pattern):
-        raise UsageError(f"{examples_dir}: no eval shards ({files.basename(pattern)})")
+        raise UsageError(f"{examples_dir}: no {split} shards ({files.basename(pattern)})")
     return pattern, spec["gzip"]
 
 
@@ -41,7 +42,7 @@ def _matches(pattern: str) -> bool:
 
 def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir: str,
              output_dir: str, beam_args, batch_size: int, derived: tuple[str, ...] = (),
-             length_buckets: tuple[int, ...] = ()) -> None:
+             length_buckets: tuple[int, ...] = (), split: str = "eval") -> None:
     """Evaluate the candidate (and baseline) SavedModels with TFMA on a Beam pipeline.
 
     Args:
@@ -55,6 +56,7 @@ def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir:
         batch_size: examples per inference call.
         derived: slice features to derive (see `slicing.features_to_derive`).
         length_buckets: boundaries of a derived `length_bucket`.
+        split: the examples evaluated: `eval`, or `golden` (the golden set's).
     """
     import apache_beam as beam
     import tensorflow_model_analysis as tfma
@@ -62,7 +64,7 @@ def run_tfma(eval_config, *, candidate: str, baseline: str | None, examples_dir:
 
     from pipeline.core.beam import pipeline_options
 
-    pattern, gzip = eval_files(examples_dir)
+    pattern, gzip = eval_files(examples_dir, split)
     models = [_shared_model(eval_config, candidate, CANDIDATE)]
     if baseline is not None:
         models.append(_shared_model(eval_config, baseline, BASELINE))

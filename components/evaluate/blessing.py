@@ -28,6 +28,24 @@ def decide(failures: list[dict], metrics: dict, *, slice_gate_min_examples: int,
             "baseline": baseline, "metrics": metrics.get("overall", {})}
 
 
+def add_golden(verdict: dict, failures: list[dict], golden: dict, *,
+               slice_gate_min_examples: int) -> None:
+    """Add the golden set's failed thresholds to `verdict` (from `decide`), each marked
+    `"examples": "golden"`; one that counts unblesses the model.
+
+    Args:
+        verdict: the verdict of the eval split, changed in place.
+        failures: TFMA's violated thresholds over the golden set.
+        golden: the golden set's metrics document ({"overall", "slices", "baseline", ...}).
+        slice_gate_min_examples: as for `decide`.
+    """
+    found = decide(failures, golden, slice_gate_min_examples=slice_gate_min_examples,
+                   baseline=verdict["baseline"])
+    for kind in ("failures", "ignored_failures"):
+        verdict[kind] += [{**failure, "examples": "golden"} for failure in found[kind]]
+    verdict["blessed"] = verdict["blessed"] and found["blessed"]
+
+
 def _values(document: dict | None, name: str | None) -> dict:
     if not document:
         return {}

@@ -140,33 +140,50 @@ def verdict_section(verdict: dict) -> str:
             f"{len(verdict.get('ignored_failures', []))} ignored on small slices.</p>")
 
 
-def headline_section(metrics: dict, names: tuple[str, ...], caption: str) -> str:
+def headline_section(metrics: dict, names: tuple[str, ...], caption: str,
+                     part: tuple[str, ...] = (), title: str = "Headline metrics") -> str:
     """The overall metrics `names` of the candidate, and of the baseline beside it if any.
 
     Args:
         metrics: the content of metrics.json.
         names: the metrics shown, in order.
         caption: the HTML between the heading and the table.
+        part: where in metrics.json the document shown is (`("golden",)`: the golden
+            set's); the whole of it by default.
+        title: the section's heading.
 
     Returns:
         The section's HTML.
     """
+    kind = metrics.get("objective", objectives.CAUSAL)
+    for key in part:
+        metrics = metrics[key]
     overall, baseline = metrics["overall"], (metrics.get("baseline") or {}).get("overall")
     comparison = metrics.get("comparison") or {}
-    kind = metrics.get("objective", objectives.CAUSAL)
     rows = []
     for name in names:
-        cells = text_cell(metric_label(name, kind)) + num_cell(overall.get(name), "metrics", "overall", name)
+        cells = text_cell(metric_label(name, kind)) + num_cell(overall.get(name), "metrics", *part,
+                                                               "overall", name)
         if baseline is not None:
             change = comparison.get(name, {})
-            cells += (num_cell(baseline.get(name), "metrics", "baseline", "overall", name)
-                      + num_cell(change.get("change"), "metrics", "comparison", name, "change")
-                      + num_cell(change.get("relative_change"), "metrics", "comparison", name,
-                             "relative_change"))
+            cells += (num_cell(baseline.get(name), "metrics", *part, "baseline", "overall", name)
+                      + num_cell(change.get("change"), "metrics", *part, "comparison", name,
+                                 "change")
+                      + num_cell(change.get("relative_change"), "metrics", *part, "comparison",
+                                 name, "relative_change"))
         rows.append(cells)
     header = ["metric", "candidate"] + (["baseline", "change", "relative change"]
                                         if baseline is not None else [])
-    return "<h2>Headline metrics</h2>\n" + caption + table(header, rows)
+    return f"<h2>{html.escape(title)}</h2>\n" + caption + table(header, rows)
+
+
+def golden_section(metrics: dict, names: tuple[str, ...]) -> str:
+    """The golden set's overall metrics (`evaluation.golden_inputs`); "" without one."""
+    if not metrics.get("golden"):
+        return ""
+    return headline_section(metrics, names, "<p>The golden eval set: the same files on every "
+                            "run, never trained on, so that runs compare like with like.</p>\n",
+                            part=("golden",), title="Golden set")
 
 
 def lm_caption(metrics: dict) -> str:
@@ -241,7 +258,10 @@ def failures_section(verdict: dict) -> str:
         rows = []
         for i, failure in enumerate(failures):
             rows.append("".join([
-                text_cell(failure.get("metric")), text_cell(failure.get("slice")), text_cell(failure.get("kind")),
+                text_cell(failure.get("metric")),
+                text_cell(("golden set, " if failure.get("examples") == "golden" else "")
+                          + str(failure.get("slice"))),
+                text_cell(failure.get("kind")),
                 text_cell(threshold_text(failure.get("threshold"))),
                 *(num_cell(failure[field], "blessing", key, i, field) if field in failure else "<td></td>"
                   for field in ("candidate", "baseline", "value", "relative_change")),
@@ -399,6 +419,35 @@ def completions_section(samples: dict) -> str:
             + text_cell(s["reference"]) for s in samples["samples"]]
     return ("<h2>Samples</h2>\n<p>Greedy completions of the first eval inputs.</p>\n"
             + table(["input", "completion", "reference"], rows))
+
+
+def data_validation_section(anomalies: list[dict] | None) -> str:
+    """What the validate step found in the data this model was trained on.
+
+    Args:
+        anomalies: `read_anomalies` of validate's `anomalies` output (published with
+            `validation.on_anomaly: warn`, or when there was none), None without that input.
+
+    Returns:
+        The section's HTML; "" without the input.
+    """
+    if anomalies is None:
+        return ""
+    if not anomalies:
+        return "<h2>Data validation</h2>\n<p>No anomaly in the data.</p>"
+    rows = []
+    for i, anomaly in enumerate(anomalies):
+        span = anomaly.get("span")
+        rows.append("".join([
+            text_cell("corpus" if span is None else span), text_cell(anomaly.get("kind")),
+            text_cell(anomaly.get("statistic")),
+            *(num_cell(anomaly.get(field), "anomalies", i, field)
+              for field in ("value", "reference_value", "threshold")),
+            text_cell(anomaly.get("setting")), text_cell(anomaly.get("message"))]))
+    return ("<h2>Data validation</h2>\n<p>Anomalies found in the data "
+            f"(validation.on_anomaly: warn): {len(anomalies)}.</p>\n"
+            + table(["span", "kind", "statistic", "value", "reference value", "threshold",
+                     "setting", "finding"], rows))
 
 
 def settings_section(evaluation) -> str:

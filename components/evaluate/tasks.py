@@ -29,7 +29,9 @@ metrics.json of each task type:
                     relative_change}} | null, "derived_slice_features": [names evaluate
                     derived], "variant": the export judged (`push.variant`) and its sizes,
                     "teacher": a distilled model's teacher, TFMA's metrics beside the
-                    candidate's (not gated) | null (`compression.py`)}
+                    candidate's (not gated) | null (`compression.py`), "golden": the same
+                    "overall", "slices", "baseline", "diff", "comparison" over the golden
+                    set (`evaluation.golden_inputs`; absent without one)}
     classification  {"task", "overall", "classes" {label: {...}}, "slices" (each with its
                     own "classes"), "confusion" {"labels", "matrix", "source"},
                     "excluded" (the eval documents the transform left out, by reason and
@@ -159,8 +161,10 @@ class LanguageModel:
         return report.write_page(directory, "lmpipe evaluation", [
             report.verdict_section(verdict),
             report.headline_section(metrics, report.TABLE_METRICS, report.lm_caption(metrics)),
+            report.golden_section(metrics, report.TABLE_METRICS),
             report.compression_section(metrics),
             report.failures_section(verdict),
+            report.data_validation_section(verdict.get("data_anomalies")),
             report.lm_slices_section(metrics, slices, charts, evaluation),
             report.lm_samples_section(samples),
             report.settings_section(evaluation),
@@ -176,10 +180,13 @@ class LanguageModel:
     def summary(metrics: dict, verdict: dict) -> dict:
         """Run-level metrics for latest_run.json (None for what was not computed)."""
         overall = metrics.get("overall", {})
+        golden = (metrics.get("golden") or {}).get("overall", {})
         return {"eval_perplexity": overall.get("perplexity"),
                 "eval_unigram_perplexity": overall.get("unigram_perplexity"),
                 "eval_bits_per_byte": overall.get("bits_per_byte"),
                 "eval_token_accuracy": overall.get("token_accuracy"),
+                "golden_perplexity": golden.get("perplexity"),
+                "golden_bits_per_byte": golden.get("bits_per_byte"),
                 "blessed": verdict.get("blessed")}
 
 
@@ -256,6 +263,7 @@ class _FineTuning:
                     report.headline_section(metrics, (*self.headline, "example_count"),
                                             "<p>TFMA over the eval split.</p>\n"),
                     report.failures_section(verdict),
+                    report.data_validation_section(verdict.get("data_anomalies")),
                     *self._report_sections(directory, metrics),
                     report.task_slices_section(metrics, self.headline, evaluation),
                     report.excluded_section(metrics), report.completions_section(samples)]

@@ -1,7 +1,9 @@
 """ingest (TFX ExampleGen): raw text files -> cleaned documents split into train and eval.
 
 Input `raw` is resolved from `data.inputs` (files, directories, globs on any Beam
-filesystem; .txt and .jsonl, optionally .gz or .bz2). Output `documents/` holds
+filesystem; text, JSONL, CSV/TSV, Parquet, TFRecord, Arrow and `save_to_disk`
+directories, `sources.py`), and `data.bigquery` adds a BigQuery table's or query's rows
+(`bigquery.py`). Output `documents/` holds
 `train-*.jsonl.gz` and `eval-*.jsonl.gz` shards of `{"text", "domain", "meta"}` records,
 cleaned, deduplicated and sorted by content hash, and `stats.json` with every drop counted
 by reason and every skipped file (binary, not UTF-8, corrupt) named (see
@@ -32,9 +34,13 @@ _CULPRITS = {
 
 
 def resolve_raw(config, inputs):
-    """The `RawFiles` artifact for `data.inputs` (its fingerprint enters the cache key)."""
+    """The `RawFiles` artifact for `data.inputs` (its fingerprint enters the cache key);
+    with data spans, each span's files and the spans the run trains on (`spans.py`)."""
+    from components.ingest.spans import has_spans, resolve_span_files
     from components.ingest.sources import resolve_raw_files
 
+    if has_spans(config.data.inputs):
+        return resolve_span_files(config.data)
     return resolve_raw_files(config.data.inputs)
 
 
@@ -73,26 +79,50 @@ def run(inputs, outputs, runtime, data):
         UsageError: nothing is left after cleaning, a split is empty, or cleaning dropped
             more than `data.max_dropped_fraction` of the records.
     """
-    import apache_beam as beam
-
+    from components.ingest.exclusions import Exclusions
     from pipeline.core.contracts import documents
-    from pipeline.core.beam import pipeline_options
-    from components.ingest.beam import InputProgress, build_ingest
-    from components.shared import progress
 
     raw = inputs["raw"]
     out = outputs["documents"]
-    sources = list(zip(raw.properties["files"], raw.properties["sizes"]))
     golden_ids = _ingest_golden(inputs.get("golden_raw"), data, outputs["golden"], runtime)
-    runtime.log(f"[ingest] {len(sources)} files, {raw.properties['bytes']} bytes")
-    with (progress.reporting(runtime.log, "ingest", InputProgress.totals(sources)) as meter,
-          beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline):
-        build_ingest(pipeline, sources, data, out, golden_ids, meter)
+    excluded = Exclusions(dict.fromkeys(golden_ids, "golden"))
+    if "spans" in raw.properties:
+        from components.ingest.by_span import ingest_spans
+
+        ingest_spans(raw, inputs.get("golden_raw"), data, excluded, out, runtime,
+                     ingest_files)
+    else:
+        ingest_files(list(zip(raw.properties["files"], raw.properties["sizes"])), data,
+                     excluded, out, runtime)
     stats = documents.read_stats(out)
     _log_drops(stats, runtime)
     _check_nonempty(stats, data)
-    return {"documents": {split: stats["splits"][split]["documents"] for split in documents.SPLITS},
-            "golden": {documents.GOLDEN_SPLIT: len(golden_ids)}}
+    properties = {split: stats["splits"][split]["documents"] for split in documents.SPLITS}
+    if "spans" in stats:
+        properties["spans"] = stats["chosen"]
+    return {"documents": properties, "golden": {documents.GOLDEN_SPLIT: len(golden_ids)}}
+
+
+def ingest_files(sources: list[tuple[str, int]], data, excluded, out: str, runtime) -> None:
+    """Read, clean and split files into a documents artifact in `out`, on Beam.
+
+    Args:
+        sources: `(path, size)` of the files.
+        data: the `DataConfig`.
+        excluded: the documents kept out of both splits (`exclusions.Exclusions`).
+        out: the documents directory to write.
+        runtime: the run's `Runtime` (Beam options, progress lines).
+    """
+    import apache_beam as beam
+
+    from components.ingest.beam import InputProgress, build_ingest
+    from components.shared import progress
+    from pipeline.core.beam import pipeline_options
+
+    runtime.log(f"[ingest] {len(sources)} files, {sum(size for _, size in sources)} bytes")
+    with (progress.reporting(runtime.log, "ingest", InputProgress.totals(sources)) as meter,
+          beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline):
+        build_ingest(pipeline, sources, data, out, excluded, meter)
 
 
 def _ingest_golden(golden_raw, data, directory: str, runtime) -> frozenset:
@@ -142,7 +172,7 @@ def _check_dropped_share(stats: dict, data) -> None:
 
     limit, read = data.max_dropped_fraction, stats["documents_read"]
     dropped = {reason: n for reason, n in stats["dropped"].items()
-               if n and reason not in ("duplicate", "golden")}
+               if n and reason not in ("duplicate", "golden", "earlier_span")}
     total = sum(dropped.values())
     if limit is None or not read or total / read <= limit:
         return
@@ -183,3 +213,9 @@ def _culprit(dropped: dict, read: int, data) -> tuple[str, str] | None:
 
 def _listed(dropped: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "none"
+
+
+def summary(outputs: dict) -> dict:
+    """`spans` of latest_run.json: the data spans the run trains on (None without)."""
+    documents = outputs.get("documents")
+    return {"spans": documents.properties.get("spans") if documents else None}

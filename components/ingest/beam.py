@@ -1,13 +1,18 @@
 """ingest as a Beam pipeline: read raw records, clean them, split, deduplicate, write shards.
 
-    file ranges -> ReadAndClean -> ((split, shard), batch of documents)
-                -> GroupByKey -> WriteShard (sort by id, drop duplicates, split
-                   over-long documents, write one .jsonl.gz)
+    file ranges (+ BigQuery row batches) -> ReadAndClean -> (split, batch of documents)
+                -> Reshard -> ((split, shard), batch) -> GroupByKey
+                -> WriteShard (sort by id, drop duplicates, split over-long documents,
+                   write one .jsonl.gz)
     counts of both stages -> stats.json
 
 A document's shard is a function of its id (the hash of its cleaned text), so exact
 duplicates meet in one shard, sorted next to each other, wherever they came from: one
-shuffle does the grouping, the global deduplication and the deterministic order.
+shuffle does the grouping, the global deduplication and the deterministic order. A
+split's number of shards comes from the bytes of cleaned text read into it (a side
+input summed from `ReadAndClean`'s counts), not from the input files' sizes: the same
+documents give the same shards, and so the same TFRecords downstream, whether they came
+as JSONL, compressed, or as Parquet.
 Documents travel in batches rather than one by one, which keeps Beam's per-element cost
 off the hot path.
 """
@@ -18,50 +23,64 @@ import json
 
 import apache_beam as beam
 
-from components.ingest import cleaning
+from components.ingest import bigquery, cleaning
+from components.ingest.bigquery import RowBatch
+from components.ingest.exclusions import Exclusions
 from components.shared import counts, progress, shards
 from pipeline.core import files
 from pipeline.core.contracts import documents
 from components.shared.domains import fold_counts, kept_domains
-from components.ingest.records import FileRange, RecordReader, compression_of, plan_ranges
+from components.ingest.records import (LINE_FORMATS, FileRange, RecordReader, compression_of,
+                                       plan_ranges, require_fields)
 from components.ingest.sources import file_format
 
 BATCH_BYTES = 4 * 2**20
 # A range's bytes read go on the progress meter in steps of this size (not per record).
 PROGRESS_BYTES = 2**20
-# Compressed inputs are sized at this multiple of their file size when choosing shard counts.
-COMPRESSION_RATIO = 4
 
 
 class ReadAndClean(beam.DoFn):
-    """A file range -> `((split, shard), [(id, line, domain, bytes, chars), ...])` batches,
-    and one count dict per range on the `counts` output.
+    """A file range, or a batch of BigQuery rows -> `(split, [(id, line, domain, bytes,
+    chars), ...])` batches, and one count dict per element on the `counts` output (with
+    each split's bytes of text, `("text_bytes", split)`, which size its shards).
 
     Args:
         data: the `DataConfig`.
-        shard_counts: split -> number of document shards.
-        golden_ids: ids of the golden eval set's documents, dropped here (reason `golden`).
+        excluded: the documents kept out of both splits, and why (`exclusions.py`): the
+            golden eval set's and, with data spans, earlier spans'; loaded in `setup`.
         metered: where the files and bytes read are counted (`InputProgress`), or None.
     """
 
-    def __init__(self, data, shard_counts: dict[str, int], golden_ids: frozenset = frozenset(),
+    def __init__(self, data, excluded: Exclusions = Exclusions(),
                  metered: InputProgress | None = None):
         self.data = data
-        self.shard_counts = shard_counts
-        self.golden_ids = golden_ids
+        self.excluded = excluded
         self.metered = metered
 
     def setup(self):
         self.cleaner = cleaning.Cleaner(self.data)
+        self.excluded_ids = self.excluded.load()
 
-    def process(self, file_range: FileRange):
-        fmt = file_format(file_range.path)
-        batches, sizes, total, records = {}, {}, {}, 0
-        reader = RecordReader(file_range, self.data.txt_mode)
-        read = _RangeProgress(self.metered, file_range)
-        for raw in reader:
-            records += 1
-            read.record(raw)
+    def process(self, source: FileRange | RowBatch):
+        total = {}
+        if isinstance(source, RowBatch):
+            yield from self._clean(source.rows, "bigquery", total)
+            counts.add_counts(total, {("bigquery_rows",): len(source.rows)})
+        else:
+            reader = RecordReader(source, self.data.txt_mode)
+            read = _RangeProgress(self.metered, source)
+            yield from self._clean(reader, file_format(source.path), total, read.record)
+            read.done()
+            counts.add_counts(total, _range_counts(source, reader, total.get(("read",), 0)))
+        yield beam.pvalue.TaggedOutput("counts", total)
+
+    def _clean(self, records, fmt: str, total: dict, on_record=None):
+        """Clean `records` of format `fmt` into keyed batches; count into `total`."""
+        batches, sizes, read = {}, {}, 0
+        for raw in records:
+            read += 1
+            if on_record is not None:
+                on_record(raw)
             document, reason, changes = self.cleaner.clean(raw, fmt)
             if document is None:
                 counts.add_counts(total, {("dropped", reason): 1})
@@ -69,27 +88,25 @@ class ReadAndClean(beam.DoFn):
             for change in changes:
                 counts.add_counts(total, {("changed", change): 1})
             key, item = self._keyed(document)
-            if item[0] in self.golden_ids:
-                counts.add_counts(total, {("dropped", "golden"): 1})
+            if item[0] in self.excluded_ids:
+                counts.add_counts(total, {("dropped", self.excluded_ids[item[0]]): 1})
                 continue
             batches.setdefault(key, []).append(item)
+            total[("text_bytes", key)] = total.get(("text_bytes", key), 0) + item[3]
             sizes[key] = sizes.get(key, 0) + len(item[1])
             if sizes[key] >= BATCH_BYTES:
                 yield key, batches.pop(key)
                 sizes[key] = 0
         yield from batches.items()
-        read.done()
-        counts.add_counts(total, _range_counts(file_range, reader, records))
-        yield beam.pvalue.TaggedOutput("counts", total)
+        counts.add_counts(total, {("read",): read})
 
-    def _keyed(self, document: dict) -> tuple[tuple[str, int], tuple]:
-        """`((split, shard), (id, line, domain, bytes, chars))`: the split and shard come
-        from the document id, the hash of its cleaned text."""
+    def _keyed(self, document: dict) -> tuple[str, tuple]:
+        """`(split, (id, line, domain, bytes, chars))`: the split comes from the document
+        id, the hash of its cleaned text."""
         encoded = document["text"].encode("utf-8")
         doc_id = cleaning.document_id_of_bytes(encoded)
         split = cleaning.split_of(doc_id, self.data.split_salt, self.data.eval_fraction)
-        key = (split, int(doc_id[:16], 16) % self.shard_counts[split])
-        return key, (doc_id, cleaning.encode_document(document), document["domain"],
+        return split, (doc_id, cleaning.encode_document(document), document["domain"],
                      len(encoded), len(document["text"]))
 
 
@@ -114,8 +131,9 @@ class InputProgress:
 class _RangeProgress:
     """The bytes of one file range read so far, put on the meter every `PROGRESS_BYTES`
     and made up to the range's size at its end, so that the step's bytes end at the
-    input's size. Record lengths estimate the bytes read of an uncompressed file only (a
-    compressed file's records are larger than its bytes): a compressed file counts at its end.
+    input's size. Record lengths estimate the bytes read of an uncompressed line file only
+    (a compressed file's records are larger than its bytes, a row has no length): other
+    files count at their end.
 
     Args:
         metered: an `InputProgress`, or None (nothing is counted).
@@ -128,7 +146,8 @@ class _RangeProgress:
         end = file_range.end if file_range.end is not None else file_size
         self.size = max(end - file_range.start, 0)
         self.last = end >= file_size
-        self.estimate = not compression_of(file_range.path)
+        self.estimate = (not compression_of(file_range.path)
+                         and file_format(file_range.path) in LINE_FORMATS)
         self.pending = self.reported = 0
 
     def record(self, raw: bytes) -> None:
@@ -148,11 +167,11 @@ class _RangeProgress:
 
 
 def _range_counts(file_range: FileRange, reader: RecordReader, records: int) -> dict:
-    """Records read from a range, and what became of its file: counted by the file's
-    first range only, as every range of a file reads or skips it alike."""
-    total = {("read",): records}
+    """What became of a range's file (`records` were read from the range): counted by
+    the file's first range only, as every range of a file reads or skips it alike."""
+    total = {}
     if file_range.start == 0:
-        empty = records == 0 and reader.skipped is None
+        empty = records == 0 and reader.skipped is None and reader.error is None
         total.update({("files", "read"): 1, ("files", "empty"): int(empty)})
         if reader.skipped is not None:
             total[("skipped_file", file_range.path, reader.skipped)] = 1
@@ -161,22 +180,46 @@ def _range_counts(file_range: FileRange, reader: RecordReader, records: int) -> 
     return total
 
 
+def shard_counts_of(total: dict) -> dict[str, int]:
+    """split -> its number of document shards, one per 64 MB of cleaned text read into it
+    (from `ReadAndClean`'s counts, before deduplication)."""
+    return {split: shards.num_shards_for(total.get(("text_bytes", split), 0))
+            for split in documents.SPLITS}
+
+
+def shard_names_of(shard_counts: dict[str, int]) -> dict[str, list[str]]:
+    """split -> its shard file names."""
+    return {split: documents.shard_names(split, count, documents.DOCUMENTS_SUFFIX)
+            for split, count in shard_counts.items()}
+
+
+class Reshard(beam.DoFn):
+    """`(split, batch)` -> `((split, shard), batch)` for each shard the batch's documents
+    fall in; the shard is the document id modulo the split's shard count (a side input)."""
+
+    def process(self, keyed, shard_counts: dict[str, int]):
+        split, items = keyed
+        count, by_shard = shard_counts[split], {}
+        for item in items:
+            by_shard.setdefault(int(item[0][:16], 16) % count, []).append(item)
+        for shard, batch in by_shard.items():
+            yield (split, shard), batch
+
+
 class WriteShard(beam.DoFn):
     """`((split, shard), batches)` -> one sorted, deduplicated `.jsonl.gz` file; yields
-    its count dict.
+    its count dict. Takes the splits' shard counts as a side input (for the file names).
 
     Args:
         data: the `DataConfig`.
         directory: the documents artifact directory.
-        names: split -> its shard file names.
     """
 
-    def __init__(self, data, directory: str, names: dict[str, list[str]]):
+    def __init__(self, data, directory: str):
         self.data = data
         self.directory = directory
-        self.names = names
 
-    def process(self, keyed):
+    def process(self, keyed, shard_counts: dict[str, int]):
         (split, shard), batches = keyed
         items = sorted(item for batch in batches for item in batch)
         lines, previous = [], None
@@ -196,7 +239,8 @@ class WriteShard(beam.DoFn):
             counted = domains.setdefault(domain, [0, 0])
             counted[0] += len(pieces)
             counted[1] += num_bytes
-        shards.write_jsonl_gz(files.join(self.directory, self.names[split][shard]), lines)
+        name = shard_names_of(shard_counts)[split][shard]
+        shards.write_jsonl_gz(files.join(self.directory, name), lines)
         total = {("kept",): kept, ("dropped", "duplicate"): duplicates,
                  ("long_documents_split",): long_documents,
                  ("split", split, "documents"): sum(d for d, _ in domains.values()),
@@ -214,13 +258,12 @@ def split_document(line: str, max_chars: int) -> list[str]:
             for piece in cleaning.split_long(document["text"], max_chars)]
 
 
-def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int) -> dict:
+def format_stats(total: dict, data, num_files: int) -> dict:
     """The documents artifact's `stats.json` from the summed counts.
 
     Args:
         total: summed counts (tuple keys, see `ReadAndClean` and `WriteShard`).
         data: the `DataConfig`.
-        names: split -> its shard file names.
         num_files: how many input files were matched.
 
     Returns:
@@ -235,6 +278,7 @@ def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int)
         for domain, values in split_domains.items():
             everywhere[domain] = everywhere.get(domain, 0) + values["documents"]
     kept = kept_domains(everywhere, data.max_domains)
+    names = shard_names_of(shard_counts_of(total))
     splits = {split: {"documents": total.get(("split", split, "documents"), 0),
                       "bytes": total.get(("split", split, "bytes"), 0),
                       "domains": fold_counts(per_split[split], kept),
@@ -259,6 +303,7 @@ def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int)
                   **{reason: sum(s["reason"] == reason for s in skipped)
                      for reason in cleaning.FILE_SKIP_REASONS},
                   "skipped": skipped, "corrupt": corrupt},
+        **({"bigquery_rows": total.get(("bigquery_rows",), 0)} if data.bigquery else {}),
         "documents_read": total.get(("read",), 0),
         "documents_kept": total.get(("kept",), 0),
         "dropped": {reason: total.get(("dropped", reason), 0) for reason in cleaning.DROP_REASONS},
@@ -269,46 +314,45 @@ def format_stats(total: dict, data, names: dict[str, list[str]], num_files: int)
     }
 
 
-def shard_names(sources: list[tuple[str, int]], data) -> dict[str, list[str]]:
-    """split -> its shard file names, sized from the input bytes."""
-    text_bytes = sum(size * (COMPRESSION_RATIO if path.lower().endswith((".gz", ".bz2")) else 1)
-                     for path, size in sources)
-    fractions = {"train": 1 - data.eval_fraction, "eval": data.eval_fraction}
-    return {split: documents.shard_names(split, shards.num_shards_for(text_bytes * fractions[split]),
-                                      documents.DOCUMENTS_SUFFIX)
-            for split in documents.SPLITS}
-
-
 def build_ingest(pipeline, sources: list[tuple[str, int]], data, output_dir: str,
-                 golden_ids: frozenset = frozenset(),
+                 excluded: Exclusions = Exclusions(),
                  meter: progress.Meter | None = None) -> None:
     """Add the ingest stages to `pipeline`.
 
     Args:
         pipeline: a `beam.Pipeline`.
         sources: `(path, size)` of the matched input files.
-        data: the `DataConfig`.
+        data: the `DataConfig` (with `bigquery`, its rows are read beside the files).
         output_dir: the documents artifact directory.
-        golden_ids: ids of the golden eval set's documents, kept out of both splits.
+        excluded: the documents kept out of both splits (see `ReadAndClean`).
         meter: counts the files and bytes read (up to `InputProgress.totals`), or None.
     """
-    names = shard_names(sources, data)
-    shard_counts = {split: len(n) for split, n in names.items()}
+    require_fields([path for path, _ in sources], data)
     metered = InputProgress(meter, sources) if meter is not None else None
-    read = (pipeline
-            | "Ranges" >> beam.Create(plan_ranges(sources, data.txt_mode))
-            | "Distribute" >> beam.Reshuffle()
-            | "ReadAndClean" >> beam.ParDo(ReadAndClean(data, shard_counts, golden_ids, metered))
+    inputs = (pipeline
+              | "Ranges" >> beam.Create(plan_ranges(sources, data.txt_mode))
+              | "Distribute" >> beam.Reshuffle())
+    if data.bigquery is not None:
+        rows = pipeline | "BigQuery" >> bigquery.ReadRows(data.bigquery, pipeline.options)
+        inputs = (inputs, rows) | "FilesAndRows" >> beam.Flatten()
+    read = (inputs
+            | "ReadAndClean" >> beam.ParDo(ReadAndClean(data, excluded, metered))
             .with_outputs("counts", main="batches"))
-    every = pipeline | "EveryShard" >> beam.Create(
-        [((split, i), []) for split, count in shard_counts.items() for i in range(count)])
-    written = ((read.batches, every)
+    shard_counts = beam.pvalue.AsSingleton(read.counts
+                                           | "CountRead" >> counts.CountAll()
+                                           | "ShardCounts" >> beam.Map(shard_counts_of))
+    every = (pipeline
+             | "Once" >> beam.Create([None])
+             | "EveryShard" >> beam.FlatMap(lambda _, n: [((split, i), []) for split in n
+                                                          for i in range(n[split])],
+                                            shard_counts))
+    written = ((read.batches | "Reshard" >> beam.ParDo(Reshard(), shard_counts), every)
                | "AllBatches" >> beam.Flatten()
                | "GroupByShard" >> beam.GroupByKey()
-               | "WriteShards" >> beam.ParDo(WriteShard(data, output_dir, names)))
+               | "WriteShards" >> beam.ParDo(WriteShard(data, output_dir), shard_counts))
     _ = ((read.counts, written)
          | "AllCounts" >> beam.Flatten()
          | "Count" >> counts.CountAll()
          | "WriteStats" >> shards.WriteJson(
              files.join(output_dir, documents.STATS_FILE),
-             lambda total: format_stats(total, data, names, len(sources))))
+             lambda total: format_stats(total, data, len(sources))))

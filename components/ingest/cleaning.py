@@ -14,7 +14,8 @@ order (each set in `data.*`):
                    invalid UTF-8, dropped or replaced as above; a domain that is not a
                    finite scalar is missing (`domain_invalid`); other scalar fields
                    kept in `meta`, non-finite numbers (NaN, Infinity) left out
-                   (`non_finite_removed`)
+                   (`non_finite_removed`). A row of a table (`parse_row`) follows the
+                   same rules, its named fields decoded under `invalid_utf8`
     control_chars  C0/C1 control characters other than tab and line breaks removed
     normalization  Unicode NFC or NFKC
     whitespace     `normalize`: CRLF/CR -> LF, trailing spaces/tabs of each line and blank
@@ -40,9 +41,13 @@ from components.shared.text_cleaning import (normalize_unicode, normalize_whites
                                                remove_control_chars)
 
 # Every drop reason, so stats list them all (with zeros) and readers can rely on the keys.
-# `golden`: the document is in the golden eval set (`evaluation.golden_inputs`).
-DROP_REASONS = ("empty", "binary", "invalid_utf8", "malformed_json", "not_an_object",
-                "missing_text_field", "text_not_string", "too_short", "duplicate", "golden")
+# `golden`: the document is in the golden eval set (`evaluation.golden_inputs`);
+# `earlier_span`: with data spans, an earlier span has the same document;
+# `malformed_record`: a row-format record that does not parse (a TFRecord record that is
+# not a tf.train.Example, a CSV line with more or fewer fields than the header).
+DROP_REASONS = ("empty", "binary", "invalid_utf8", "malformed_json", "malformed_record",
+                "not_an_object", "missing_text_field", "text_not_string", "too_short",
+                "duplicate", "golden", "earlier_span")
 # Cleaning steps that changed a kept document (counted, not dropped).
 CHANGES = ("invalid_utf8_replaced", "control_chars_removed", "unicode_normalized",
            "whitespace_normalized", "non_finite_removed", "domain_invalid")
@@ -79,12 +84,14 @@ class Cleaner:
         self.text_field = data.text_field
         self.domain_field = data.domain_field
 
-    def clean(self, raw: bytes, fmt: str) -> tuple[dict | None, str | None, list[str]]:
+    def clean(self, raw: bytes | dict | None, fmt: str) -> tuple[dict | None, str | None,
+                                                                  list[str]]:
         """One raw record -> a document, or the reason it was dropped.
 
         Args:
-            raw: the record's bytes (a line without its line break, or a whole file).
-            fmt: `txt` or `jsonl`.
+            raw: the record's bytes (a line without its line break, or a whole file), or
+                a row of a row format (a dict; None when it did not parse).
+            fmt: the file's format (`txt`, `jsonl`, or a row format).
 
         Returns:
             `(document, None, changes)` with document `{"text", "domain", "meta"}` and
@@ -92,6 +99,10 @@ class Cleaner:
             `(None, reason, changes)` with a reason from `DROP_REASONS`.
         """
         changes = []
+        if raw is None or isinstance(raw, dict):
+            record, reason = (parse_row(raw, self.data, changes) if raw is not None
+                              else (None, "malformed_record"))
+            return self._document(*record, changes) if record else (None, reason, changes)
         line, reason = decode(raw, self.data.invalid_utf8)
         if line is None:
             return None, reason, changes
@@ -142,12 +153,14 @@ class Cleaner:
         return text
 
 
-def decode(raw: bytes, invalid_utf8: str) -> tuple[str | None, str | None]:
+def decode(raw: bytes, invalid_utf8: str, bom: bool = True) -> tuple[str | None, str | None]:
     """UTF-8 bytes -> text (a leading BOM dropped).
 
     Args:
         raw: the record's bytes.
         invalid_utf8: `drop` or `replace` (`data.invalid_utf8`).
+        bom: drop a leading byte order mark (a file's, at the start of a line); a table's
+            value keeps it, as a JSONL string does.
 
     Returns:
         `(text, None)`; `(text, "invalid_utf8_replaced")` when bytes were replaced;
@@ -155,11 +168,12 @@ def decode(raw: bytes, invalid_utf8: str) -> tuple[str | None, str | None]:
     """
     if b"\x00" in raw:
         return None, "binary"
+    mark = "\ufeff" if bom else ""
     try:
-        return raw.decode("utf-8").removeprefix("\ufeff"), None
+        return raw.decode("utf-8").removeprefix(mark), None
     except UnicodeDecodeError:
         pass
-    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    text = raw.decode("utf-8", errors="replace").removeprefix(mark)
     if text.count("\ufffd") > BINARY_REPLACEMENT_SHARE * len(text):
         return None, "binary"
     if invalid_utf8 == "drop":
@@ -230,6 +244,59 @@ def parse_json_record(line: str, text_field: str, domain_field: str | None,
         else:
             meta[key] = value
     return (text, domain, meta), None
+
+
+def parse_row(row: dict, data, changes: list[str]):
+    """One row of a table -> `((text, domain, meta), None)` or `(None, reason)`, by the
+    rules of `parse_json_record`: a row is a record whose fields are its columns.
+
+    A value given as bytes (a text column's, or a bytes feature's) is decoded as a JSONL
+    line is: in a named field (text, domain, label, target) under `data.invalid_utf8`,
+    which may drop the row; elsewhere bytes that are not UTF-8 are not text and are left
+    out of `meta`, as other non-scalar values (lists, timestamps) are.
+
+    Args:
+        row: column -> value.
+        data: the `DataConfig`.
+        changes: `invalid_utf8_replaced`, `non_finite_removed` and `domain_invalid` are
+            appended here.
+    """
+    named = (data.text_field, data.domain_field, data.label_field, data.target_field)
+    values = {}
+    for key, value in row.items():
+        if isinstance(value, bytes):
+            if key not in named:
+                value = _utf8_or_none(value)
+            else:
+                value, reason = decode(value, data.invalid_utf8, bom=False)
+                if value is None:
+                    return None, reason
+                if reason:
+                    _note(changes, reason)
+        values[key] = value
+    if data.text_field not in values:
+        return None, "missing_text_field"
+    text = values[data.text_field]
+    if not isinstance(text, str):
+        return None, "text_not_string"
+    domain_field = data.domain_field
+    domain = _domain(values.get(domain_field) if domain_field else None, changes)
+    meta = {}
+    for key, value in values.items():
+        if key in (data.text_field, domain_field) or not isinstance(value, _SCALARS):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            _note(changes, "non_finite_removed")
+        else:
+            meta[key] = value
+    return (text, domain, meta), None
+
+
+def _utf8_or_none(value: bytes) -> str | None:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _domain(value, changes: list[str]) -> str:

@@ -10,7 +10,7 @@ document in it has the id the same text has in the corpus.
 from __future__ import annotations
 
 from components.ingest import cleaning
-from components.ingest.records import FileRange, RecordReader
+from components.ingest.records import FileRange, RecordReader, require_fields
 from components.ingest.sources import file_format
 from components.shared import shards
 from pipeline.core import files
@@ -28,6 +28,7 @@ def read_golden(paths: list[str], data) -> tuple[dict[str, tuple[str, int]], dic
         `(documents, counts)`: document id -> (its documents line, its UTF-8 bytes), and
         `{"read": n, "dropped": {reason: n}}`.
     """
+    require_fields(paths, data, "evaluation.golden_inputs")
     cleaner = cleaning.Cleaner(data)
     found, read, dropped = {}, 0, {}
     for path in paths:

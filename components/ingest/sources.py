@@ -1,7 +1,9 @@
 """Matching `data.inputs` on any Beam filesystem, and the raw input artifact.
 
 A pattern is a file, a directory (every supported file below it) or a glob. Matching
-goes through `FileSystems.match`, so `gs://` works as local paths do.
+goes through `FileSystems.match`, so `gs://` works as local paths do. A directory that a
+Hugging Face `datasets` `save_to_disk` wrote (it holds a `state.json`) stands for the
+Arrow files its `state.json` lists, not the cache files `datasets` may leave beside them.
 """
 
 from __future__ import annotations
@@ -16,23 +18,34 @@ from pipeline.core import files
 from pipeline.core.artifacts import Artifact
 from pipeline.core.errors import UsageError
 
-FORMATS = (".txt", ".jsonl")
+# Each format and the compressions its files may have (`.gz`/`.bz2` wrap a whole stream;
+# Parquet and Arrow compress inside the file). A format's reader is in `records.py`.
 COMPRESSIONS = ("", ".gz", ".bz2")
+FORMATS = {
+    "txt": COMPRESSIONS,
+    "jsonl": COMPRESSIONS,
+    "csv": COMPRESSIONS,
+    "tsv": COMPRESSIONS,
+    "tfrecord": ("", ".gz"),
+    "parquet": ("",),
+    "arrow": ("",),
+}
+# A Hugging Face `datasets` directory written by `save_to_disk` lists its Arrow files here.
+HF_STATE_FILE = "state.json"
 _GLOB = re.compile(r"[*?\[]")
 
 
 def file_format(path: str) -> str | None:
-    """`txt` or `jsonl` for a supported file name (optionally .gz/.bz2), else None."""
+    """The format (a key of `FORMATS`) of a supported file name, else None."""
     name = path.lower()
-    for compression in COMPRESSIONS:
-        for fmt in FORMATS:
-            if name.endswith(fmt + compression):
-                return fmt[1:]
+    for fmt, compressions in FORMATS.items():
+        if any(name.endswith(f".{fmt}{compression}") for compression in compressions):
+            return fmt
     return None
 
 
 def _supported_names() -> str:
-    return ", ".join(f + c for f in FORMATS for c in COMPRESSIONS)
+    return ", ".join(f".{fmt}{c}" for fmt, compressions in FORMATS.items() for c in compressions)
 
 
 def match_pattern(pattern: str, key: str = "data.inputs") -> list:
@@ -54,7 +67,7 @@ def match_pattern(pattern: str, key: str = "data.inputs") -> list:
     escaped = files.escape(pattern) if literal else pattern
     if literal or not _GLOB.search(pattern):
         below = _match(escaped.rstrip("/") + "/**", pattern, key)
-        found = [m for m in below if file_format(m.path)]
+        found = _saved_dataset_files([m for m in below if file_format(m.path)], below, key)
         if not found and (below or _is_local_directory(pattern)):
             raise UsageError(f"{key}: directory {pattern} holds no "
                              f"{_supported_names()} files")
@@ -69,6 +82,42 @@ def match_pattern(pattern: str, key: str = "data.inputs") -> list:
     for meta in found:
         _require_regular_file(meta.path, pattern, key)
     return found
+
+
+def _saved_dataset_files(supported: list, listing: list, key: str) -> list:
+    """`supported` with the Arrow files of each `save_to_disk` directory in `listing`
+    narrowed to those its `state.json` lists (`_data_files`): such a directory may also
+    hold `datasets`' cache files (`cache-*.arrow`), which are not the dataset.
+
+    Raises:
+        UsageError: a `state.json` that is not `datasets`' or lists a missing file.
+    """
+    listed = {}
+    for meta in listing:
+        directory, _, name = meta.path.rpartition("/")
+        if name == HF_STATE_FILE:
+            listed[directory] = _state_data_files(meta.path, key)
+    if not listed:
+        return supported
+    present = {m.path for m in listing}
+    for directory, names in listed.items():
+        for name in sorted(names):
+            if f"{directory}/{name}" not in present:
+                raise UsageError(f"{key}: {directory}/{HF_STATE_FILE} lists {name}, which "
+                                 f"is missing")
+    return [m for m in supported if file_format(m.path) != "arrow"
+            or m.path.rpartition("/")[0] not in listed
+            or m.path.rpartition("/")[2] in listed[m.path.rpartition("/")[0]]]
+
+
+def _state_data_files(path: str, key: str) -> set[str]:
+    """The Arrow file names a `save_to_disk` directory's `state.json` lists."""
+    try:
+        state = json.loads(files.read_bytes(path))
+        return {entry["filename"] for entry in state["_data_files"]}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"{key}: {path} is not a datasets save_to_disk state file "
+                         f"(no _data_files list of filenames: {err})") from None
 
 
 def _require_regular_file(path: str, pattern: str, key: str) -> None:
@@ -98,6 +147,20 @@ def _is_local_directory(path: str) -> bool:
     from apache_beam.io.localfilesystem import LocalFileSystem
 
     return isinstance(FileSystems.get_filesystem(path), LocalFileSystem) and os.path.isdir(path)
+
+
+def match_spans_glob(pattern: str, key: str = "data.inputs") -> list:
+    """The files a glob made of a data-span pattern stands for (`spans.py`): a matched
+    directory (a span's directory, local) stands for the supported files below it."""
+    if not _is_local(pattern):  # object stores have no directories: files only
+        return _match(pattern, pattern, key)
+    import glob
+
+    found = []
+    for path in sorted(glob.glob(pattern)):
+        if os.path.isdir(path) or file_format(path):
+            found.extend(match_pattern(path, key))
+    return found
 
 
 def _match(spec: str, pattern: str, key: str) -> list:

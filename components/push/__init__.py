@@ -391,14 +391,15 @@ def data_sources(lineage: dict) -> dict:
 
     Returns:
         {"raw": the raw files' patterns (`uri`), fingerprint, `files`, `sizes` and `bytes`,
-        or None; "splits": split -> {documents, bytes}, or None}.
+        or None; "splits": split -> {documents, bytes}, or None; "spans": the data spans
+        the model was trained on, or None without spans}.
     """
     from pipeline.core.artifacts import MARKER
     from pipeline.core.contracts.documents import STATS_FILE
 
     uri = (lineage.get("documents") or {}).get("uri")
     if not uri:
-        return {"raw": None, "splits": None}
+        return {"raw": None, "splits": None, "spans": None}
     execution = _read_optional_json(os.path.join(os.path.dirname(uri), MARKER)) or {}
     stats = _read_optional_json(os.path.join(uri, STATS_FILE)) or {}
     splits = {name: {"documents": split.get("documents"), "bytes": split.get("bytes")}
@@ -407,7 +408,7 @@ def data_sources(lineage: dict) -> dict:
     if raw:
         raw = {"uri": raw.get("uri"), "fingerprint": raw.get("fingerprint"),
                **(raw.get("properties") or {})}
-    return {"raw": raw or None, "splits": splits or None}
+    return {"raw": raw or None, "splits": splits or None, "spans": stats.get("chosen")}
 
 
 def _read_optional_json(path: str):

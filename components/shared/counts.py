@@ -42,6 +42,25 @@ class CountAll(beam.PTransform):
         return pcoll | "Sum" >> beam.CombineGlobally(SumCounts())
 
 
+def add_up(first, second):
+    """Two JSON count documents (e.g. two data spans' statistics) added up: numbers
+    summed, lists joined, dicts merged key by key, anything else (a setting, a name) taken
+    from the first. Ratios are not numbers to sum: recompute them afterwards."""
+    if isinstance(first, dict) and isinstance(second, dict):
+        merged = {key: add_up(value, second[key]) if key in second else value
+                  for key, value in first.items()}
+        return {**merged, **{key: value for key, value in second.items() if key not in first}}
+    if isinstance(first, list) and isinstance(second, list):
+        return first + second
+    if _is_number(first) and _is_number(second):
+        return first + second
+    return first
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def ratio(numerator: float, denominator: float) -> float | None:
     """`numerator / denominator`, or None when the denominator is 0 (never an invented 0)."""
     return numerator / denominator if denominator else None

@@ -15,7 +15,9 @@ input, resolved outside the DAG by `resolve_source`, see `pretrained.py`):
   retraining run on grown data keeps the tokenizer in service;
 - a fine-tuning task (`task.type` not `lm`) with `task.tokenizer` or `train.warm_start`
   set: the pretrained model's tokenizer (TFX's Importer), so that a model trained from
-  scratch for comparison sees the same ids too.
+  scratch for comparison sees the same ids too;
+- any run with `train.init_from`: the checkpoint's own tokenizer files, converted
+  (`checkpoint.py`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def resolve_source(config, inputs: dict):
     """
     from components.tokenizer import pretrained
 
+    if config.train.init_from is not None:
+        from components.tokenizer import checkpoint
+
+        return checkpoint.source(config)
     if config.task.type != "lm":
         return pretrained.task_source(config) if pretrained.requested_source(config) else None
     return _in_service(config, inputs)
@@ -78,6 +84,8 @@ def _in_service(config, inputs: dict):
 def _reads_outside_dag(config) -> bool:
     from components.tokenizer import pretrained
 
+    if config.train.init_from is not None:
+        return True
     if config.task.type != "lm":
         return pretrained.requested_source(config) is not None
     return config.train.warm_start is not None
@@ -115,6 +123,10 @@ def run(inputs, outputs, runtime, tokenizer):
     from components.tokenizer.sample import read_texts, sample_texts
     from pipeline.core.errors import UsageError
 
+    if inputs.get("source") is not None and inputs["source"].properties.get("checkpoint"):
+        from components.tokenizer import checkpoint
+
+        return checkpoint.write_tokenizer(inputs["source"], outputs["tokenizer"], runtime)
     if inputs.get("source") is not None:
         from components.tokenizer import pretrained
 

@@ -54,6 +54,16 @@ def resolve_teacher(config, inputs: dict):
                            cache_key(SPEC, config, others))
 
 
+def resolve_init_from(config, inputs: dict):
+    """The `init_from` input: the checkpoint directory `train.init_from` names
+    (`models/checkpoints/`), fingerprinted by its files, or None when it is unset."""
+    from pipeline.core.contracts import model as model_contract
+
+    if config.train.init_from is None:
+        return None
+    return model_contract.resolve_checkpoint(config.train.init_from)
+
+
 SPEC = ComponentSpec(
     name="train",
     module="components.train",
@@ -61,9 +71,11 @@ SPEC = ComponentSpec(
     outputs={"model": "Model"},
     config=("model", "task", "train"),
     optional_inputs=("hyperparameters",),
-    resolvers={"warm_start": resolve_warm_start, "teacher": resolve_teacher},
+    resolvers={"warm_start": resolve_warm_start, "teacher": resolve_teacher,
+               "init_from": resolve_init_from},
     uses_resolvers=lambda config: (config.train.warm_start is not None
-                                   or config.train.distill.teacher is not None),
+                                   or config.train.distill.teacher is not None
+                                   or config.train.init_from is not None),
 )
 
 
@@ -72,8 +84,9 @@ def run(inputs, outputs, runtime, model, task, train):
 
     Args:
         inputs: `examples`, `tokenizer`, `hyperparameters` (None when tune did not run),
-            `warm_start` (None without `train.warm_start`) and `teacher` (None without
-            `train.distill.teacher`) artifacts.
+            `warm_start` (None without `train.warm_start`), `teacher` (None without
+            `train.distill.teacher`) and `init_from` (None without `train.init_from`)
+            artifacts.
         outputs: `model` -> the directory to write the model artifact into.
         runtime: the run's `Runtime` (progress goes to `runtime.log`; checkpoints to
             `runtime.work_dir`, when there is one).
@@ -92,7 +105,8 @@ def run(inputs, outputs, runtime, model, task, train):
                   output=outputs["model"], work=runtime.work_dir,
                   cache=os.path.join(runtime.root, ".cache"))
     summary = run_fn(paths, model, task, train, log=lambda line: runtime.log(f"[train] {line}"),
-                     warm_start=inputs.get("warm_start"), teacher=inputs.get("teacher"))
+                     warm_start=inputs.get("warm_start"), teacher=inputs.get("teacher"),
+                     init_from=inputs.get("init_from"))
     warm = summary["warm_start"] or {}
     return {"model": {"eval_loss": summary["eval_loss"],
                       "hyperparameters_source": summary["hyperparameters"]["source"],

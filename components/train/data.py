@@ -23,11 +23,19 @@ class FeatureSpec:
         gzip: whether the shards are gzipped.
         task: the `task` entry of a fine-tuning task's examples (`task_examples.py`:
             type, batch features, labels, separator), None for packed LM examples.
+        replay_files: with data spans and `data.spans.replay`, the train shards of the
+            spans before the ones trained on (the `replay` split).
+        replay: the share of their windows trained on again.
+        spans: the data spans of the train split, () when the examples are not a view of
+            spans.
     """
 
     sequence_length: int
     gzip: bool
     task: dict | None = None
+    replay_files: tuple[str, ...] = ()
+    replay: float = 0.0
+    spans: tuple[int, ...] = ()
 
     @property
     def batch_features(self) -> tuple[str, ...]:
@@ -45,8 +53,12 @@ def read_feature_spec(directory: str) -> FeatureSpec:
         The spec.
     """
     raw = examples.read_feature_spec(directory)
+    replay = raw.get("splits", {}).get("replay")
     return FeatureSpec(sequence_length=int(raw["sequence_length"]),
-                       gzip=raw["gzip"], task=raw.get("task"))
+                       gzip=raw["gzip"], task=raw.get("task"),
+                       replay_files=tuple(split_files(directory, "replay")) if replay else (),
+                       replay=replay["fraction"] if replay else 0.0,
+                       spans=tuple(raw.get("spans", ())))
 
 
 def split_files(directory: str, split: str) -> list[str]:
@@ -69,7 +81,13 @@ def train_dataset(files: list[str], spec: FeatureSpec, batch_size: int, seed: in
     """Endless, shuffled, fixed-size global batches for training.
 
     Files are read in order and shuffled with a fixed seed, so the same seed gives the
-    same batches. Its iterator is checkpointable (`tf.train.Checkpoint(iterator=...)`),
+    same batches. The examples of data spans are read interleaved, one window from each
+    shard in turn, so that the shuffle buffer holds windows of every span, the newest
+    included: a span's shards hold that span alone, and read one span after the other
+    the newest would come last, after a short retrain's steps (a whole corpus's shards are
+    each a sample of all of it, by the content hash, and are read in order). With
+    `spec.replay`, the older spans' shards join the interleave, each keeping that share
+    of its windows. Its iterator is checkpointable (`tf.train.Checkpoint(iterator=...)`),
     shuffle buffer included, which is how a resumed run continues where it stopped.
 
     Args:
@@ -82,7 +100,7 @@ def train_dataset(files: list[str], spec: FeatureSpec, batch_size: int, seed: in
     Returns:
         A dataset of {token_ids, segment_ids} int32 [batch_size, L].
     """
-    records = _records(files, spec)
+    records = _interleaved(files, spec)
     dataset = (records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
                .repeat()
                .batch(batch_size, drop_remainder=True)
@@ -106,6 +124,37 @@ def eval_dataset(files: list[str], spec: FeatureSpec, batch_size: int,
                                                         spec.batch_features), batch_size))
                .prefetch(tf.data.AUTOTUNE))
     return dataset.with_options(_options())
+
+
+# A replayed window is kept when the hash of its bytes falls below this share of buckets.
+REPLAY_BUCKETS = 1 << 30
+
+
+def _interleaved(files: list[str], spec: FeatureSpec) -> tf.data.Dataset:
+    """The serialized windows of `files` and the replayed shards: one from each in turn
+    for the examples of data spans, else file after file."""
+    paths = list(files) + list(spec.replay_files)
+    replayed = [False] * len(files) + [True] * len(spec.replay_files)
+    keep = int(spec.replay * REPLAY_BUCKETS)
+    compression = "GZIP" if spec.gzip else ""
+
+    def read(path, is_replayed):
+        return tf.data.TFRecordDataset(path, compression_type=compression).filter(
+            lambda record: tf.logical_or(
+                tf.logical_not(is_replayed),
+                tf.strings.to_hash_bucket_fast(record, REPLAY_BUCKETS) < keep))
+
+    cycle = max(1, len(paths)) if spec.spans else 1  # sequential either way: a fixed order
+    return tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), tf.constant(replayed, tf.bool))).interleave(
+        read, cycle_length=cycle, block_length=1)
+
+
+def _replayed(spec: FeatureSpec) -> tf.data.Dataset:
+    """The `spec.replay` share of the older spans' windows alone (what `_interleaved`
+    keeps of them), chosen by a hash of each serialized window: the same windows in every
+    run and on every worker."""
+    return _interleaved([], spec)
 
 
 def _records(files: list[str], spec: FeatureSpec) -> tf.data.Dataset:

@@ -1,4 +1,5 @@
-"""Model FLOPs utilisation: the model's training FLOPs per token against a measured peak.
+"""Model FLOPs utilisation: the model's training FLOPs per token against a measured peak;
+and what those FLOPs decide (`xla_decision`: whether `train.jit_compile: auto` compiles).
 
 FLOPs per token follow PaLM (appendix B): `6 N + 12 L d T`, where N counts the weights
 that multiply activations (embedding lookups are not matrix multiplies, but a tied output
@@ -21,6 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 PEAK_FILE = "matmul_peak.json"
+# `train.jit_compile: auto` compiles with XLA from this many weight FLOPs per token (6 N).
+XLA_MIN_FLOPS_PER_TOKEN = 1e6
 _SIZES = (1024, 2048)
 _REPEATS = 5
 
@@ -35,13 +38,46 @@ def flops_per_token(model, sequence_length: int) -> float:
     Returns:
         `6 N + 12 L d T`.
     """
+    backbone = model.backbone
+    return (6.0 * _matmul_weights(model)
+            + 12.0 * backbone.num_layers * backbone.hidden_dim * sequence_length)
+
+
+def _matmul_weights(model) -> int:
+    """N: the weights that multiply activations (a tied head counts, lookups do not)."""
     sizes = {id(v): int(np.prod(v.shape)) for v in model.trainable_variables}
     lookups = sum(sizes[id(v)] for v in model.trainable_variables if v.name == "embeddings")
     matmul = sum(sizes.values()) - lookups
-    backbone = model.backbone
     if getattr(model, "tie_embeddings", False):
-        matmul += int(np.prod(backbone.token_embedding.embeddings.shape))
-    return 6.0 * matmul + 12.0 * backbone.num_layers * backbone.hidden_dim * sequence_length
+        matmul += int(np.prod(model.backbone.token_embedding.embeddings.shape))
+    return matmul
+
+
+def xla_decision(setting, model) -> dict:
+    """Whether the training step is compiled with XLA (`train.jit_compile`).
+
+    `auto` compiles it when the model's weight FLOPs per token (6 N) reach
+    `XLA_MIN_FLOPS_PER_TOKEN`. Measured (bench/NOTES.md, issue 26), XLA made the real
+    step 1.2x (width 256, 4 layers) to 1.8x (the demo's width 128, 2 layers) faster on an
+    AVX-512 CPU with oneDNN and 1.5x to 1.7x on an AVX2 one, for 1-4 s more compiling;
+    below the threshold (toy models, the tests') a run is over before that is won back.
+    The rule reads only the model, never a timing, so that the same config trains with
+    the same arithmetic (the same losses) on a busy machine and an idle one.
+
+    Args:
+        setting: `train.jit_compile`: true, false or `auto`.
+        model: the model to train.
+
+    Returns:
+        {"setting", "compiled" (bool), "reason"}.
+    """
+    if setting != "auto":
+        return {"setting": setting, "compiled": bool(setting), "reason": "train.jit_compile"}
+    per_token = 6.0 * _matmul_weights(model)
+    compiled = per_token >= XLA_MIN_FLOPS_PER_TOKEN
+    return {"setting": "auto", "compiled": compiled,
+            "reason": f"auto: {per_token:.3g} weight FLOPs per token "
+                      f"{'>=' if compiled else '<'} {XLA_MIN_FLOPS_PER_TOKEN:.0e}"}
 
 
 def peak_flops(dtype: str, cache_dir: str | None) -> dict:

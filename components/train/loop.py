@@ -39,6 +39,7 @@ import keras
 import tensorflow as tf
 
 from components.train.checkpoints import Checkpoints, step_of
+from components.train.flops import xla_decision
 from components.train.monitor import Monitor
 from models.objectives import token_nll
 
@@ -85,7 +86,8 @@ class Trainer:
             identically.
         clip_norm: global-norm clipping threshold, or None.
         grad_accum_steps: micro-batches per replica per step.
-        jit_compile: compile each micro-batch's forward and backward pass with XLA.
+        jit_compile: compile each micro-batch's forward and backward pass with XLA: true,
+            false or `auto` (`flops.xla_decision`; what was decided is `self.xla`).
         loss_scaling: scale the loss by the optimizer's dynamic scale (mixed_float16).
         distiller: a `distill.Distiller`: the gradient is that of its per-token loss (the
             reported loss stays the NLL); None: plain NLL.
@@ -95,7 +97,8 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer, strategy: tf.distribute.Strategy, objective, seed: int,
-                 clip_norm: float | None, grad_accum_steps: int = 1, jit_compile: bool = False,
+                 clip_norm: float | None, grad_accum_steps: int = 1,
+                 jit_compile: bool | str = False,
                  loss_scaling: bool = False, distiller=None, pruner=None, freezer=None):
         self.model = model
         self.optimizer = optimizer
@@ -114,7 +117,8 @@ class Trainer:
         # variables but not among its weights.
         weight_ids = {id(v) for v in model.weights}
         self._seed_states = [v for v in model.variables if id(v) not in weight_ids]
-        self._grads = tf.function(self._loss_and_grads, jit_compile=jit_compile)
+        self.xla = xla_decision(jit_compile, model)
+        self._grads = tf.function(self._loss_and_grads, jit_compile=self.xla["compiled"])
         self.run_steps_fn = tf.function(self._run_steps)
         self.eval_step = tf.function(self._eval_step)
 

@@ -37,7 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components.train import compression, data, flops, hparams, optimization, tasks
+from components.train import compression, data, flops, hparams, init_from as checkpoints_import
+from components.train import optimization, tasks
 from components.train.checkpoints import Checkpoints
 from components.train.loop import FitResult, Plan, Trainer, fit
 from components.train.monitor import CSV_FILE, Monitor
@@ -90,6 +91,8 @@ class Job:
         warm: the resolved `train.warm_start` input, or None.
         tokenizer_sha256: the tokenizer artifact's digest.
         teacher: the resolved `train.distill.teacher` input, or None.
+        checkpoint: the `train.init_from` checkpoint (`models.checkpoints.Checkpoint`), or
+            None; the model is built to its shape and starts from its weights.
     """
 
     paths: Paths
@@ -104,6 +107,7 @@ class Job:
     warm: Artifact | None
     tokenizer_sha256: str
     teacher: Artifact | None = None
+    checkpoint: object | None = None
 
 
 @dataclass
@@ -119,7 +123,7 @@ class _Session:
 
 
 def run_fn(paths: Paths, model_config, task_config, train_config, log: Callable[[str], None],
-           warm_start=None, teacher=None) -> dict:
+           warm_start=None, teacher=None, init_from=None) -> dict:
     """Train the configured model and write the model artifact.
 
     Args:
@@ -131,12 +135,16 @@ def run_fn(paths: Paths, model_config, task_config, train_config, log: Callable[
         warm_start: the resolved `train.warm_start` artifact
             (`pipeline/core/contracts/model.py` `resolve`), or None.
         teacher: the resolved `train.distill.teacher` artifact (`distill.resolve`), or None.
+        init_from: the resolved `train.init_from` artifact (a checkpoint directory), or None.
 
     Returns:
         The train summary (also written to `train_summary.json` by the chief).
     """
     train_config, model_config, source = hparams.resolve(train_config, model_config,
                                                          paths.hyperparameters)
+    checkpoint = None
+    if init_from is not None:
+        checkpoint, model_config = checkpoints_import.resolve(init_from.uri, model_config)
     spec = data.read_feature_spec(paths.examples)
     if spec.sequence_length > model_config.max_sequence_length:
         raise UsageError(f"examples have sequence_length {spec.sequence_length}, above "
@@ -149,7 +157,7 @@ def run_fn(paths: Paths, model_config, task_config, train_config, log: Callable[
               model_config=model_config, task_config=task_config,
               task=tasks.task_for(task_config), train_config=train_config, source=source,
               warm=warm_start, tokenizer_sha256=tokenizer_digest(paths.tokenizer),
-              teacher=teacher)
+              teacher=teacher, checkpoint=checkpoint)
     return _train(job, log)
 
 
@@ -240,6 +248,7 @@ def _build(job: Job) -> _Session:
 def _new_model(job: Job, vocabulary_size: int):
     """A freshly initialized model of the job's sections and task."""
     return build_model(job.model_config, job.task_config, vocabulary_size,
+                       backbone_arguments=job.checkpoint.backbone if job.checkpoint else None,
                        **job.task.model_arguments(job.spec))
 
 
@@ -263,6 +272,11 @@ def _start(job: Job, session: _Session, log) -> dict:
         # A warm start, if any, happened in the session that wrote the checkpoint.
         return {"resumed": resumed,
                 "warm_loaded": "checkpoint" if job.warm is not None and job.warm.uri else None}
+    if job.checkpoint is not None:
+        loaded = checkpoints_import.load(trainer.model, job.checkpoint, session.tokenizer.info)
+        log(f"initialized {loaded['weights_assigned']} weights from the {loaded['model_type']} "
+            f"checkpoint {loaded['directory']}")
+        return {"resumed": None, "warm_loaded": None, "init_from": loaded}
     if job.warm is not None and job.warm.uri:
         loaded = job.task.load_warm_start(trainer.model, job.warm.uri, job.tokenizer_sha256)
         log(f"warm start from {job.warm.uri}")
@@ -350,6 +364,7 @@ def _summary(job: Job, session: _Session, start: dict, result: FitResult, eval_l
                            if config.early_stopping_patience else None),
         "train_tokens_per_second": steady,
         "compile_seconds": result.compile_seconds,
+        "xla": trainer.xla,
         "warmup_seconds": result.warmup_seconds,
         "train_seconds": result.train_seconds,
         **measures,
@@ -365,6 +380,7 @@ def _summary(job: Job, session: _Session, start: dict, result: FitResult, eval_l
         "tokenizer": {"uri": job.paths.tokenizer, "sha256": job.tokenizer_sha256},
         "warm_start": ({**model_contract.record(job.warm), "loaded": start["warm_loaded"]}
                        if job.warm is not None else None),
+        "init_from": start.get("init_from"),
         "hyperparameters": {
             "source": job.source["source"], "overrides": job.source["overrides"],
             "train": to_dict(config), "model": to_dict(job.model_config),

@@ -26,10 +26,11 @@ from pipeline.core.component import ComponentSpec
 SPEC = ComponentSpec(
     name="transform",
     module="components.transform",
-    inputs={"documents": "Documents", "tokenizer": "Tokenizer", "labels": "LabelVocabulary"},
+    inputs={"documents": "Documents", "tokenizer": "Tokenizer", "labels": "LabelVocabulary",
+            "golden": "Documents"},
     outputs={"examples": "Examples", "statistics": "Statistics"},
     config=("data", "transform", "task"),
-    optional_inputs=("labels",),
+    optional_inputs=("labels", "golden"),
 )
 
 
@@ -38,7 +39,9 @@ def run(inputs, outputs, runtime, data, transform, task):
 
     Args:
         inputs: `documents` (ingest), `tokenizer` (tokenizer) and, for classification,
-            `labels` (labels) artifacts.
+            `labels` (labels) artifacts; for a language model, `golden` (ingest's golden
+            documents), whose documents become a third split, `golden`, packed as the eval
+            split is.
         outputs: `examples` and `statistics` directories to write.
         runtime: the run's `Runtime` (Beam options in `beam_args`).
         data: the `DataConfig` (the label or target field of a task).
@@ -53,14 +56,40 @@ def run(inputs, outputs, runtime, data, transform, task):
         UsageError: a task's labels input is missing, its window has no room for an
             input, or no example of it is left in a split.
     """
+    from components.transform.beam import split_sources
+    from pipeline.core.contracts import documents
+
+    documents_dir = inputs["documents"].uri
+    documents_stats = documents.read_stats(documents_dir)
+    if "spans" in documents_stats:
+        from components.transform.by_span import transform_spans
+
+        return transform_spans(inputs, outputs, runtime, data, transform, task,
+                               documents_stats, transform_documents)
+    sources = split_sources(documents_dir, documents_stats, _golden(inputs))
+    return transform_documents(inputs, outputs, runtime, data, transform, task, sources,
+                               documents_stats)
+
+
+def transform_documents(inputs, outputs, runtime, data, transform, task,
+                        sources: dict[str, list[str]], documents_stats: dict) -> dict:
+    """Turn documents shards into the examples and statistics artifacts in `outputs`.
+
+    Args:
+        inputs, outputs, runtime, data, transform, task: as for `run`.
+        sources: split -> its documents shard paths (`beam.split_sources`).
+        documents_stats: the documents' `stats.json`.
+
+    Returns:
+        The output properties (see `run`).
+    """
     from components.transform import plots
     from components.transform.tokenize import shutdown_pools
     from pipeline.core import files
     from pipeline.core.contracts import documents, examples
     from pipeline.core.contracts.tokenizer import INFO_FILE
 
-    documents_dir, tokenizer = inputs["documents"].uri, inputs["tokenizer"].uri
-    documents_stats = documents.read_stats(documents_dir)
+    tokenizer = inputs["tokenizer"].uri
     pad_id = files.read_json(files.join(tokenizer, INFO_FILE))["special_tokens"]["pad"]
     maker = examples_for(task.type).create(inputs, data, transform, task, documents_stats,
                                            pad_id)
@@ -68,7 +97,7 @@ def run(inputs, outputs, runtime, data, transform, task):
     try:
         _start_tokenizer(runtime, tokenizer, processes)
         preloading = _preload_plots() if maker.draws_plots else None
-        shard_names = _run_pipeline(runtime, documents_dir, documents_stats, maker, outputs,
+        shard_names = _run_pipeline(runtime, sources, documents_stats, maker, outputs,
                                     processes)
     finally:
         shutdown_pools()
@@ -79,14 +108,22 @@ def run(inputs, outputs, runtime, data, transform, task):
         plots.write_plots(statistics, outputs["statistics"])
     splits = {split: {"shards": shard_names[split],
                       "examples": statistics["splits"][split]["examples"]}
-              for split in documents.SPLITS}
+              for split in shard_names}
     examples.write_feature_spec(outputs["examples"], examples.feature_spec(
         transform.sequence_length, pad_id, transform.gzip, splits,
         list(transform.length_buckets), maker.spec_entry()))
     for line in maker.log_lines(statistics):
         runtime.log(line)
-    return {"examples": {split: splits[split]["examples"] for split in documents.SPLITS},
+    return {"examples": {split: splits[split]["examples"] for split in splits},
             "statistics": maker.properties(statistics)}
+
+
+def _golden(inputs) -> tuple[str, dict] | None:
+    """(directory, stats) of the golden documents input, None without one."""
+    from pipeline.core.contracts import documents
+
+    golden = inputs.get("golden")
+    return None if golden is None else (golden.uri, documents.read_stats(golden.uri))
 
 
 def examples_for(task_type: str):
@@ -131,18 +168,18 @@ def _preload_plots():
     return preloading
 
 
-def _run_pipeline(runtime, documents_dir: str, documents_stats: dict, maker, outputs,
-                  processes: int) -> dict:
+def _run_pipeline(runtime, sources: dict[str, list[str]], documents_stats: dict, maker,
+                  outputs, processes: int) -> dict:
     import apache_beam as beam
 
     from pipeline.core.beam import pipeline_options
     from components.shared import progress
     from components.transform.beam import build_transform, progress_totals
 
-    totals = progress_totals(documents_dir, documents_stats)
+    totals = progress_totals(sources)
     with (progress.reporting(runtime.log, "transform", totals) as meter,
           beam.Pipeline(options=pipeline_options(runtime.beam_args)) as pipeline):
-        return build_transform(pipeline, documents_dir, documents_stats, maker,
+        return build_transform(pipeline, sources, documents_stats, maker,
                                outputs["examples"], outputs["statistics"], processes, meter)
 
 

@@ -60,15 +60,15 @@ class TransformShard(beam.DoFn):
         self.engine.close()
 
 
-def build_transform(pipeline, documents_dir: str, documents_stats: dict, maker,
+def build_transform(pipeline, sources: dict[str, list[str]], documents_stats: dict, maker,
                     examples_dir: str, statistics_dir: str, processes: int = 1,
                     meter: progress.Meter | None = None) -> dict:
     """Add the transform stages to `pipeline`.
 
     Args:
         pipeline: a `beam.Pipeline`.
-        documents_dir: the documents artifact directory.
-        documents_stats: its parsed `stats.json`.
+        sources: split -> its documents shard paths (`split_sources`).
+        documents_stats: the corpus's parsed documents `stats.json`.
         maker: the task type's examples maker (see the module docstring).
         examples_dir: where to write the TFRecords.
         statistics_dir: where to write `stats.json`.
@@ -79,17 +79,16 @@ def build_transform(pipeline, documents_dir: str, documents_stats: dict, maker,
         split -> list of the shard file names it will write.
     """
     names, all_counts = {}, []
-    for split in documents.SPLITS:
-        sources = documents.split_paths(documents_dir, documents_stats, split)
-        names[split] = documents.shard_names(split, len(sources) + maker.extra_shards(split),
+    for split, paths in sources.items():
+        names[split] = documents.shard_names(split, len(paths) + maker.extra_shards(split),
                                              examples.TFRECORD_SUFFIX)
         targets = [files.join(examples_dir, name) for name in names[split]]
         s = split.title()
         results = (pipeline
-                   | f"{s}Shards" >> beam.Create(list(range(len(sources))))
+                   | f"{s}Shards" >> beam.Create(list(range(len(paths))))
                    | f"Distribute{s}" >> beam.Reshuffle()
                    | f"Transform{s}" >> beam.ParDo(TransformShard(
-                       maker, split, sources, targets, processes, meter)
+                       maker, split, paths, targets, processes, meter)
                    ).with_outputs(*maker.outputs, main="counts"))
         all_counts.append([results.counts, *maker.split_steps(split, results, targets)]
                           | f"Flatten{s}" >> beam.Flatten()
@@ -104,7 +103,18 @@ def build_transform(pipeline, documents_dir: str, documents_stats: dict, maker,
     return names
 
 
-def progress_totals(documents_dir: str, documents_stats: dict) -> dict[str, int]:
-    """What transform's progress lines count up to: the documents shards of both splits."""
-    return {"shards": sum(len(documents.split_paths(documents_dir, documents_stats, split))
-                          for split in documents.SPLITS)}
+def split_sources(documents_dir: str, documents_stats: dict,
+                  golden: tuple[str, dict] | None = None) -> dict[str, list[str]]:
+    """Split -> its documents shard paths: the corpus's train and eval splits, and the
+    golden set's documents (`(directory, stats)` of ingest's `golden` output) as a third
+    split, `golden`, when there are any."""
+    sources = {split: documents.split_paths(documents_dir, documents_stats, split)
+               for split in documents.SPLITS}
+    if golden is not None and golden[1]["documents_kept"]:
+        sources[documents.GOLDEN_SPLIT] = documents.split_paths(*golden, documents.GOLDEN_SPLIT)
+    return sources
+
+
+def progress_totals(sources: dict[str, list[str]]) -> dict[str, int]:
+    """What transform's progress lines count up to: the documents shards of every split."""
+    return {"shards": sum(len(paths) for paths in sources.values())}

@@ -20,6 +20,7 @@ corpus with many domains, nothing measurable at 100 MB and beyond. Domains beyon
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter, deque
@@ -170,11 +171,13 @@ class LMExamples:
 
     def statistics(self, total: dict, documents_stats: dict) -> dict:
         """`statistics/stats.json`: per split, over all splits, and ingest's counts."""
+        present = documents.SPLITS + tuple({k[0] for k in total} - set(documents.SPLITS))
         splits = {split: summarize({k[1:]: v for k, v in total.items() if k[0] == split})
-                  for split in documents.SPLITS}
-        overall = {}
+                  for split in present}
+        overall = {}  # the corpus's: a golden split is apart
         for key, value in total.items():
-            counts.add_counts(overall, {key[1:]: value})
+            if key[0] in documents.SPLITS:
+                counts.add_counts(overall, {key[1:]: value})
         ingest = {key: documents_stats[key] for key in (
             "documents_read", "documents_kept", "dropped", "changed", "files",
             "long_documents_split") if key in documents_stats}
@@ -192,8 +195,7 @@ class LMExamples:
     def log_lines(self, statistics: dict) -> list[str]:
         """What the run reports per split."""
         lines = []
-        for split in documents.SPLITS:
-            s = statistics["splits"][split]
+        for split, s in statistics["splits"].items():
             lines.append(f"[transform] {split}: {s['examples']} examples, {s['tokens']} tokens, "
                          f"packing efficiency {s['packing_efficiency'] or 0:.4f}")
         return lines
@@ -359,3 +361,40 @@ def summarize(total: dict) -> dict:
         "length_histogram": [{"min_tokens": (1 << k) >> 1, "max_tokens": (1 << k) - 1,
                               "documents": histogram[k]} for k in sorted(histogram)],
     }
+
+
+def merge_statistics(parts: list[dict]) -> dict:
+    """The statistics of several data spans' examples as one (`by_span.py`): counts added
+    up, ratios recomputed from the sums.
+
+    Args:
+        parts: each span's `statistics/stats.json` (`LMExamples.statistics`).
+
+    Returns:
+        The same layout over all of them.
+    """
+    merged = dict(parts[0])
+    merged["ingest"] = functools.reduce(counts.add_up, [p["ingest"] for p in parts])
+    length = merged["sequence_length"]
+    merged["splits"] = {split: _merged_summary([p["splits"][split] for p in parts], length)
+                        for split in parts[0]["splits"]}
+    merged["total"] = _merged_summary([p["total"] for p in parts], length)
+    return merged
+
+
+def _merged_summary(parts: list[dict], length: int) -> dict:
+    """`summarize`'s output over several parts."""
+    total = functools.reduce(counts.add_up, [{k: v for k, v in p.items()
+                                              if k != "length_histogram"} for p in parts])
+    bins = {}
+    for part in parts:
+        for row in part["length_histogram"]:
+            key = (row["min_tokens"], row["max_tokens"])
+            bins[key] = bins.get(key, 0) + row["documents"]
+    return {**total,
+            "tokens_per_byte": counts.ratio(total["text_tokens"], total["bytes"]),
+            "packing_efficiency": counts.ratio(total["tokens"], total["examples"] * length),
+            "unknown_token_rate": counts.ratio(total["unknown_tokens"], total["text_tokens"]),
+            "domains": dict(sorted(total["domains"].items())),
+            "length_histogram": [{"min_tokens": low, "max_tokens": high, "documents": n}
+                                 for (low, high), n in sorted(bins.items())]}

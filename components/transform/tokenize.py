@@ -16,8 +16,8 @@ Two engines, one result:
                         caller packs the previous batch. A token's bytes are its piece's
                         length ("▁" is one space byte, a byte-fallback piece one byte),
                         lossless here because the tokenizer uses identity normalization.
-    TfTextBatch         wordpiece: `models.tokenizer.TextTokenizer`, the serving op graph
-                        itself; bytes from its offsets.
+    TfTextBatch         wordpiece, byte_bpe: `models.tokenizer.TextTokenizer`, the serving
+                        op graph itself; bytes from its offsets.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import itertools
 import numpy as np
 
 from pipeline.core import files
-from pipeline.core.contracts.tokenizer import INFO_FILE, TokenizerInfo
+from pipeline.core.contracts.tokenizer import INFO_FILE, SENTENCEPIECE_TYPES, TokenizerInfo
 
 SPACE_PIECE = "\u2581"
 
@@ -264,7 +264,7 @@ def start_workers(directory: str, processes: int) -> None:
     from components.shared.shards import open_read
 
     info = TokenizerInfo(**files.read_json(files.join(directory, INFO_FILE)))
-    if info.type == "wordpiece" or processes <= 1:
+    if info.type not in SENTENCEPIECE_TYPES or processes <= 1:
         return
     with open_read(files.join(directory, info.model_file)) as f:
         model = f.read()
@@ -365,7 +365,7 @@ def load_batch_tokenizer(directory: str, processes: int = 1):
     from components.shared.shards import open_read
 
     info = TokenizerInfo(**files.read_json(files.join(directory, INFO_FILE)))
-    if info.type == "wordpiece":
+    if info.type not in SENTENCEPIECE_TYPES:
         return TfTextBatch(directory), info
     with open_read(files.join(directory, info.model_file)) as f:
         model = f.read()

@@ -116,6 +116,36 @@ class Staging:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def reuse_or_make(root: str, owner: str, key: str, make) -> tuple[str, dict, bool]:
+    """A cached part of a stage's work that outlives the stage's own execution: one data
+    span's documents or examples, reused by every later run whose span is the same.
+
+    It is published like an execution, under `<root>/<owner>/<key[:16]>/`, with the
+    properties `make` returns in its completion marker.
+
+    Args:
+        root: the pipeline root.
+        owner: the directory it lives under, e.g. `ingest-spans`.
+        key: what it is keyed by (a hash of everything it depends on).
+        make: function(directory) -> properties, writing the part into `directory`.
+
+    Returns:
+        (the published directory, its properties, whether it was reused).
+    """
+    final = execution_dir(root, owner, key)
+    marker = read_marker(final)
+    if marker is not None:
+        return final, marker["properties"], True
+    staging = Staging(root, owner, key)
+    try:
+        properties = make(staging.dir)
+        staging.commit({"owner": owner, "cache_key": key, "properties": properties})
+    except BaseException:
+        staging.discard()
+        raise
+    return final, properties, False
+
+
 def remove_stale_staging(root: str) -> None:
     """Delete staging directories left by runs that were killed (the lock is held)."""
     if not os.path.isdir(root):

@@ -300,13 +300,16 @@ class MetadataStore:
         """The chain of executions and inputs that produced an artifact, depth first.
 
         An artifact reached a second time (two inputs sharing an upstream, as transform's
-        documents and tokenizer do) is listed again with `repeated` set and without its
-        inputs, which the first listing, earlier in the list, already holds.
+        documents and tokenizer do), or another output of an execution already listed
+        (ingest's documents and golden documents), is listed again with `repeated` set and
+        without its execution's inputs, which the first listing, earlier in the list,
+        already holds.
 
         Args:
             artifact_id: the artifact to trace.
             depth: the depth of its entry (the entries below it are deeper).
-            seen: ids of artifacts already listed (shared by the whole walk).
+            seen: ids of artifacts, and `("execution", id)` of executions, already listed
+                (shared by the whole walk).
 
         Returns:
             One dict per artifact: depth, type, uri, fingerprint; `producer`, the execution
@@ -319,14 +322,15 @@ class MetadataStore:
         producer = self._execution(row["producer"])
         entry = {"depth": depth, "type": row["type"], "uri": row["uri"],
                  "fingerprint": row["fingerprint"], "producer": producer,
-                 "repeated": artifact_id in seen, "written_by": None}
+                 "repeated": artifact_id in seen or ("execution", row["producer"]) in seen,
+                 "written_by": None}
         if producer is None:
             run_id = json.loads(row["properties"]).get("run_id")
             entry["written_by"] = self.writer_of(row["uri"], run_id)
         result = [entry]
         if producer is None or entry["repeated"]:
             return result
-        seen.add(artifact_id)
+        seen.update((artifact_id, ("execution", row["producer"])))
         for event in self.db.execute(
             "SELECT artifact_id FROM events WHERE execution_id = ? AND kind = 'input' ORDER BY name",
             (row["producer"],),

@@ -33,6 +33,7 @@ class Step:
         argv: the config arguments (`--config ... --set ...`).
         use_uris: pass artifact URIs (gs://) instead of local paths (Beam on Dataflow).
         caching: whether the orchestrator may reuse a previous execution.
+        after: steps that must succeed before this one starts (no artifact passed).
     """
 
     name: str
@@ -42,6 +43,7 @@ class Step:
     argv: tuple[str, ...]
     use_uris: bool = False
     caching: bool = True
+    after: tuple[str, ...] = ()
 
 
 def resolve_dag(dag: str) -> Callable:
@@ -128,5 +130,6 @@ def plan_steps(config, nodes: list, beam_args_for: Callable[[str], tuple[str, ..
             # A step that reads outside the DAG (raw files, the model in service) must run
             # every time: the orchestrator's cache cannot see those inputs change.
             caching=bool(node.spec.inputs) and not node.spec.reads_outside_dag(config),
+            after=tuple(name for name in node.after if name in enabled),
         ))
     return steps

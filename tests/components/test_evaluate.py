@@ -153,6 +153,7 @@ def test_metrics_slices_samples_and_report_without_a_baseline(world, tmp_path):
                        "eval_bits_per_byte": metrics["overall"]["bits_per_byte"],
                        "eval_token_accuracy": metrics["overall"]["token_accuracy"],
                        "eval_unigram_perplexity": metrics["overall"]["unigram_perplexity"],
+                       "golden_perplexity": None, "golden_bits_per_byte": None,  # no golden set
                        "blessed": True}
 
     # Samples: one prompt per domain first (math, then os); json's document is too short.
@@ -496,7 +497,8 @@ def test_a_baseline_in_service_that_does_not_load_is_named_in_one_line(world, tm
 @pytest.mark.parametrize("metrics, expected", [
     ({"objective": "causal", "overall": {"perplexity": 4.5, "bits_per_byte": 1.25}},
      {"eval_perplexity": 4.5, "eval_unigram_perplexity": None, "eval_bits_per_byte": 1.25,
-      "eval_token_accuracy": None, "blessed": False}),
+      "eval_token_accuracy": None, "golden_perplexity": None, "golden_bits_per_byte": None,
+      "blessed": False}),
     ({"task": "classification", "overall": {"accuracy": 0.75, "macro_precision": 0.5}},
      {"blessed": False, "eval_accuracy": 0.75, "eval_macro_f1": None, "eval_macro_auc": None}),
     ({"task": "text_to_text", "overall": {"bleu": 31.5}},
@@ -514,4 +516,5 @@ def test_the_run_summary_holds_the_headline_metrics_of_the_task_type(tmp_path, m
     assert summary == expected and list(summary) == list(expected)
     assert evaluate.summary({}) == {"eval_perplexity": None, "eval_unigram_perplexity": None,
                                     "eval_bits_per_byte": None, "eval_token_accuracy": None,
+                                    "golden_perplexity": None, "golden_bits_per_byte": None,
                                     "blessed": None}

@@ -172,3 +172,55 @@ def test_a_masked_lm_reports_masked_token_metrics_and_no_bits_per_byte(exported,
     assert summary["eval_perplexity"] == metrics["overall"]["perplexity"]
     page = (outputs["evaluation"] / "report.html").read_text()
     assert 'data-objective="masked"' in page and "masked-token perplexity" in page
+
+
+def _with_golden_split(examples: Path, target: Path) -> None:
+    """A copy of `examples` whose golden split holds the eval split's windows."""
+    import shutil
+
+    shutil.copytree(examples, target)
+    spec = json.loads((target / "feature_spec.json").read_text())
+    names = []
+    for shard in sorted(target.glob("eval-*.tfrecord")):
+        name = shard.name.replace("eval-", "golden-", 1)
+        shutil.copy(shard, target / name)
+        names.append(name)
+    spec["splits"] = {"golden": {"shards": names}}
+    (target / "feature_spec.json").write_text(json.dumps(spec))
+
+
+def test_the_golden_set_is_measured_as_the_eval_split_is_and_can_gate(exported, tmp_path):
+    """The golden split goes through the eval split's path: the same windows give the same
+    TFMA numbers, equal to the direct computation; `max_golden_perplexity` gates on them."""
+    root = exported["root"]
+    _with_golden_split(root / "examples", tmp_path / "examples")
+    raw = tiny_raw_config(tmp_path, Path("corpus"))
+    raw["evaluation"] = {"num_samples": 0, "max_golden_perplexity": 1.5}
+    config = build_config(raw)
+    inputs = {"model": lm.artifact("Model", root / "model", "fp-model"),
+              "examples": lm.artifact("Examples", tmp_path / "examples", "fp-examples"),
+              "baseline": None}
+    outputs = {name: tmp_path / name for name in evaluate.SPEC.outputs}
+    for path in outputs.values():
+        path.mkdir()
+    properties = evaluate.run(
+        inputs, {k: str(v) for k, v in outputs.items()},
+        Runtime(run_id="golden", root=str(tmp_path), beam_args=config.pipeline.beam_args),
+        evaluation=config.evaluation, task=config.task, push=config.push)
+    metrics = json.loads((outputs["evaluation"] / "metrics.json").read_text())
+    expected = _direct_metrics(exported["model"], exported["records"])
+    for name in ("perplexity", "bits_per_byte", "token_accuracy", "token_count"):
+        assert metrics["golden"]["overall"][name] == pytest.approx(expected[name], rel=1e-4)
+        assert metrics["golden"]["overall"][name] == pytest.approx(metrics["overall"][name],
+                                                                   rel=1e-6)
+    assert set(metrics["golden"]["slices"]) == set(metrics["slices"])
+    assert (outputs["evaluation"] / "golden" / "tfma").is_dir()
+    blessing = json.loads((outputs["blessing"] / "blessing.json").read_text())
+    assert not blessing["blessed"] and not properties["blessing"]["blessed"]
+    [failure] = blessing["failures"]
+    assert failure["examples"] == "golden" and failure["metric"] == "perplexity"
+    assert failure["candidate"] == pytest.approx(expected["perplexity"], rel=1e-4)
+    summary = evaluate.summary({name: lm.artifact("x", outputs[name], "fp")
+                                for name in outputs})
+    assert summary["golden_perplexity"] == pytest.approx(expected["perplexity"], rel=1e-4)
+    assert summary["golden_bits_per_byte"] == pytest.approx(expected["bits_per_byte"], rel=1e-4)

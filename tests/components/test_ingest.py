@@ -68,8 +68,8 @@ def test_missing_path_is_a_usage_error_naming_it(tmp_path):
 
 
 def test_unsupported_named_file_is_a_usage_error(tmp_path):
-    path = _write(tmp_path / "notes.csv", "a,b\n")
-    with pytest.raises(UsageError, match="notes.csv .*not a supported file type"):
+    path = _write(tmp_path / "notes.xlsx", "a,b\n")
+    with pytest.raises(UsageError, match="notes.xlsx .*not a supported file type"):
         resolve_raw_files((str(path),))
 
 
@@ -218,9 +218,9 @@ def test_ingest_counts_drops_deduplicates_and_writes_split_documents(tmp_path):
     assert stats["documents_read"] == 36 + 3 + 2 + 2
     assert stats["documents_kept"] == 30 + 2 + 1
     assert stats["dropped"] == {
-        "empty": 3, "binary": 0, "invalid_utf8": 1, "malformed_json": 1, "not_an_object": 1,
-        "missing_text_field": 1, "text_not_string": 1, "too_short": 0, "duplicate": 2,
-        "golden": 0}
+        "empty": 3, "binary": 0, "invalid_utf8": 1, "malformed_json": 1, "malformed_record": 0,
+        "not_an_object": 1, "missing_text_field": 1, "text_not_string": 1, "too_short": 0,
+        "duplicate": 2, "golden": 0, "earlier_span": 0}
     assert stats["changed"]["unicode_normalized"] == 30
     assert stats["changed"]["whitespace_normalized"] == 2
     documents = read_documents(tmp_path / "documents")

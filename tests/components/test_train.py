@@ -75,6 +75,8 @@ def test_model_artifact_files_and_summary(trained, keras_model):
     assert summary["hyperparameters"]["train"]["learning_rate"] == 3e-3
     assert summary["train_tokens_per_second"] > 0
     assert 0 < summary["compile_seconds"] <= summary["warmup_seconds"]
+    # The default `train.jit_compile: auto` leaves a toy model uncompiled, and says so.
+    assert summary["xla"]["setting"] == "auto" and summary["xla"]["compiled"] is False
     assert summary["final_train_loss"] < np.log(384)
     metrics = run_summary({"model": _artifact("Model", model_dir)})
     assert metrics == {"train_tokens_per_second": summary["train_tokens_per_second"]}

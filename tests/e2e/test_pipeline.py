@@ -44,6 +44,7 @@ def test_run_executes_every_component_and_pushes(first_run):
     assert record["status"] == "succeeded"
     statuses = {name: c["status"] for name, c in record["components"].items()}
     assert statuses == {"ingest": "executed", "tokenizer": "executed", "transform": "executed",
+                        "validate": "executed",
                         "tune": "skipped", "train": "executed", "evaluate": "executed",
                         "push": "executed"}
     metrics = record["metrics"]

@@ -168,6 +168,7 @@ def test_a_blessed_retrained_model_is_pushed_with_a_card_that_traces_it(history)
     serving = history["tmp"] / "serving"
     # Only what the gate change touches runs again; the model of the refused run is reused.
     assert _statuses(pushed) == {"ingest": "cached", "tokenizer": "cached", "transform": "cached",
+                                 "validate": "cached",
                                  "tune": "skipped", "train": "cached", "evaluate": "executed",
                                  "push": "executed"}
     model = pushed["components"]["train"]["outputs"]["model"]
@@ -219,8 +220,8 @@ def test_runs_shows_the_retraining_history(history):
     result = run_lmpipe("runs", "--config", history["config"])
     assert result.returncode == 0, result.stderr
     header, *lines = result.stdout.strip().splitlines()
-    assert header.split()[:10] == ["run", "started", "(UTC)", "status", "docs", "train/eval",
-                                   "data", "ppl", "bpb", "task"]
+    assert header.split()[:12] == ["run", "started", "(UTC)", "status", "spans", "docs",
+                                   "train/eval", "data", "ppl", "golden", "bpb", "task"]
     runs = history["runs"]
     order = ["unchanged", "pushed", "refused", "again", "first"]  # newest first
     assert [line.split()[0] for line in lines] == [runs[k]["run_id"] for k in order]
@@ -231,13 +232,16 @@ def test_runs_shows_the_retraining_history(history):
         size = stats["splits"]["train"]["bytes"] + stats["splits"]["eval"]["bytes"]
         run_id = record["run_id"]
         assert fields[1] == f"{run_id[:4]}-{run_id[4:6]}-{run_id[6:8]}"  # the run's UTC date
-        assert fields[3:5] == ["succeeded", f"{len(documents['train'])}/{len(documents['eval'])}"]
-        assert fields[5] == f"{size / 1000:.1f}kB"
-        assert float(fields[6]) == pytest.approx(record["metrics"]["eval_perplexity"], abs=0.005)
-        assert float(fields[7]) == pytest.approx(record["metrics"]["eval_bits_per_byte"], abs=5e-4)
-        assert fields[8] == "-"  # a language model: no task metric
-    pushed_column = {key: line.split()[10] for key, line in zip(order, lines)}
-    blessed_column = {key: line.split()[9] for key, line in zip(order, lines)}
+        # no data spans, no golden set: `-` in both columns
+        assert fields[3:6] == ["succeeded", "-",
+                               f"{len(documents['train'])}/{len(documents['eval'])}"]
+        assert fields[6] == f"{size / 1000:.1f}kB"
+        assert float(fields[7]) == pytest.approx(record["metrics"]["eval_perplexity"], abs=0.005)
+        assert fields[8] == "-"
+        assert float(fields[9]) == pytest.approx(record["metrics"]["eval_bits_per_byte"], abs=5e-4)
+        assert fields[10] == "-"  # a language model: no task metric
+    pushed_column = {key: line.split()[12] for key, line in zip(order, lines)}
+    blessed_column = {key: line.split()[11] for key, line in zip(order, lines)}
     assert blessed_column == {"first": "yes", "again": "yes", "refused": "no", "pushed": "yes",
                               "unchanged": "yes"}
     assert pushed_column == {"first": "v1", "again": "(v1)", "refused": "-", "pushed": "v2",

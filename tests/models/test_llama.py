@@ -97,7 +97,8 @@ def test_rotary_scores_depend_only_on_relative_position():
 def test_cached_decoding_matches_the_full_forward_pass():
     model = tiny_model("llama", seed=4, num_layers=2, num_kv_heads=1)
     cache = model.empty_cache(2, 12)
-    assert tuple(cache.shape) == (2, 2, 2, 12, 1, 8)  # [B, layers, k/v, L, kv heads, head dim]
+    # Per layer: [B, k/v, L, kv heads, head dim].
+    assert [tuple(layer.shape) for layer in cache] == [(2, 2, 12, 1, 8)] * 2
     tokens = np.random.default_rng(4).integers(5, 384, (2, 12)).astype(np.int32)
     full = np.asarray(model({"token_ids": tokens, "segment_ids": np.ones_like(tokens)}))
     logits, cache = model.call_with_cache(tokens[:, :5], cache, 0)

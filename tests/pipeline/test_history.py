@@ -24,7 +24,7 @@ def _write(path, data) -> str:
 
 
 def _record_run(root, store, run_id: str, *, statuses: dict, metrics: dict, push: dict | None,
-                splits: dict | None, status: str = "succeeded") -> None:
+                splits: dict | None, status: str = "succeeded", spans=None) -> None:
     """One run as the local runner records it: executions in DAG order, then the summary."""
     store.start_run(run_id, {})
     components = {}
@@ -39,7 +39,8 @@ def _record_run(root, store, run_id: str, *, statuses: dict, metrics: dict, push
             k: Artifact(type="Thing", uri=v, fingerprint=v) for k, v in outputs.items()})
         components[name] = {"status": statuses[name], "seconds": 0.0, "outputs": outputs}
     store.finish_run(run_id, status, {"run_id": run_id, "status": status, "components": components,
-                                      "metrics": metrics, "pushed_model": None})
+                                      "metrics": metrics, "pushed_model": None,
+                                      "spans": spans})
 
 
 SPLITS = {"train": {"documents": 283, "bytes": 18693}, "eval": {"documents": 77, "bytes": 5157}}
@@ -52,10 +53,10 @@ def root(tmp_path):
     store = MetadataStore(str(tmp_path / "metadata.sqlite"))
     _record_run(tmp_path, store, "run-1", statuses=EXECUTED, splits=SPLITS,
                 metrics={"eval_perplexity": 41.795891, "eval_bits_per_byte": 4.9059703,
-                         "blessed": True},
-                push={"pushed": True, "version": 3, "uri": "/s/3"})
+                         "golden_perplexity": 44.4444, "blessed": True},
+                push={"pushed": True, "version": 3, "uri": "/s/3"}, spans=[3, 4, 5])
     _record_run(tmp_path, store, "run-2", statuses={**CACHED, "evaluate": "executed",
-                                                   "push": "executed"},
+                                                   "push": "executed"}, spans=[2, 5, 6],
                 splits=SPLITS, metrics={"eval_perplexity": 41.795891,
                                         "eval_bits_per_byte": 4.9059703, "blessed": False},
                 push={"pushed": False, "version": None, "uri": None})
@@ -78,20 +79,23 @@ def root(tmp_path):
 
 def test_runs_table_has_data_size_metrics_verdict_and_pushed_version(root):
     header, *lines = format_runs(str(root), limit=10).splitlines()
-    assert header.split() == ["run", "started", "(UTC)", "status", "docs", "train/eval", "data",
-                              "ppl", "bpb", "task", "blessed", "pushed", "executed"]
+    assert header.split() == ["run", "started", "(UTC)", "status", "spans", "docs",
+                              "train/eval", "data", "ppl", "golden", "bpb", "task", "blessed",
+                              "pushed", "executed"]
     rows = {line.split()[0]: line.split()[3:] for line in lines}
     assert rows == {
-        "run-1": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "-", "yes", "v3",
-                  "ingest,tokenizer,train,evaluate,push"],
-        "run-2": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "-", "no", "-",
+        # data spans: a range, or the numbers; the golden set's perplexity beside the eval's
+        "run-1": ["succeeded", "3-5", "283/77", "23.9kB", "41.80", "44.44", "4.906", "-", "yes",
+                  "v3", "ingest,tokenizer,train,evaluate,push"],
+        "run-2": ["succeeded", "2,5,6", "283/77", "23.9kB", "41.80", "-", "4.906", "-", "no", "-",
                   "evaluate,push"],
-        "run-3": ["succeeded", "283/77", "23.9kB", "41.80", "4.906", "-", "yes", "(v3)", "-"],
-        "run-4": ["failed", "-", "-", "-", "-", "-", "-", "-", "ingest,failed:tokenizer"],
+        "run-3": ["succeeded", "-", "283/77", "23.9kB", "41.80", "-", "4.906", "-", "yes", "(v3)",
+                  "-"],
+        "run-4": ["failed", "-", "-", "-", "-", "-", "-", "-", "-", "-", "ingest,failed:tokenizer"],
         # Downstream task runs: their headline metric instead of a perplexity.
-        "run-5": ["succeeded", "283/77", "23.9kB", "-", "-", "acc=0.912", "yes", "v1",
+        "run-5": ["succeeded", "-", "283/77", "23.9kB", "-", "-", "-", "acc=0.912", "yes", "v1",
                   "ingest,tokenizer,train,evaluate,push"],
-        "run-6": ["succeeded", "283/77", "23.9kB", "-", "-", "bleu=31.2", "no", "-",
+        "run-6": ["succeeded", "-", "283/77", "23.9kB", "-", "-", "-", "bleu=31.2", "no", "-",
                   "ingest,tokenizer,train,evaluate,push"],
     }
     assert len(format_runs(str(root), limit=2).splitlines()) == 3

@@ -147,7 +147,8 @@ def test_latest_run_json_has_the_contract_shape(tmp_path):
     config = _config(tmp_path)
     _run(config)
     record = json.loads((tmp_path / "root" / "latest_run.json").read_text())
-    assert set(record) == {"run_id", "status", "components", "metrics", "pushed_model"}
+    assert set(record) == {"run_id", "status", "components", "metrics", "pushed_model", "spans"}
+    assert record["spans"] is None  # no {SPAN} in data.inputs
     assert set(record["metrics"]) == {"eval_perplexity", "eval_bits_per_byte",
                                       "eval_token_accuracy", "blessed", "train_tokens_per_second",
                                       "eval_unigram_perplexity", "golden_perplexity",

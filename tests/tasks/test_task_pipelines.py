@@ -56,7 +56,8 @@ def test_a_classifier_fine_tunes_the_pushed_lm_and_is_gated_and_pushed(pretraine
     raw["push"]["serving_dir"] = str(tmp_path / "classifiers")
     record = _run(_config(tmp_path, "classify", raw))
     assert {name: entry["status"] for name, entry in record["components"].items()} == dict.fromkeys(
-        ["ingest", "labels", "tokenizer", "transform", "train", "evaluate", "push"], "executed")
+        ["ingest", "labels", "tokenizer", "transform", "validate", "train", "evaluate", "push"],
+        "executed")
     # The tokenizer is the pretrained model's, byte for byte.
     lm_tokenizer = lm_record["components"]["tokenizer"]["outputs"]["tokenizer"]
     imported = record["components"]["tokenizer"]["outputs"]["tokenizer"]

@@ -54,7 +54,9 @@ def test_task_graph_equals_the_local_dag(tmp_path, tuning):
         got = {name: (a["taskOutputArtifact"]["producerTask"], a["taskOutputArtifact"]["outputArtifactKey"])
                for name, a in artifacts.items()}
         assert got == wired, node.name
-        assert set(tasks[node.name].get("dependentTasks", [])) == {s[0] for s in wired.values()}
+        # and train (and tune) wait for the data validation without taking its outputs
+        assert set(tasks[node.name].get("dependentTasks", [])) == (
+            {s[0] for s in wired.values()} | {name for name in node.after if name in enabled})
     # The optional tuned hyperparameters reach train exactly when tune runs.
     assert ("hyperparameters" in tasks["train"]["inputs"]["artifacts"]) is tuning
 
@@ -182,13 +184,14 @@ def _cached_steps(config, tmp_path) -> set[str]:
 
 def test_caching_is_off_for_steps_that_read_outside_the_dag(tmp_path):
     # ingest reads data.inputs and evaluate the model in service: Vertex cannot see either change.
-    assert _cached_steps(default_config(), tmp_path) == {"tokenizer", "transform", "train", "push"}
+    assert _cached_steps(default_config(), tmp_path) == {"tokenizer", "transform", "validate",
+                                                         "train", "push"}
 
 
 def test_warm_start_from_the_model_in_service_turns_caching_off_for_train(tmp_path):
     # train loads the model in service, and tokenizer copies its tokenizer once there is one.
     config = default_config("train.warm_start=latest_pushed")
-    assert _cached_steps(config, tmp_path) == {"transform", "push"}
+    assert _cached_steps(config, tmp_path) == {"transform", "validate", "push"}
 
 
 def test_vertex_overlay_compiles_through_the_cli(tmp_path):

@@ -14,12 +14,13 @@ from dataclasses import field
 from pipeline.core.config.checks import (config_dataclass, require, require_plain_path,
                                          require_positive)
 from pipeline.core.config.cloud import DataflowConfig, ScheduleConfig, VertexConfig, VertexMachineConfig
-from pipeline.core.config.data import DataConfig, TokenizerConfig, TransformConfig
+from pipeline.core.config.data import SPAN, DataConfig, SpansConfig, TokenizerConfig, TransformConfig
 from pipeline.core.config.model import FAMILY_OBJECTIVES, ModelConfig, TaskConfig
 from pipeline.core.config.release import EvaluationConfig, PushConfig
 from pipeline.core.config.train import DistillConfig, PruneConfig, TrainConfig
 from pipeline.core.config.tuning import (FloatRange, HyperbandConfig, SearchSpaceConfig, TuningConfig,
                                     check_tuning)
+from pipeline.core.config.validation import ValidationConfig
 
 
 @config_dataclass
@@ -49,6 +50,12 @@ def check_task(config) -> None:
             "must name the JSONL label field for task.type 'classification'")
     require(task.type != "text_to_text" or data.target_field is not None, "data.target_field",
             "must name the JSONL target field for task.type 'text_to_text'")
+    require(task.type == "lm" or not any(SPAN in p for p in data.inputs), "data.inputs",
+            f"data spans ({SPAN}) are read for language models (task.type lm) only, got "
+            f"task.type {task.type!r}")
+    require(task.type == "lm" or not config.evaluation.golden_inputs,
+            "evaluation.golden_inputs", f"a golden eval set is measured for language models "
+            f"(task.type lm) only, got task.type {task.type!r}")
     require(task.type == "lm" or not config.tuning.enabled, "tuning.enabled",
             f"tunes language models only; set it to false for task.type {task.type!r}")
     steps = config.train.steps
@@ -75,6 +82,7 @@ class LmpipeConfig:
     push: PushConfig = field(default_factory=PushConfig)
     vertex: VertexConfig = field(default_factory=VertexConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self):
         require(self.transform.sequence_length <= self.model.max_sequence_length,
@@ -98,7 +106,7 @@ class LmpipeConfig:
 __all__ = [
     "DataConfig", "DataflowConfig", "DistillConfig", "EvaluationConfig", "FAMILY_OBJECTIVES",
     "FloatRange", "HyperbandConfig", "LmpipeConfig", "ModelConfig", "PipelineConfig",
-    "PruneConfig", "PushConfig", "ScheduleConfig", "SearchSpaceConfig", "TaskConfig",
-    "TokenizerConfig", "TrainConfig", "TransformConfig", "TuningConfig", "VertexConfig",
-    "VertexMachineConfig", "config_dataclass", "require", "require_positive",
+    "PruneConfig", "PushConfig", "ScheduleConfig", "SearchSpaceConfig", "SpansConfig", "TaskConfig",
+    "TokenizerConfig", "TrainConfig", "TransformConfig", "TuningConfig", "ValidationConfig",
+    "VertexConfig", "VertexMachineConfig", "config_dataclass", "require", "require_positive",
 ]

@@ -2,9 +2,103 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import field
 from typing import Literal
 
 from pipeline.core.config.checks import config_dataclass, require, require_positive
+
+# The placeholders of a data span's number and version in a `data.inputs` pattern.
+SPAN, VERSION = "{SPAN}", "{VERSION}"
+
+
+@config_dataclass
+class SpansConfig:
+    """Which data spans a run trains on, when `data.inputs` patterns carry `{SPAN}`
+    (`components/ingest/spans.py`; TFX ExampleGen's range config).
+
+    Attributes:
+        latest: the newest this many spans (TFX's rolling range).
+        first, last: a fixed range of span numbers, both included (either may be left
+            open). None of `latest`, `first`, `last`: every span found.
+        replay: the share of each older span's train windows (the spans before the
+            chosen ones) that is trained on again beside the chosen spans, chosen by a
+            fixed hash of each window: 0.1 replays a tenth of the history and keeps it
+            from being forgotten; 0 trains on the chosen spans alone.
+    """
+
+    latest: int | None = None
+    first: int | None = None
+    last: int | None = None
+    replay: float = 0.0
+
+    def __post_init__(self):
+        require_positive(self, "latest")
+        require(self.latest is None or (self.first is None and self.last is None), "latest",
+                "is a rolling range: set it, or data.spans.first/last, not both")
+        for name in ("first", "last"):
+            value = getattr(self, name)
+            require(value is None or value >= 0, name, f"must be a span number >= 0, got {value}")
+        require(None in (self.first, self.last) or self.first <= self.last, "first",
+                f"must be <= data.spans.last ({self.last}), got {self.first}")
+        require(0.0 <= self.replay <= 1.0, "replay", f"must be in [0, 1], got {self.replay}")
+
+    @property
+    def chooses(self) -> bool:
+        """Whether a range is set (else every span found is used)."""
+        return (self.latest, self.first, self.last) != (None, None, None)
+
+
+# BigQuery names: a table as `project:dataset.table`, `project.dataset.table` or
+# `dataset.table`; a column as standard SQL names one without quoting.
+_BIGQUERY_TABLE = re.compile(r"^([A-Za-z0-9_.-]+[:.])?[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$")
+_BIGQUERY_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@config_dataclass
+class BigQueryConfig:
+    """A BigQuery table or query that `ingest` reads beside (or instead of) `data.inputs`
+    (`components/ingest/bigquery.py`, Beam's `ReadFromBigQuery`). Its columns are named
+    by `data.text_field`, `domain_field`, `label_field` and `target_field`, as a file's are.
+
+    Attributes:
+        table: the table, `project:dataset.table` or `project.dataset.table` (or
+            `dataset.table` in `project`). Set `table` or `query`.
+        query: a standard SQL query whose rows are read. The config is the cache key: a
+            rerun with the same table or query reuses the documents it read; bound the
+            query (a date) or run with `--no-cache` to read new rows.
+        columns: a table's columns to read (empty: all). Only these reach the documents'
+            `meta`.
+        project: the project BigQuery's jobs run in and are billed to (None: `--project`
+            of `pipeline.beam_args`, which `vertex.dataflow` sets on Vertex).
+        method: `EXPORT` (an export job writes Avro files to `gcs_location`, then Beam
+            reads them in parallel) or `DIRECT_READ` (the BigQuery Storage Read API, no
+            files).
+        gcs_location: EXPORT's gs:// location for the exported files (None:
+            `--temp_location` of `pipeline.beam_args`).
+    """
+
+    table: str | None = None
+    query: str | None = None
+    columns: tuple[str, ...] = ()
+    project: str | None = None
+    method: Literal["EXPORT", "DIRECT_READ"] = "EXPORT"
+    gcs_location: str | None = None
+
+    def __post_init__(self):
+        require((self.table is None) != (self.query is None), "table",
+                "set either data.bigquery.table or data.bigquery.query")
+        require(self.table is None or bool(_BIGQUERY_TABLE.match(self.table)), "table",
+                f"must be project:dataset.table, project.dataset.table or dataset.table, "
+                f"got {self.table!r}")
+        require(self.query is None or bool(self.query.strip()), "query", "must not be empty")
+        require(not (self.query and self.columns), "columns",
+                "choose the columns in data.bigquery.query itself")
+        for i, column in enumerate(self.columns):
+            require(bool(_BIGQUERY_COLUMN.match(column)), f"columns[{i}]",
+                    f"must be a column name (letters, digits, _), got {column!r}")
+        require(self.gcs_location is None or self.gcs_location.startswith("gs://"),
+                "gcs_location", f"must be a gs:// location, got {self.gcs_location!r}")
 
 
 @config_dataclass
@@ -13,11 +107,31 @@ class DataConfig:
 
     Attributes:
         inputs: files, directories (every supported file below them) or globs, on any
-            Beam filesystem (local, gs://); `.txt` and `.jsonl`, each optionally `.gz`
-            or `.bz2`. A pattern that matches nothing stops the run (exit status 2).
-        text_field: the JSONL field holding the document's text (must be a string; other
-            records are dropped as `missing_text_field` or `text_not_string`).
-        domain_field: the JSONL field holding the document's domain (a string, or another
+            Beam filesystem (local, gs://): `.txt`, `.jsonl`, `.csv` and `.tsv` (each
+            optionally `.gz` or `.bz2`), `.parquet`, `.tfrecord` (optionally `.gz`) of
+            tf.train.Example, `.arrow`, and `datasets` `save_to_disk` directories (the
+            Arrow files their `state.json` lists). A pattern that matches nothing stops
+            the run (exit status 2). Required; may be `[]` when `bigquery` is set.
+            Data spans: a pattern may hold `{SPAN}` (and `{VERSION}`), a run of digits in
+            a directory or file name, as TFX's ExampleGen reads them
+            (`data/day-{SPAN}/*.jsonl`, `data/{SPAN}/v{VERSION}/`): each span is ingested
+            and transformed once, as its own cached artifact keyed by its files, a
+            document an earlier span already had is dropped (`earlier_span`), and of a
+            span's versions the highest is read. Either every pattern holds `{SPAN}` or
+            none does.
+        spans: which spans a run trains on (`SpansConfig`); with no range set, every
+            span found.
+        bigquery: a BigQuery table or query to read, beside or instead of the files
+            (None: none): `data.bigquery.table` or `.query`, and `.columns`, `.project`,
+            `.method` (`EXPORT`, `DIRECT_READ`), `.gcs_location`, each described in
+            docs/data.md (`BigQueryConfig`).
+        text_field: the field holding the document's text: a JSONL field, a column of a
+            table (Parquet, Arrow, CSV/TSV header, BigQuery) or a bytes feature of a
+            tf.train.Example; the same names serve every format (must be a string; other
+            records are dropped as `missing_text_field` or `text_not_string`). A table
+            without a named column (this or the three below) stops the run with one
+            line naming the file and its columns (exit status 2).
+        domain_field: the field holding the document's domain (a string, or another
             scalar as its JSON text; "" when absent, null, an array, an object or not
             finite, the last three counted as `domain_invalid`). Packing and evaluation
             slice by it.
@@ -25,9 +139,9 @@ class DataConfig:
             packing, evaluation slices and statistics; the others become one domain,
             `(other)`, there (documents keep theirs). Bounds the slices of a domain field
             with a value per document (a URL, an id).
-        label_field: classification tasks: the JSONL field holding the label (kept in the
+        label_field: classification tasks: the field holding the label (kept in the
             document's `meta` like every other scalar field; may be `domain_field`).
-        target_field: text-to-text tasks: the JSONL field holding the target text (the
+        target_field: text-to-text tasks: the field holding the target text (the
             input is `text_field`).
         txt_mode: `.txt` files: a document per line (`line`) or per file (`file`).
         invalid_utf8: a record that is not valid UTF-8 (bad bytes, or a JSON-escaped lone
@@ -59,6 +173,8 @@ class DataConfig:
     """
 
     inputs: tuple[str, ...]
+    bigquery: BigQueryConfig | None = None
+    spans: SpansConfig = field(default_factory=SpansConfig)
     text_field: str = "text"
     domain_field: str | None = None
     max_domains: int = 1000
@@ -77,7 +193,15 @@ class DataConfig:
     max_dropped_fraction: float | None = None
 
     def __post_init__(self):
-        require(len(self.inputs) > 0, "inputs", "needs at least one path or glob")
+        require(len(self.inputs) > 0 or self.bigquery is not None, "inputs",
+                "needs at least one path or glob (or set data.bigquery)")
+        with_span = [SPAN in pattern for pattern in self.inputs]
+        require(all(with_span) or not any(with_span), "inputs",
+                f"either every pattern holds {SPAN} or none does, got {list(self.inputs)}")
+        require(any(with_span) or not self.spans.chooses and not self.spans.replay, "spans",
+                f"chooses data spans, but no data.inputs pattern holds {SPAN}")
+        require(all(VERSION not in p or SPAN in p for p in self.inputs), "inputs",
+                f"{VERSION} needs {SPAN} in the same pattern, got {list(self.inputs)}")
         require(all(p.strip() for p in self.inputs), "inputs", "paths and globs must not be empty")
         require(self.text_field != self.domain_field, "domain_field",
                 f"must differ from data.text_field ({self.text_field!r})")

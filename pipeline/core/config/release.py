@@ -45,8 +45,17 @@ class EvaluationConfig:
             the run, exit status 2). Its documents are never trained on: a corpus document
             with the same cleaned text is dropped from both splits and counted (drop reason
             `golden`), and the cleaned golden documents are ingest's `golden` output.
-            Until evaluate measures them, `golden_perplexity` and `golden_bits_per_byte`
-            in latest_run.json stay null.
+            The transform packs them as it packs the eval split (the examples' `golden`
+            split, with the run's tokenizer), and evaluate measures them with the same
+            metrics, slices and model in service as the eval split (metrics.json
+            `golden`; `golden_perplexity` and `golden_bits_per_byte` in latest_run.json,
+            null without a golden set). A language model's only.
+        max_golden_perplexity: value threshold on the golden set's overall perplexity
+            (None: no bound).
+        max_golden_bits_per_byte_increase: change threshold against the model in
+            service on the golden set: its bits per byte may worsen by at most this
+            fraction (None: not gated). The eval split's growing with the corpus does not
+            move the golden set, so this gate compares like with like across retrains.
     """
 
     max_perplexity: float | None = None
@@ -65,14 +74,18 @@ class EvaluationConfig:
     sample_top_p: float = 0.95
     seed: int = 0
     golden_inputs: tuple[str, ...] = ()
+    max_golden_perplexity: float | None = None
+    max_golden_bits_per_byte_increase: float | None = None
 
     def __post_init__(self):
         require(all(p.strip() for p in self.golden_inputs), "golden_inputs",
                 "paths and globs must not be empty")
-        require_positive(self, "max_perplexity", "batch_size", "min_slice_size",
+        require_positive(self, "max_perplexity", "max_golden_perplexity", "batch_size",
+                         "min_slice_size",
                          "slice_gate_min_examples", "sample_prompt_words", "sample_max_tokens",
                          "sample_temperature")
-        for name in ("max_bits_per_byte_increase", "max_slice_bits_per_byte_increase"):
+        for name in ("max_bits_per_byte_increase", "max_slice_bits_per_byte_increase",
+                     "max_golden_bits_per_byte_increase"):
             value = getattr(self, name)
             require(value is None or value >= 0, name,
                     f"must be >= 0 (a relative change, 0.005 = 0.5%), got {value}")

@@ -103,7 +103,10 @@ class TrainConfig:
         clip_norm: clip the all-reduced gradient to this global norm (None: no clipping).
         precision: `float32`, `mixed_bfloat16`, or `mixed_float16` (with dynamic loss
             scaling); variables stay float32 and the exported model is float32.
-        jit_compile: compile each micro-batch's forward and backward pass with XLA.
+        jit_compile: compile each micro-batch's forward and backward pass with XLA:
+            `True` (YAML `true`), `False`, or `auto`: XLA when the model has at least 1e6
+            weight FLOPs per token (measured 1.2x to 1.8x faster steps on CPUs, for seconds
+            more compiling; `train_summary.json` records the decision under `xla`).
         steps_per_execution: optimizer steps per compiled call (fewer host round trips); a
             call also ends at every `log_every`, `eval_every` and `checkpoint_every` step,
             so raise `log_every` with it.
@@ -124,6 +127,13 @@ class TrainConfig:
         warm_start: initial weights: a model artifact, SavedModel directory or `.keras`
             file, or `latest_pushed` (the newest version in `push.serving_dir`; none yet
             means a fresh start). The tokenizer and the shapes must match.
+        init_from: a pretrained checkpoint directory to start from (local; on Vertex AI
+            the /gcs/ mount): a Hugging Face checkpoint (config.json, model.safetensors or
+            shards with their index, tokenizer files) of GPT-2, Llama or BERT, or a
+            KerasHub `save_to_preset` directory of GPT-2 (`models/checkpoints/`). The
+            model's shape comes from its config (a conflicting `model.*` value is an error)
+            and its tokenizer replaces the trained one. None: fresh weights (or
+            `warm_start`).
         distill: knowledge distillation from a teacher (`DistillConfig`).
         prune: magnitude pruning to a target sparsity (`PruneConfig`).
         quantize: also export `saved_model_int8/`, the serving model with int8 weights
@@ -150,7 +160,7 @@ class TrainConfig:
     epsilon: float = 1e-8
     clip_norm: float | None = 1.0
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
-    jit_compile: bool = False
+    jit_compile: Literal["auto", True, False] = "auto"
     steps_per_execution: int = 1
     strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker",
                       "tpu"] = "auto"
@@ -164,12 +174,21 @@ class TrainConfig:
     checkpoint_every: int | None = 100
     keep_checkpoints: int = 3
     warm_start: str | None = None
+    init_from: str | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     quantize: Literal["none", "int8", "int8_weights"] = "none"
 
     def __post_init__(self):
-        require_plain_path(self, "warm_start")
+        require_plain_path(self, "warm_start", "init_from")
+        # YAML's 1 and 0 compare equal to true and false: only the booleans and auto.
+        require(isinstance(self.jit_compile, bool) or self.jit_compile == "auto", "jit_compile",
+                f"expected true, false or auto, got {self.jit_compile!r}")
+        require(self.init_from is None or bool(self.init_from.strip()), "init_from",
+                "must be a checkpoint directory, got ''")
+        require(self.init_from is None or self.warm_start is None, "init_from",
+                "and train.warm_start are both set: start from one model (a checkpoint, or a "
+                "model lmpipe trained)")
         require_positive(self, "steps", "max_tokens", "batch_size", "grad_accum_steps",
                          "learning_rate", "epsilon", "clip_norm", "steps_per_execution",
                          "shuffle_buffer", "log_every", "eval_every", "eval_batches",

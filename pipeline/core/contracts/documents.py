@@ -16,6 +16,14 @@ golden/ (ingest, the Documents of `evaluation.golden_inputs`, never trained on):
                   "splits": {"golden": {"documents", "bytes", "shards"}}}
 statistics/ (transform):
     stats.json, length_histogram.png, domain_tokens.png
+    spans.json   with data spans: {"spans": [{"span", "role" (trained, replay or
+                 reference), "stats": that span's own stats.json}]}
+
+With data spans (`{SPAN}` in `data.inputs`), a run's documents artifact is a view of the
+spans it trains on: their shards named by `span_view_name`, and a `stats.json` that adds
+up theirs, with `spans` (every span ingested so far: `span`, `version`, `uri` of its own
+cached documents artifact, `key`, `reused`, `documents` per split) and `chosen` (the span
+numbers trained on).
 
 Paths go through `pipeline/core/files.py`, so any Beam filesystem (local, gs://) works.
 """
@@ -28,6 +36,8 @@ SPLITS = ("train", "eval")
 # The one split of the golden documents artifact.
 GOLDEN_SPLIT = "golden"
 STATS_FILE = "stats.json"
+# transform's statistics of each data span it transformed (see above).
+SPANS_FILE = "spans.json"
 DOCUMENTS_SUFFIX = ".jsonl.gz"
 
 
@@ -43,6 +53,14 @@ def shard_names(split: str, num_shards: int, suffix: str) -> list[str]:
         The names, in shard order.
     """
     return [f"{split}-{i:05d}-of-{num_shards:05d}{suffix}" for i in range(num_shards)]
+
+
+def span_view_name(name: str, span: int, split: str | None = None) -> str:
+    """A data span's shard as a run's view artifact names it (documents and examples
+    alike): `train-00001-of-00004.x` -> `train-s00003-00001-of-00004.x`, still matched by
+    the `<split>-*` globs readers use; `split` renames the split (`replay`)."""
+    own, rest = name.split("-", 1)
+    return f"{split or own}-s{span:05d}-{rest}"
 
 
 def split_paths(directory: str, stats: dict, split: str) -> list[str]:

@@ -5,6 +5,12 @@
         `pad_id`, `gzip` (whether the shards are gzipped), the length buckets, per split
         the shard names and example counts, and for a fine-tuning task its `task` entry
 
+With data spans (`components/transform/by_span.py`) the artifact is a view of the spans a
+run trains on: `train-s<span>-*` and `eval-s<span>-*` shards, `replay-s<span>-*` (the train
+shards of older spans, split `replay` with its `fraction`), `golden-*` (the golden eval
+set's, split `golden`, also without spans), and `spans` in `feature_spec.json` (the span
+numbers of the train split; the trainer then reads the shards interleaved).
+
 A language model's examples are packed windows; each holds exactly these features:
 
     token_ids      int64  [L]  token ids, `pad_id` where empty

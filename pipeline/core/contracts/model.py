@@ -1,4 +1,5 @@
-"""The model artifact (train), and references to a model (`train.warm_start`).
+"""The model artifact (train), and references to a model (`train.warm_start`, and the
+checkpoint `train.init_from` names).
 
     saved_model/         the servable SavedModel (`models/export.py`), float32
     saved_model_int8/    the same, int8 (only with `train.quantize` int8 or int8_weights)
@@ -142,6 +143,23 @@ def _path(requested: str, base_key: str) -> Artifact:
                           "artifact, a SavedModel directory, a .keras file or 'latest_pushed')")
     return Artifact(type="Model", uri=path, fingerprint=_files_fingerprint(path),
                     properties={"requested": requested, "base_key": base_key})
+
+
+def resolve_checkpoint(requested: str) -> Artifact:
+    """`train.init_from` as the train step's input: the checkpoint directory, fingerprinted
+    by its files' names, sizes and times (a changed checkpoint retrains).
+
+    Raises:
+        ConfigError: a URL (a Vertex step reads the bucket's /gcs/ mount) or no directory.
+    """
+    if "://" in requested:
+        raise ConfigError("train.init_from", "must be a local directory (on Vertex AI, the "
+                          f"/gcs/ mount of the bucket), got {requested!r}")
+    path = os.path.abspath(os.path.expanduser(requested))
+    if not os.path.isdir(path):
+        raise ConfigError("train.init_from", f"no checkpoint directory at {path}")
+    return Artifact(type="Checkpoint", uri=path, fingerprint=_files_fingerprint(path),
+                    properties={"requested": requested})
 
 
 def _files_fingerprint(path: str) -> str:

@@ -4,6 +4,8 @@ Artifact layout (written by `components/tokenizer/__init__.py`):
     tokenizer.json   {"type", "vocab_size", "model_file", "normalization", "special_tokens",
                       "options"}
     spm.model        SentencePiece types (`bpe`, `unigram`): the model proto
+    bpe.json         byte-level BPE (`byte_bpe`, a checkpoint's): {"vocabulary", "merges",
+                     "unsplittable_tokens"}
     vocab.txt        one piece per line, line number = id. SentencePiece: control
                      characters in a piece (e.g. a newline) written as JSON string escapes;
                      WordPiece (`wordpiece`): the model itself, BERT's format
@@ -20,6 +22,10 @@ import os
 from dataclasses import dataclass, field
 
 INFO_FILE = "tokenizer.json"
+# The types whose model is a SentencePiece proto (the transform encodes them with the
+# sentencepiece package, in processes); the others (`wordpiece`, a checkpoint's
+# `byte_bpe`) are encoded with the serving tokenizer's TensorFlow ops.
+SENTENCEPIECE_TYPES = ("bpe", "unigram")
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,8 @@ class TokenizerInfo:
     Special token ids are always read from here, never assumed.
 
     Attributes:
-        type: `bpe`, `unigram` or `wordpiece`.
+        type: `bpe`, `unigram`, `wordpiece`, or `byte_bpe` (GPT-2's byte-level BPE,
+            imported from a checkpoint: `bpe.json` holds its vocabulary and merges).
         vocab_size: number of ids.
         model_file: the model file's name inside the artifact directory.
         normalization: Unicode normalization applied before tokenizing (`NFC`, `NFKC`, `none`).
