@@ -13,6 +13,10 @@ depends only on its text and `data.split_salt`.
 Input `golden_raw` is resolved from `evaluation.golden_inputs` (None without a golden
 set). Output `golden/` holds those documents, cleaned the same way (`golden.py`); a
 corpus document with the same text is dropped from both splits (drop reason `golden`).
+
+With data spans (`{SPAN}` in `data.inputs`, `spans.py`) each span is ingested once into
+its own cached artifact and `documents/` is a view of the spans the run trains on
+(`by_span.py`); a document an earlier span had is dropped (`earlier_span`).
 """
 
 from __future__ import annotations
@@ -66,14 +70,16 @@ def run(inputs, outputs, runtime, data):
     """Read, clean and split the raw files into the documents artifact.
 
     Args:
-        inputs: `raw`, the `RawFiles` artifact (properties `files`, `sizes`, `bytes`),
-            and `golden_raw`, the golden set's (None without one).
+        inputs: `raw`, the `RawFiles` artifact (properties `files`, `sizes`, `bytes`;
+            with data spans also `spans` and `chosen`, and each span is ingested apart,
+            `by_span.py`), and `golden_raw`, the golden set's (None without one).
         outputs: `documents` and `golden`, the directories to write.
         runtime: the run's `Runtime` (Beam options in `beam_args`).
         data: the `DataConfig`.
 
     Returns:
-        Small properties of the documents artifacts (per-split counts).
+        Small properties of the documents artifacts: per-split counts, and with data spans
+        the span numbers trained on (`spans`).
 
     Raises:
         UsageError: nothing is left after cleaning, a split is empty, or cleaning dropped

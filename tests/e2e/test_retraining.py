@@ -246,7 +246,7 @@ def test_runs_shows_the_retraining_history(history):
                               "unchanged": "yes"}
     assert pushed_column == {"first": "v1", "again": "(v1)", "refused": "-", "pushed": "v2",
                              "unchanged": "(v2)"}
-    executed = {key: line.split()[11] for key, line in zip(order, lines)}
-    assert executed == {"first": "ingest,tokenizer,transform,train,evaluate,push", "again": "-",
-                        "refused": "ingest,tokenizer,transform,train,evaluate,push",
+    executed = {key: line.split()[13] for key, line in zip(order, lines)}
+    everything = "ingest,tokenizer,transform,validate,train,evaluate,push"
+    assert executed == {"first": everything, "again": "-", "refused": everything,
                         "pushed": "evaluate,push", "unchanged": "-"}
