@@ -36,6 +36,6 @@ setup(
         "PyYAML==6.0.4",
         "aiohttp==3.14.5",  # lmpipe serve: asyncio HTTP server (batching, server-sent events)
     ],
-    extras_require={"dev": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},
+    extras_require={"dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0"]},
     entry_points={"console_scripts": ["lmpipe=pipeline.cli:main_entry"]},
 )

@@ -16,6 +16,7 @@ import keras_hub
 from keras import ops
 
 from models.backbone import Backbone, backbone_inputs
+from models.gpt import ACTIVATIONS
 from models.segments import document_attention_mask, padding_mask
 
 
@@ -41,13 +42,18 @@ class BertBackbone(Backbone):
         layer_norm_epsilon: epsilon of every LayerNorm.
         num_token_types: rows of a token-type embedding whose row 0 is added to every
             position (a BERT checkpoint's `type_vocab_size`); None: no such embedding.
+        activation: the MLP's `gelu` (exact, erf: BERT's) or `gelu_approximate` (tanh:
+            the encoder blocks of keras-hub's `BertBackbone`).
+        head_layer_norm_epsilon: epsilon of the LayerNorm of a masked-LM head on this
+            backbone (`models.masked_lm.MaskedLM`); None: `layer_norm_epsilon` (keras-hub's
+            `BertMaskedLM` head keeps its own default, 1e-5).
         dtype: dtype or `keras.DTypePolicy` of the layers.
     """
 
     def __init__(self, vocabulary_size, num_layers, num_heads, hidden_dim,
                  intermediate_dim=None, max_sequence_length=512, dropout=0.0,
                  document_masking=True, layer_norm_epsilon=1e-12, num_token_types=None,
-                 dtype=None, **kwargs):
+                 activation="gelu", head_layer_norm_epsilon=None, dtype=None, **kwargs):
         # === Layers ===
         self.embeddings = keras_hub.layers.TokenAndPositionEmbedding(
             vocabulary_size=vocabulary_size, sequence_length=max_sequence_length,
@@ -65,7 +71,8 @@ class BertBackbone(Backbone):
         self.transformer_layers = [
             keras_hub.layers.TransformerEncoder(
                 intermediate_dim=intermediate_dim or 4 * hidden_dim, num_heads=num_heads,
-                dropout=dropout, activation="gelu", layer_norm_epsilon=layer_norm_epsilon,
+                dropout=dropout, activation=ACTIVATIONS[activation],
+                layer_norm_epsilon=layer_norm_epsilon,
                 kernel_initializer=_init(), dtype=dtype, name=f"transformer_layer_{i}")
             for i in range(num_layers)
         ]
@@ -96,6 +103,8 @@ class BertBackbone(Backbone):
         self.document_masking = document_masking
         self.layer_norm_epsilon = layer_norm_epsilon
         self.num_token_types = num_token_types
+        self.activation = activation
+        self.head_layer_norm_epsilon = head_layer_norm_epsilon
 
     @property
     def token_embedding(self):

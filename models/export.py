@@ -161,6 +161,9 @@ class LanguageModelExport(ServingModule):
                                                if name in info.special_tokens]
         # Ids the sampler never emits: padding, a second document start, the MLM mask;
         # never eos, which GPT-2's tokenizer also uses as bos and pad (one token for all).
+        # Nor an embedding row beyond the tokenizer's ids (a padded checkpoint's): it has
+        # no text.
+        banned += range(info.token_count or info.vocab_size, info.vocab_size)
         self.banned_ids = tf.constant(sorted(set(banned) - {info.eos_id}), tf.int32)
 
     # --- score ---

@@ -43,7 +43,9 @@ class MaskedLM(BackboneWithHead):
 
     Args:
         backbone: a bidirectional backbone with `token_embedding`, `vocabulary_size` and
-            `layer_norm_epsilon` (e.g. `models.bert.BertBackbone`).
+            `layer_norm_epsilon` (e.g. `models.bert.BertBackbone`); the head's LayerNorm
+            takes the backbone's `head_layer_norm_epsilon` when it has one set (a KerasHub
+            BERT preset's head), else `layer_norm_epsilon`.
         tie_embeddings: when True (BERT's choice) the head's output projection is the
             transposed token embedding; when False it is its own matrix.
     """
@@ -57,7 +59,9 @@ class MaskedLM(BackboneWithHead):
         self.mlm_head = _MaskedLMHead(
             vocabulary_size=backbone.vocabulary_size,
             token_embedding=backbone.token_embedding if tie_embeddings else None,
-            intermediate_activation="gelu", layer_norm_epsilon=backbone.layer_norm_epsilon,
+            intermediate_activation="gelu",
+            layer_norm_epsilon=(getattr(backbone, "head_layer_norm_epsilon", None)
+                                or backbone.layer_norm_epsilon),
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             dtype=backbone.dtype_policy, name="mlm_head")
 

@@ -57,10 +57,18 @@ class TextTokenizer(tf.Module):
             tf.lookup.KeyValueTensorInitializer(vocab, tf.range(len(vocab), dtype=tf.int64)),
             num_oov_buckets=1)
         unknown = vocab[self.info.special_tokens["unk"]]
-        self.wordpiece = tf_text.BertTokenizer(
-            table, suffix_indicator=options.get("suffix_indicator", WORDPIECE_SUFFIX),
-            token_out_type=tf.int32, unknown_token=unknown,
-            lower_case=bool(options.get("lower_case", False)))
+        suffix = options.get("suffix_indicator", WORDPIECE_SUFFIX)
+        if options.get("pretokenizer") == "keras_hub":
+            # A KerasHub preset's BertTokenizer: keras-hub's own word splitting
+            # (`_keras_hub_words`), then WordPiece as keras-hub runs it.
+            self.wordpiece = None
+            self.fast_wordpiece = tf_text.FastWordpieceTokenizer(
+                vocab=vocab, token_out_type=tf.int32, suffix_indicator=suffix,
+                unknown_token=unknown, no_pretokenization=True, support_detokenization=True)
+        else:
+            self.wordpiece = tf_text.BertTokenizer(
+                table, suffix_indicator=suffix, token_out_type=tf.int32, unknown_token=unknown,
+                lower_case=bool(options.get("lower_case", False)))
         special = self.info.special_tokens
         self.dropped_ids = tf.constant(sorted({special[name] for name in
                                                ("pad", "cls", "sep", "mask", "bos", "eos")
@@ -93,8 +101,10 @@ class TextTokenizer(tf.Module):
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Strings [B] -> ragged int32 ids [B, None], without BOS or EOS."""
         texts = self.normalize(texts)
-        if self.info.type == "wordpiece":
+        if self.info.type == "wordpiece" and self.wordpiece is not None:
             return self.wordpiece.tokenize(texts).merge_dims(-2, -1)
+        if self.info.type == "wordpiece":
+            return self.fast_wordpiece.tokenize(self._keras_hub_words(texts)[0]).merge_dims(-2, -1)
         if self.info.type == "byte_bpe":
             return self.byte_bpe.tokenize(texts)
         return self.sentencepiece.tokenize(texts)
@@ -103,7 +113,12 @@ class TextTokenizer(tf.Module):
         """Like `tokenize`, plus byte offsets (starts, ends) into the normalized text."""
         texts = self.normalize(texts)
         if self.info.type == "wordpiece":
-            ids, starts, ends = self.wordpiece.tokenize_with_offsets(texts)
+            if self.wordpiece is not None:
+                ids, starts, ends = self.wordpiece.tokenize_with_offsets(texts)
+            else:
+                words, word_starts = self._keras_hub_words(texts)
+                ids, starts, ends = self.fast_wordpiece.tokenize_with_offsets(words)
+                starts, ends = (o + tf.expand_dims(word_starts, -1) for o in (starts, ends))
             return ids.merge_dims(-2, -1), starts.merge_dims(-2, -1), ends.merge_dims(-2, -1)
         if self.info.type == "byte_bpe":
             ids = self.byte_bpe.tokenize(texts)
@@ -114,6 +129,26 @@ class TextTokenizer(tf.Module):
             ends = lengths.with_flat_values(running - before_row)
             return ids, ends - lengths, ends
         return self.sentencepiece.tokenize_with_offsets(texts)
+
+    def _keras_hub_words(self, texts: tf.Tensor):
+        """keras-hub's `WordPieceTokenizer` pre-tokenization, with its own patterns (its
+        whitespace is RE2's ASCII `\\s`, and lower-casing keeps accents unless asked):
+        words [B, None] and their byte starts in the text as split."""
+        from keras_hub.src.tokenizers import word_piece_tokenizer as patterns
+
+        options = self.info.options
+        if options.get("split_on_cjk", True):
+            texts = tf.strings.regex_replace(texts, patterns.CJK_REGEX, r" \0 ")
+            split, keep = (patterns.WHITESPACE_PUNCTUATION_AND_CJK_REGEX,
+                           patterns.PUNCTUATION_AND_CJK_REGEX)
+        else:
+            split, keep = patterns.WHITESPACE_AND_PUNCTUATION_REGEX, patterns.PUNCTUATION_REGEX
+        if options.get("strip_accents", False):
+            texts = tf.strings.regex_replace(tf_text.normalize_utf8(texts, "NFD"), r"\p{Mn}", "")
+        words, starts, _ = tf_text.regex_split_with_offsets(texts, split, keep)
+        if options.get("lower_case", False):
+            words = tf.ragged.map_flat_values(tf_text.case_fold_utf8, words)
+        return words, starts
 
     def detokenize(self, ids) -> tf.Tensor:
         """Int ids [B, None] (ragged or dense) -> strings [B]; control ids are dropped."""

@@ -229,6 +229,13 @@ def parse_json_record(line: str, text_field: str, domain_field: str | None,
         return None, "malformed_json"
     if not isinstance(record, dict):
         return None, "not_an_object"
+    return _record_fields(record, text_field, domain_field, changes)
+
+
+def _record_fields(record: dict, text_field: str, domain_field: str | None,
+                   changes: list[str]):
+    """`((text, domain, meta), None)` or `(None, reason)` of one decoded record: the rules
+    `parse_json_record` documents, shared by JSONL lines and table rows."""
     if text_field not in record:
         return None, "missing_text_field"
     text = record[text_field]
@@ -274,22 +281,7 @@ def parse_row(row: dict, data, changes: list[str]):
                 if reason:
                     _note(changes, reason)
         values[key] = value
-    if data.text_field not in values:
-        return None, "missing_text_field"
-    text = values[data.text_field]
-    if not isinstance(text, str):
-        return None, "text_not_string"
-    domain_field = data.domain_field
-    domain = _domain(values.get(domain_field) if domain_field else None, changes)
-    meta = {}
-    for key, value in values.items():
-        if key in (data.text_field, domain_field) or not isinstance(value, _SCALARS):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            _note(changes, "non_finite_removed")
-        else:
-            meta[key] = value
-    return (text, domain, meta), None
+    return _record_fields(values, data.text_field, data.domain_field, changes)
 
 
 def _utf8_or_none(value: bytes) -> str | None:

@@ -58,8 +58,10 @@ def write_tokenizer(source_artifact: Artifact, output: str, runtime) -> dict:
     with open(os.path.join(output, info.model_file), "wb") as f:
         f.write(model)
     write_info(output, info)
-    runtime.log(f"[tokenizer] imported {info.type} ({info.vocab_size} ids) from the checkpoint "
-                f"{checkpoint.directory}")
+    padded = (f", {info.vocab_size} embedding rows" if info.token_count is not None else "")
+    runtime.log(f"[tokenizer] imported {info.type} ({info.token_count or info.vocab_size} ids"
+                f"{padded}) from the checkpoint {checkpoint.directory}")
     return {"tokenizer": {"type": info.type, "vocab_size": info.vocab_size,
+                          "token_count": info.token_count or info.vocab_size,
                           "special_tokens": info.special_tokens,
                           "imported_from": checkpoint.directory}}

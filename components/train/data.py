@@ -132,7 +132,9 @@ REPLAY_BUCKETS = 1 << 30
 
 def _interleaved(files: list[str], spec: FeatureSpec) -> tf.data.Dataset:
     """The serialized windows of `files` and the replayed shards: one from each in turn
-    for the examples of data spans, else file after file."""
+    for the examples of data spans, else file after file. The replayed windows kept are
+    the `spec.replay` share chosen by a hash of each serialized window: the same windows
+    in every run and on every worker."""
     paths = list(files) + list(spec.replay_files)
     replayed = [False] * len(files) + [True] * len(spec.replay_files)
     keep = int(spec.replay * REPLAY_BUCKETS)
@@ -148,13 +150,6 @@ def _interleaved(files: list[str], spec: FeatureSpec) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(
         (tf.constant(paths, tf.string), tf.constant(replayed, tf.bool))).interleave(
         read, cycle_length=cycle, block_length=1)
-
-
-def _replayed(spec: FeatureSpec) -> tf.data.Dataset:
-    """The `spec.replay` share of the older spans' windows alone (what `_interleaved`
-    keeps of them), chosen by a hash of each serialized window: the same windows in every
-    run and on every worker."""
-    return _interleaved([], spec)
 
 
 def _records(files: list[str], spec: FeatureSpec) -> tf.data.Dataset:

@@ -14,8 +14,11 @@ loss and the eval loss stay the plain NLL, comparable with runs without a teache
 The teacher runs inside the training step, under the same tf.distribute strategy: it is
 rebuilt from the model config its training recorded (`train_summary.json`, or a serving
 version's model card), created under `strategy.scope()` and not trainable, and its weights
-are read from its SavedModel's variables (`warm_start.load_weights`). Nothing is
-precomputed to disk. Student and teacher must share the tokenizer (same digest).
+are read from its SavedModel's variables (`warm_start.load_weights`). A pretrained
+checkpoint directory (Hugging Face or KerasHub preset, `models/checkpoints/`) is a teacher
+too: built from its config and weights as `train.init_from` builds a model. Nothing is
+precomputed to disk. Student and teacher must share the tokenizer (same digest; a
+checkpoint's is its tokenizer files converted as the tokenizer step converts them).
 
 Resolution (`resolve`, no TensorFlow) follows `train.warm_start`: a path, or
 `latest_pushed` (the newest serving version). When that version is the student this very
@@ -29,30 +32,38 @@ import hashlib
 import os
 
 from components.train import warm_start
+from models.checkpoints import is_checkpoint
 from pipeline.core.contracts import model as model_contract
 from pipeline.core.contracts.model import CARD_FILE, SUMMARY_FILE, training_record
 from pipeline.core.artifacts import Artifact
 from pipeline.core.errors import ConfigError, UsageError
 
 KEY = "train.distill.teacher"
+# The artifact type of a teacher that is a pretrained checkpoint directory
+# (`model_contract.resolve_checkpoint`).
+CHECKPOINT = "Checkpoint"
 
 
 def resolve(requested: str, serving_dir: str, base_key: str) -> Artifact:
     """The teacher input for `train.distill.teacher`.
 
     Args:
-        requested: the config value (a path or `latest_pushed`).
+        requested: the config value (a model's or a pretrained checkpoint's path, or
+            `latest_pushed`).
         serving_dir: `push.serving_dir`.
         base_key: train's cache key without the warm-start and teacher inputs.
 
     Returns:
-        An artifact whose `uri` is the teacher and whose fingerprint enters the cache key.
+        An artifact whose `uri` is the teacher and whose fingerprint enters the cache key
+        (a checkpoint's: type `Checkpoint`, fingerprinted by its files as `train.init_from`).
 
     Raises:
         ConfigError: no such model, or nothing pushed yet.
     """
     if requested == model_contract.LATEST_PUSHED:
         return _latest_pushed(serving_dir, base_key)
+    if "://" not in requested and is_checkpoint(os.path.abspath(os.path.expanduser(requested))):
+        return model_contract.resolve_checkpoint(requested)  # fingerprinted by its files
     try:
         return model_contract.resolve(requested, serving_dir, base_key)
     except ConfigError as err:
@@ -156,6 +167,9 @@ def load_teacher(artifact: Artifact, tokenizer_sha256: str, vocabulary_size: int
     from pipeline.core.configio import build, to_dict
 
     source = artifact.uri
+    if artifact.type == CHECKPOINT:
+        return _checkpoint_teacher(source, tokenizer_sha256, student_model_config,
+                                   sequence_length, strategy, precision)
     training = training_record(source) or {}
     _check_tokenizer(source, training, tokenizer_sha256)
     recorded = training.get("hyperparameters") or {}
@@ -180,6 +194,40 @@ def load_teacher(artifact: Artifact, tokenizer_sha256: str, vocabulary_size: int
         raise UsageError(str(err).replace("train.warm_start", KEY)) from None
     return teacher, {"model": to_dict(model_config), "parameters": int(teacher.count_params()),
                      "variant": variant, "loaded": loaded}
+
+
+def _checkpoint_teacher(source: str, tokenizer_sha256: str, student_model_config,
+                        sequence_length: int, strategy, precision: str):
+    """`load_teacher` for a pretrained checkpoint (`models/checkpoints/`): built from its
+    config as `train.init_from` builds a model, its weights assigned, its tokenizer (as
+    the tokenizer step would convert it) this run's."""
+    from components.train.precision import dtype_policy
+    from models.checkpoints import (load_weights, read_checkpoint, resolve_model_config,
+                                    tokenizer_of)
+    from models.factory import build_model
+    from pipeline.core.config import ModelConfig, TaskConfig
+    from pipeline.core.configio import to_dict
+    from pipeline.core.contracts.tokenizer import TokenizerInfo, digest_of
+
+    checkpoint = read_checkpoint(source)
+    fields, model_file = tokenizer_of(checkpoint)
+    digest = digest_of(TokenizerInfo(**fields), model_file)
+    if digest != tokenizer_sha256:
+        raise ConfigError(KEY, f"the checkpoint {source} has another tokenizer (sha256 "
+                          f"{digest[:12]}, this run's is {tokenizer_sha256[:12]}); student and "
+                          "teacher must share the tokenizer")
+    model_config, task_config = resolve_model_config(ModelConfig(), checkpoint), TaskConfig()
+    _check_fits(source, model_config, task_config, student_model_config, sequence_length)
+    with dtype_policy(precision), strategy.scope():
+        teacher = build_model(model_config, task_config, checkpoint.vocabulary_size,
+                              backbone_arguments=checkpoint.backbone)
+        teacher.trainable = False
+    assigned = load_weights(teacher, checkpoint)
+    return teacher, {"model": to_dict(model_config), "parameters": int(teacher.count_params()),
+                     "variant": "float", "loaded": "checkpoint",
+                     "checkpoint": {"layout": checkpoint.layout,
+                                    "model_type": checkpoint.model_type,
+                                    "weights_assigned": assigned}}
 
 
 def _check_tokenizer(source: str, training: dict, expected: str) -> None:

@@ -37,6 +37,21 @@ TOKENIZERS = {gpt2.MODEL_TYPE: "byte_bpe", llama.MODEL_TYPE: "sentencepiece",
 NOT_YET = ("mistral", "qwen2", "roberta")
 
 
+def is_checkpoint(path: str) -> bool:
+    """Whether `path` is a checkpoint directory (a config.json naming a `model_type` or a
+    KerasHub `class_name`, and no SavedModel): cheap, no TensorFlow."""
+    config = os.path.join(path, CONFIG_FILE)
+    if not os.path.isfile(config) or any(os.path.isfile(os.path.join(path, d, "saved_model.pb"))
+                                         for d in ("", "saved_model")):
+        return False
+    try:
+        with open(config, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and ("model_type" in data or "class_name" in data)
+
+
 def read_checkpoint(directory: str) -> Checkpoint:
     """Read and check a checkpoint's config (no weights, no TensorFlow).
 
@@ -146,8 +161,8 @@ def load_weights(model, checkpoint: Checkpoint) -> int:
     if checkpoint.layout == "keras_hub":
         from models.checkpoints import preset
 
-        tensors = preset.Tensors(checkpoint.directory)
-        entries, ignored = preset.entries(tensors.names(), checkpoint.model), ()
+        tensors = preset.Tensors(checkpoint.directory, family)
+        entries, ignored = preset.entries(family, checkpoint.model), family.PRESET_IGNORED
     else:
         from models.checkpoints.safetensors import Tensors
 

@@ -25,6 +25,16 @@ IGNORED_SUFFIXES = ("pooler.dense.weight", "pooler.dense.bias", "seq_relationshi
                     "seq_relationship.bias", "predictions.decoder.weight",
                     "predictions.decoder.bias", "embeddings.position_ids")
 
+# A KerasHub preset of BERT (`preset.py`): its backbone class, where its weights sit (path
+# segments, ours -> keras-hub's), its pooler (not used), and the task whose weights hold
+# the masked-LM head (a `BertMaskedLM` preset; a backbone alone has no head).
+PRESET_CLASS = "BertBackbone"
+PRESET_PATHS = {"embeddings/token_embedding": "token_embedding",
+                "embeddings/position_embedding": "position_embedding",
+                "token_type_embedding": "segment_embedding"}
+PRESET_IGNORED = ("pooled_dense/kernel", "pooled_dense/bias")
+PRESET_HEAD_TASK = "BertMaskedLM"
+
 
 def settings(config: dict, source: str) -> tuple[dict, dict]:
     """The `model` section and extra backbone arguments a BERT config.json fixes.
@@ -44,6 +54,26 @@ def settings(config: dict, source: str) -> tuple[dict, dict]:
     backbone = {"layer_norm_epsilon": float(config.get("layer_norm_eps", 1e-12)),
                 "num_token_types": int(config.get("type_vocab_size", 2))}
     return model, backbone
+
+
+def preset_settings(arguments: dict, source: str) -> tuple[dict, dict]:
+    """The `model` section and backbone arguments of a keras-hub `BertBackbone` config:
+    keras-hub's encoder blocks use GELU's tanh approximation (its `BertMaskedLM` head the
+    exact one, as lmpipe's), every LayerNorm epsilon 1e-12 but the head's (keras-hub's
+    `MaskedLMHead` default, 1e-5).
+
+    Raises:
+        KeyError: a missing argument (`preset.read` names it).
+    """
+    hidden, heads = int(arguments["hidden_dim"]), int(arguments["num_heads"])
+    refuse_unless(hidden % heads == 0, source, "num_heads", heads)
+    model = {"family": "bert", "num_layers": int(arguments["num_layers"]), "hidden_dim": hidden,
+             "num_heads": heads, "intermediate_dim": int(arguments["intermediate_dim"]),
+             "max_sequence_length": int(arguments["max_sequence_length"]),
+             "tie_embeddings": True}
+    return model, {"layer_norm_epsilon": 1e-12, "activation": "gelu_approximate",
+                   "num_token_types": int(arguments.get("num_segments", 2)),
+                   "head_layer_norm_epsilon": 1e-5}
 
 
 def entries(names: list[str], model: dict) -> dict[str, Entry]:

@@ -15,6 +15,13 @@ import numpy as np
 from models.checkpoints.common import Entry, refuse_unless
 
 MODEL_TYPE = "gpt2"
+# A KerasHub preset of GPT-2 (`preset.py`): its backbone class, and where its weights sit
+# when not where lmpipe's are (path segments, ours -> keras-hub's).
+PRESET_CLASS = "GPT2Backbone"
+PRESET_IGNORED = ()  # every keras-hub weight is used
+PRESET_HEAD_TASK = None  # the LM head is the tied token embedding
+PRESET_PATHS = {"embeddings/token_embedding": "token_embedding",
+                "embeddings/position_embedding": "position_embedding"}
 
 # Hugging Face activation -> `GPTBackbone(activation=...)`.
 _ACTIVATIONS = {"gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
@@ -51,6 +58,21 @@ def settings(config: dict, source: str) -> tuple[dict, dict]:
     backbone = {"activation": _ACTIVATIONS[activation],
                 "layer_norm_epsilon": float(config.get("layer_norm_epsilon", 1e-5))}
     return model, backbone
+
+
+def preset_settings(arguments: dict, source: str) -> tuple[dict, dict]:
+    """The `model` section and backbone arguments of a keras-hub `GPT2Backbone` config
+    (tanh GELU, LayerNorm epsilon 1e-5, the head tied: what keras-hub's GPT-2 computes).
+
+    Raises:
+        KeyError: a missing argument (`preset.read` names it).
+    """
+    model = {"family": "gpt", "num_layers": int(arguments["num_layers"]),
+             "hidden_dim": int(arguments["hidden_dim"]), "num_heads": int(arguments["num_heads"]),
+             "intermediate_dim": int(arguments["intermediate_dim"]),
+             "max_sequence_length": int(arguments["max_sequence_length"]),
+             "tie_embeddings": True}
+    return model, {"activation": "gelu_approximate", "layer_norm_epsilon": 1e-5}
 
 
 def entries(names: list[str], model: dict) -> dict[str, Entry]:

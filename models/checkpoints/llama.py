@@ -19,6 +19,20 @@ from models.checkpoints.common import Entry, refuse_unless
 
 MODEL_TYPE = "llama"
 IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)  # a buffer older checkpoints saved
+# A KerasHub preset of Llama (`preset.py`): its backbone class, and where its weights sit
+# (path segments, ours -> keras-hub's); an untied head is the reverse embedding there.
+PRESET_CLASS = "LlamaBackbone"
+PRESET_IGNORED = ()  # every keras-hub weight is used
+PRESET_HEAD_TASK = None  # the LM head is the token embedding, or its reverse embedding
+PRESET_PATHS = {"attention": "self_attention", "attention_norm": "self_attention_layernorm",
+                "mlp_norm": "feedforward_layernorm", "gate": "feedforward_gate_dense",
+                "up": "feedforward_intermediate_dense", "down": "feedforward_output_dense",
+                "layer_norm": "sequence_output_layernorm",
+                "lm_head/kernel": "token_embedding/reverse_embeddings"}
+# keras-hub's rotary scaling arguments (Llama 3.1's), and the value that means none.
+_PRESET_ROPE_SCALING = {"rope_position_scaling_factor": 1.0,
+                        "rope_frequency_adjustment_factor": None, "rope_low_freq_factor": None,
+                        "rope_high_freq_factor": None, "rope_pretraining_sequence_length": None}
 
 
 def _rope_theta(config: dict, source: str) -> float:
@@ -59,6 +73,29 @@ def settings(config: dict, source: str) -> tuple[dict, dict]:
              "tie_embeddings": bool(config.get("tie_word_embeddings", False))}
     backbone = {"layer_norm_epsilon": float(config.get("rms_norm_eps", 1e-6))}
     return model, backbone
+
+
+def preset_settings(arguments: dict, source: str) -> tuple[dict, dict]:
+    """The `model` section and backbone arguments of a keras-hub `LlamaBackbone` config.
+
+    Rotary positions need no table, so the preset fixes no `max_sequence_length` (the
+    run's `model.max_sequence_length` bounds the window).
+
+    Raises:
+        KeyError: a missing argument (`preset.read` names it).
+        UsageError: rotary scaling, which `LlamaBackbone` does not compute.
+    """
+    for key, none in _PRESET_ROPE_SCALING.items():
+        refuse_unless(arguments.get(key, none) == none, source, key, arguments.get(key))
+    hidden, heads = int(arguments["hidden_dim"]), int(arguments["num_query_heads"])
+    refuse_unless(hidden % heads == 0 and (hidden // heads) % 2 == 0, source,
+                  "num_query_heads", heads)
+    model = {"family": "llama", "num_layers": int(arguments["num_layers"]), "hidden_dim": hidden,
+             "num_heads": heads, "num_kv_heads": int(arguments["num_key_value_heads"]),
+             "intermediate_dim": int(arguments["intermediate_dim"]),
+             "rope_max_wavelength": float(arguments.get("rope_max_wavelength", 10_000.0)),
+             "tie_embeddings": bool(arguments.get("tie_word_embeddings", False))}
+    return model, {"layer_norm_epsilon": float(arguments.get("layer_norm_epsilon", 1e-6))}
 
 
 def entries(names: list[str], model: dict) -> dict[str, Entry]:

@@ -8,8 +8,11 @@ TensorFlow ops. Special ids come from config.json (`bos_token_id`, `eos_token_id
 `pad_token_id`), else from `tokenizer_config.json`'s token strings; GPT-2 has one,
 `<|endoftext|>`, which is then every one of them.
 
-The tokenizer must have exactly the checkpoint's `vocab_size` ids: a tokenizer of another
-model would give ids the embedding was not trained on.
+The tokenizer's ids must fit the checkpoint's `vocab_size`: a tokenizer of another model
+would give ids the embedding was not trained on. Fewer is allowed for GPT-2's and Llama's
+(an embedding padded to a multiple of 64, as Hugging Face's own models allow): the artifact
+then records its `token_count`, and generation never emits the rows beyond it. BERT's
+WordPiece must fit exactly (its masked-LM corruption draws from every id).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ END_OF_TEXT = "<|endoftext|>"
 # The files a checkpoint's tokenizer may be in (what its fingerprint covers).
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
                    "special_tokens_map.json", "tokenizer.model", "vocab.txt", "config.json",
-                   "assets/tokenizer/vocabulary.json", "assets/tokenizer/merges.txt")
+                   "assets/tokenizer/vocabulary.json", "assets/tokenizer/merges.txt",
+                   "assets/tokenizer/vocabulary.spm", "assets/tokenizer/vocabulary.txt")
 
 
 def files_digest(directory: str) -> str:
@@ -39,6 +43,11 @@ def files_digest(directory: str) -> str:
             with open(path, "rb") as f:
                 digest.update(hashlib.sha256(f.read()).digest())
     return digest.hexdigest()
+
+
+def _token_count(count: int, vocab_size: int) -> dict:
+    """The `token_count` field of a tokenizer with fewer ids than the embedding's rows."""
+    return {"token_count": count} if count < vocab_size else {}
 
 
 def _read_json(path: str):
@@ -70,13 +79,14 @@ def byte_bpe(directory: str, vocab_size: int, config: dict,
     vocabulary, merges, added, source = _bpe_files(directory, vocabulary_file)
     for token, token_id in added.items():
         vocabulary.setdefault(token, token_id)
-    if len(vocabulary) != vocab_size or max(vocabulary.values()) != vocab_size - 1:
-        raise UsageError(f"{source}: the tokenizer has {len(vocabulary)} ids (up to "
+    count = len(vocabulary)
+    if count > vocab_size or max(vocabulary.values()) != count - 1:
+        raise UsageError(f"{source}: the tokenizer has {count} ids (up to "
                          f"{max(vocabulary.values())}), config.json's vocab_size is {vocab_size}")
     special = _special_ids(directory, vocabulary, config, source)
     info = {"type": "byte_bpe", "vocab_size": vocab_size, "model_file": BPE_MODEL_FILE,
             "normalization": "none", "special_tokens": special,
-            "options": {"source": os.path.basename(source)}}
+            "options": {"source": os.path.basename(source)}, **_token_count(count, vocab_size)}
     model = json.dumps({"vocabulary": vocabulary, "merges": merges,
                         "unsplittable_tokens": sorted(added)}, ensure_ascii=False,
                        sort_keys=True).encode("utf-8")
@@ -145,8 +155,10 @@ def _special_ids(directory: str, vocabulary: dict, config: dict, source: str) ->
 _SENTENCEPIECE_TYPES = {1: "unigram", 2: "bpe"}
 
 
-def sentencepiece(directory: str, vocab_size: int, config: dict) -> tuple[dict, bytes]:
-    """Llama's tokenizer (`tokenizer.model`) as a SentencePiece artifact (`spm.model`).
+def sentencepiece(directory: str, vocab_size: int, config: dict,
+                  model_file: str = "tokenizer.model") -> tuple[dict, bytes]:
+    """Llama's tokenizer (`tokenizer.model`; a KerasHub preset's `vocabulary.spm`) as a
+    SentencePiece artifact (`spm.model`).
 
     The model proto carries its own normalization, dummy prefix and byte fallback, which
     tensorflow-text's op applies as SentencePiece does, so the artifact's own
@@ -158,9 +170,9 @@ def sentencepiece(directory: str, vocab_size: int, config: dict) -> tuple[dict, 
     """
     import sentencepiece as spm
 
-    path = os.path.join(directory, "tokenizer.model")
+    path = os.path.join(directory, model_file)
     if not os.path.isfile(path):
-        raise UsageError(f"{directory}: no tokenizer.model (a SentencePiece model; a "
+        raise UsageError(f"{directory}: no {model_file} (a SentencePiece model; a "
                          "tokenizer.json-only Llama tokenizer is not supported)")
     with open(path, "rb") as f:
         model = f.read()
@@ -172,20 +184,21 @@ def sentencepiece(directory: str, vocab_size: int, config: dict) -> tuple[dict, 
     if kind is None:
         raise UsageError(f"{path}: a SentencePiece {_model_type(model)} model; lmpipe serves "
                          "unigram and bpe models")
-    if processor.get_piece_size() != vocab_size:
-        raise UsageError(f"{path}: the tokenizer has {processor.get_piece_size()} ids, "
-                         f"config.json's vocab_size is {vocab_size}")
+    count = processor.get_piece_size()
+    if count > vocab_size:
+        raise UsageError(f"{path}: the tokenizer has {count} ids, config.json's vocab_size "
+                         f"is {vocab_size}")
     eos = config.get("eos_token_id", processor.eos_id())
     special = {"bos": config.get("bos_token_id", processor.bos_id()), "eos": eos,
                "unk": processor.unk_id(),
                "pad": config.get("pad_token_id") if config.get("pad_token_id") is not None
                else (processor.pad_id() if processor.pad_id() >= 0 else eos)}
     for name, token_id in special.items():
-        if not isinstance(token_id, int) or not 0 <= token_id < vocab_size:
+        if not isinstance(token_id, int) or not 0 <= token_id < count:
             raise UsageError(f"{path}: the {name} id {token_id} is not an id of the tokenizer")
     info = {"type": kind, "vocab_size": vocab_size, "model_file": "spm.model",
             "normalization": "none", "special_tokens": special,
-            "options": {"source": "tokenizer.model"}}
+            "options": {"source": model_file}, **_token_count(count, vocab_size)}
     return info, model
 
 
@@ -243,8 +256,45 @@ def wordpiece(directory: str, vocab_size: int, config: dict) -> tuple[dict, byte
         UsageError: no vocab.txt, a missing special token, or another vocabulary size.
     """
     path = os.path.join(directory, "vocab.txt")
+    settings_path = os.path.join(directory, "tokenizer_config.json")
+    settings = _read_json(settings_path) if os.path.isfile(settings_path) else {}
+    for key, supported in (("tokenize_chinese_chars", True), ("strip_accents", None)):
+        if settings.get(key, supported) != supported:
+            raise UsageError(f"{settings_path}: {key}={json.dumps(settings[key])} is not "
+                             "supported")
+    return _wordpiece(path, vocab_size, {"lower_case": bool(settings.get("do_lower_case", True)),
+                                         "suffix_indicator": "##", "source": "vocab.txt"})
+
+
+def keras_hub_wordpiece(directory: str, vocab_size: int, settings: dict,
+                        source: str) -> tuple[dict, bytes]:
+    """A KerasHub preset's `BertTokenizer` (assets/tokenizer/vocabulary.txt, its settings
+    from tokenizer.json's `config`) as a `wordpiece` artifact split as keras-hub splits
+    (`pretokenizer: keras_hub`: keras-hub's lower-casing does not strip accents, and its
+    whitespace is ASCII's, unlike BERT's own tokenizer).
+
+    Raises:
+        UsageError: no vocabulary, a missing special token, another vocabulary size, or
+            a setting lmpipe's tokenizer does not reproduce.
+    """
+    for key, supported in (("split", True), ("special_tokens_in_strings", False),
+                           ("oov_token", "[UNK]")):
+        if settings.get(key, supported) != supported:
+            raise UsageError(f"{source}: config.{key}={json.dumps(settings[key])} is not "
+                             "supported")
+    return _wordpiece(os.path.join(directory, "vocabulary.txt"), vocab_size, {
+        "pretokenizer": "keras_hub", "lower_case": bool(settings.get("lowercase", False)),
+        "strip_accents": bool(settings.get("strip_accents", False)),
+        "split_on_cjk": bool(settings.get("split_on_cjk", True)),
+        "suffix_indicator": settings.get("suffix_indicator", "##"),
+        "source": "vocabulary.txt"})
+
+
+def _wordpiece(path: str, vocab_size: int, options: dict) -> tuple[dict, bytes]:
+    """A WordPiece vocabulary file as a `wordpiece` artifact with `options`."""
     if not os.path.isfile(path):
-        raise UsageError(f"{directory}: no vocab.txt (BERT's WordPiece vocabulary)")
+        raise UsageError(f"{os.path.dirname(path)}: no {os.path.basename(path)} (BERT's "
+                         "WordPiece vocabulary)")
     with open(path, "rb") as f:
         model = f.read()
     vocab = model.decode("utf-8").splitlines()
@@ -254,16 +304,9 @@ def wordpiece(directory: str, vocab_size: int, config: dict) -> tuple[dict, byte
     missing = [token for token in _WORDPIECE_SPECIAL.values() if token not in vocab]
     if missing:
         raise UsageError(f"{path}: no {missing[0]} token")
-    settings_path = os.path.join(directory, "tokenizer_config.json")
-    settings = _read_json(settings_path) if os.path.isfile(settings_path) else {}
-    for key, supported in (("tokenize_chinese_chars", True), ("strip_accents", None)):
-        if settings.get(key, supported) != supported:
-            raise UsageError(f"{settings_path}: {key}={json.dumps(settings[key])} is not "
-                             "supported")
     ids = {name: vocab.index(token) for name, token in _WORDPIECE_SPECIAL.items()}
     info = {"type": "wordpiece", "vocab_size": vocab_size, "model_file": "vocab.txt",
             "normalization": "none",
             "special_tokens": {**ids, "bos": ids["cls"], "eos": ids["sep"]},
-            "options": {"lower_case": bool(settings.get("do_lower_case", True)),
-                        "suffix_indicator": "##", "source": "vocab.txt"}}
+            "options": options}
     return info, model

@@ -71,8 +71,8 @@ class Reference:
         self.ids = [flat[starts[i]:starts[i + 1]].tolist() for i in range(len(lengths))]
         framed = lengths + 2  # [eos] + ids + [eos], as the reference ran them
         logit_starts = np.concatenate([[0], np.cumsum(framed)])
-        self.logits = [arrays["logits_flat"][logit_starts[i]:logit_starts[i + 1]]
-                       for i in range(len(lengths))]
+        logits = arrays["logits_flat"]  # each read of an npz entry loads it again
+        self.logits = [logits[logit_starts[i]:logit_starts[i + 1]] for i in range(len(lengths))]
         self.nll = arrays["nll"]
         self.bos, self.eos = (int(i) for i in arrays["bos_eos"])
 

@@ -1,7 +1,8 @@
-"""GPT-2 checkpoints: a run that starts from one (`train.init_from`), KerasHub presets,
-and hostile checkpoints (one line each, naming the file and the tensor or key).
+"""GPT-2 checkpoints: a run that starts from one (`train.init_from`) and hostile
+checkpoints (one line each, naming the file and the tensor or key).
 
-The equality of every family's import with the reference is `test_equality.py`.
+The equality of every family's import with the reference is `test_equality.py`; KerasHub
+presets are `test_presets.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from tests.checkpoints.helpers import (fitting, framed_logits, imported_model,
                                        score_in_fresh_process, write_safetensors)
 from tests.conftest import run_lmpipe, tiny_documents, tiny_raw_config, write_jsonl
 
-EOS = 0  # the reference's <|endoftext|> (its first special token)
 
 @pytest.fixture(scope="module")
 def gpt2(make_reference):
@@ -173,6 +173,50 @@ def test_a_tokenizer_of_another_size_is_refused(gpt2, tmp_path):
     assert "tokenizer.json: the tokenizer has 401 ids" in message and "vocab_size is 400" in message
 
 
+def test_a_padded_embedding_imports_and_never_generates_a_row_beyond_the_tokenizer(
+        gpt2, imported, tmp_path):
+    """448 embedding rows for the tokenizer's 400 ids (as GPT-2's 50304 for 50257): the
+    first 400 logits are the reference's, and the rows beyond, made to win greedy
+    decoding, are never generated (the export's `generate`, called in process)."""
+    import tensorflow as tf
+
+    from models.checkpoints import read_checkpoint, tokenizer_of
+    from models.export import LanguageModelExport
+
+    reference_model, _ = imported
+    prompt = "def f(x):"
+    ids = tf.function(imported_tokenizer(gpt2.directory).tokenize)(tf.constant([prompt]))
+    framed = np.array([[gpt2.bos] + ids.to_list()[0]], np.int32)
+    inputs = {"token_ids": framed, "segment_ids": np.ones_like(framed)}
+    hidden = np.asarray(reference_model.backbone(inputs))[0, -1]
+    top = float(np.abs(np.asarray(reference_model(inputs))[0, -1]).max())
+    directory = copy_checkpoint(gpt2, tmp_path)
+    tensors = read_safetensors(directory / "model.safetensors")
+    wte = tensors["transformer.wte.weight"]
+    tensors["transformer.wte.weight"] = np.concatenate(
+        [wte, np.tile(hidden * (10 * top / hidden.dot(hidden)), (48, 1))]).astype(np.float32)
+    write_safetensors(directory / "model.safetensors", tensors)
+    edit_config(directory, vocab_size=448)
+    fields, _ = tokenizer_of(read_checkpoint(directory))
+    assert (fields["vocab_size"], fields["token_count"]) == (448, 400)
+    model, _ = imported_model(directory)
+    rows = [row for row in gpt2.ids if len(row) < 40][:20]
+    ours = framed_logits(model, rows, gpt2.bos, gpt2.eos)
+    theirs = [gpt2.logits[gpt2.ids.index(row)] for row in rows]
+    assert max(float(np.abs(a[:, :400] - b).max()) for a, b in zip(ours, theirs)) < 1e-4
+    last = np.asarray(model(inputs))[0, -1]
+    assert int(np.argmax(last)) >= 400  # unmasked, a row beyond the tokenizer would win
+    tokenizer = imported_tokenizer(directory)
+    export = LanguageModelExport(model, tokenizer, 32)  # held: its tf.functions hold it weakly
+    out = export.generate(prompt=tf.constant([prompt]), max_new_tokens=tf.constant(1),
+                          temperature=tf.constant(0.0), top_k=tf.constant(0),
+                          top_p=tf.constant(1.0), seed=tf.constant(0))
+    chosen = int(np.argmax(last[:400]))
+    expected = b"" if chosen == gpt2.eos else tf.function(tokenizer.detokenize)(
+        tf.constant([[chosen]], tf.int32)).numpy()[0]
+    assert out["completion"].numpy()[0] == expected
+
+
 def test_a_conflicting_model_setting_names_both_values(gpt2):
     from models.checkpoints import read_checkpoint, resolve_model_config
     from pipeline.core.config import ModelConfig
@@ -209,68 +253,6 @@ def test_the_checkpoint_fingerprint_follows_its_files(gpt2, tmp_path):
     assert resolve_checkpoint(str(directory)).fingerprint == first
     os.utime(directory / "model.safetensors", ns=(1, 1))
     assert resolve_checkpoint(str(directory)).fingerprint != first
-
-
-# --- a KerasHub preset (save_to_preset), against keras-hub's own GPT-2 ---
-
-
-@pytest.fixture(scope="module")
-def preset(gpt2, tmp_path_factory):
-    """A keras-hub GPT2CausalLM with the reference's tokenizer files and perturbed random
-    weights, saved with `save_to_preset`; and the keras-hub model itself."""
-    import keras
-    import keras_hub
-
-    vocabulary = json.loads((gpt2.directory / "vocab.json").read_text(encoding="utf-8"))
-    merges = (gpt2.directory / "merges.txt").read_text(encoding="utf-8").split("\n")[1:]
-    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary,
-                                               merges=[m for m in merges if m])
-    keras.utils.set_random_seed(3)
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=len(vocabulary), num_layers=2, num_heads=4, hidden_dim=32,
-        intermediate_dim=48, max_sequence_length=96, dropout=0.0)
-    rng = np.random.default_rng(3)
-    backbone.set_weights([w + 0.2 * rng.standard_normal(w.shape).astype(w.dtype)
-                          for w in backbone.get_weights()])
-    model = keras_hub.models.GPT2CausalLM(
-        backbone=backbone,
-        preprocessor=keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=64))
-    directory = tmp_path_factory.mktemp("preset") / "gpt2_preset"
-    model.save_to_preset(str(directory))
-    return directory, model, tokenizer
-
-
-def test_a_keras_hub_preset_imports_equal_to_keras_hub(gpt2, preset):
-    import tensorflow as tf
-
-    directory, reference, reference_tokenizer = preset
-    model, checkpoint = imported_model(directory)
-    assert (checkpoint.layout, checkpoint.model["intermediate_dim"]) == ("keras_hub", 48)
-    rows = [ids for ids in gpt2.ids if len(ids) + 2 <= 96][:40]
-    ours = framed_logits(model, rows, EOS, EOS)
-    theirs = [np.asarray(reference({"token_ids": np.array([[EOS] + r + [EOS]]),
-                                    "padding_mask": np.ones((1, len(r) + 2), bool)}))[0]
-              for r in rows]
-    assert max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs)) < 1e-4
-    tokenizer = imported_tokenizer(directory)
-    ids = tf.function(tokenizer.tokenize)(tf.constant(gpt2.strings)).to_list()
-    assert ids == gpt2.ids  # the preset's tokenizer files are the reference's, converted
-
-
-def test_a_broken_preset_is_refused(preset, tmp_path):
-    from models.checkpoints import load_weights, read_checkpoint
-
-    directory = tmp_path / "preset"
-    shutil.copytree(preset[0], directory)
-    config = json.loads((directory / "config.json").read_text())
-    model, _ = imported_model(preset[0])
-    weights = directory / "model.weights.h5"
-    weights.write_bytes(weights.read_bytes()[:1000])
-    assert "model.weights.h5: cannot be read" in refusal(load_weights, model,
-                                                         read_checkpoint(directory))
-    config["class_name"] = "BloomBackbone"
-    (directory / "config.json").write_text(json.dumps(config))
-    assert 'class_name="BloomBackbone" is not supported' in refusal(read_checkpoint, directory)
 
 
 def test_settings_that_contradict_a_checkpoint_start_are_refused(gpt2, tmp_path):

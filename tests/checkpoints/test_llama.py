@@ -57,9 +57,9 @@ def test_settings_the_backbone_cannot_express_are_refused(checkpoint_copy, chang
 def test_a_tokenizer_that_does_not_fit_is_refused(checkpoint_copy):
     from models.checkpoints import read_checkpoint, tokenizer_of
 
-    edit_config(checkpoint_copy, vocab_size=512)
+    edit_config(checkpoint_copy, vocab_size=384)  # fewer rows than the tokenizer's ids
     message = refusal(tokenizer_of, read_checkpoint(checkpoint_copy))
-    assert "tokenizer.model: the tokenizer has 400 ids, config.json's vocab_size is 512" in message
+    assert "tokenizer.model: the tokenizer has 400 ids, config.json's vocab_size is 384" in message
     (checkpoint_copy / "tokenizer.model").write_bytes(b"\x0a\x03abc")
     message = refusal(tokenizer_of, read_checkpoint(checkpoint_copy))
     assert "tokenizer.model: not a SentencePiece model" in message

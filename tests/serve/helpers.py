@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests import lm_fixtures as lm
@@ -34,9 +35,12 @@ class ServeProcess:
     """`lmpipe serve` in a fresh process, as a user (or the InfraValidator) starts it."""
 
     def __init__(self, *args: str, env: dict | None = None):
+        # stderr to a file: a pipe read only at `stop` could fill while the server runs and
+        # stall it mid-test.
+        self.errors = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "serve", *map(str, args)], cwd=REPO,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=self.errors, text=True,
             env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
         self.ready = self.process.stdout.readline().strip()
         self.url = self.ready.rsplit(" ", 1)[-1]
@@ -45,5 +49,6 @@ class ServeProcess:
         """SIGTERM; the exit status and stderr."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=60)
-        return self.process.returncode, err
+        self.process.communicate(timeout=60)
+        self.errors.seek(0)
+        return self.process.returncode, self.errors.read()

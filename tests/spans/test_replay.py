@@ -55,8 +55,8 @@ def test_train_reads_the_chosen_spans_and_a_fixed_share_of_the_older_ones(tmp_pa
     _examples(tmp_path, replay)
     spec = data.read_feature_spec(str(tmp_path))
     assert len(spec.replay_files) == 2 and spec.replay == replay
-    kept = [int(np.frombuffer(r.numpy(), np.uint8).sum()) for r in data._replayed(spec)]
-    again = [int(np.frombuffer(r.numpy(), np.uint8).sum()) for r in data._replayed(spec)]
+    kept = [int(np.frombuffer(r.numpy(), np.uint8).sum()) for r in data._interleaved([], spec)]
+    again = [int(np.frombuffer(r.numpy(), np.uint8).sum()) for r in data._interleaved([], spec)]
     assert kept == again  # the same windows every time
     assert (len(kept) == 400) if replay == 1.0 else (60 <= len(kept) <= 140)
     # train's first pass holds every chosen window and exactly the replayed ones

@@ -150,11 +150,15 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
         # As on Vertex AI: only TF_CONFIG, from which the KerasTuner variables are derived.
         tf_config = json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
         out = tmp_path / f"out-{kind}{index}"
-        processes[f"{kind}{index}"] = subprocess.Popen(
-            _component_command(path, examples, tokenizer, out), cwd=REPO,
-            env=_env(TF_CONFIG=tf_config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True)
-    errors = {name: p.communicate(timeout=600)[1] for name, p in processes.items()}
+        # stderr to a file: a worker blocked on a full pipe while the chief is waited on
+        # would hold the sweep.
+        with open(tmp_path / f"{kind}{index}.log", "w") as log:
+            processes[f"{kind}{index}"] = subprocess.Popen(
+                _component_command(path, examples, tokenizer, out), cwd=REPO,
+                env=_env(TF_CONFIG=tf_config), stdout=subprocess.DEVNULL, stderr=log)
+    for process in processes.values():
+        process.wait(timeout=600)
+    errors = {name: (tmp_path / f"{name}.log").read_text() for name in processes}
     for name, process in processes.items():
         assert process.returncode == 0, errors[name]
     started = {name: re.findall(r"trial (\d)/6 \[", text) for name, text in errors.items()}

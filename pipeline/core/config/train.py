@@ -15,8 +15,10 @@ class DistillConfig:
 
     Attributes:
         teacher: the teacher: a model artifact, SavedModel directory or serving version,
-            or `latest_pushed` (the newest version in `push.serving_dir`); None: no
-            distillation. It must have been trained with this run's tokenizer.
+            `latest_pushed` (the newest version in `push.serving_dir`), or a pretrained
+            checkpoint directory (Hugging Face or KerasHub preset, as `init_from` takes);
+            None: no distillation. It must have been trained with this run's tokenizer
+            (a checkpoint: its tokenizer files are this run's).
         alpha: weight of the distillation term: per target token the loss is alpha times
             T^2 times the KL divergence of the student's next-token distribution from the
             teacher's (both at temperature T), plus (1 - alpha) times the cross-entropy.
@@ -129,8 +131,8 @@ class TrainConfig:
             means a fresh start). The tokenizer and the shapes must match.
         init_from: a pretrained checkpoint directory to start from (local; on Vertex AI
             the /gcs/ mount): a Hugging Face checkpoint (config.json, model.safetensors or
-            shards with their index, tokenizer files) of GPT-2, Llama or BERT, or a
-            KerasHub `save_to_preset` directory of GPT-2 (`models/checkpoints/`). The
+            shards with their index, tokenizer files) or a KerasHub `save_to_preset`
+            directory, of GPT-2, Llama or BERT (`models/checkpoints/`). The
             model's shape comes from its config (a conflicting `model.*` value is an error)
             and its tokenizer replaces the trained one. None: fresh weights (or
             `warm_start`).

@@ -37,12 +37,16 @@ class TokenizerInfo:
     Attributes:
         type: `bpe`, `unigram`, `wordpiece`, or `byte_bpe` (GPT-2's byte-level BPE,
             imported from a checkpoint: `bpe.json` holds its vocabulary and merges).
-        vocab_size: number of ids.
+        vocab_size: number of ids (the rows of the model's token embedding).
         model_file: the model file's name inside the artifact directory.
         normalization: Unicode normalization applied before tokenizing (`NFC`, `NFKC`, `none`).
         special_tokens: name (`pad`, `unk`, `bos`, `eos`, `mask`; `cls`, `sep` for
             WordPiece, where bos is cls and eos is sep) -> id.
         options: type-specific settings (WordPiece: `lower_case`, `suffix_indicator`).
+        token_count: the ids the tokenizer itself produces and decodes, when fewer than
+            `vocab_size` (a checkpoint whose embedding has rows beyond its tokenizer, e.g.
+            GPT-2's 50257 tokens in 50304 rows: those ids are never generated); None:
+            all `vocab_size` ids.
     """
 
     type: str
@@ -51,6 +55,7 @@ class TokenizerInfo:
     normalization: str
     special_tokens: dict
     options: dict = field(default_factory=dict)
+    token_count: int | None = None
 
     @property
     def pad_id(self) -> int:
@@ -67,7 +72,10 @@ class TokenizerInfo:
     def to_json(self) -> dict:
         return {"type": self.type, "vocab_size": self.vocab_size, "model_file": self.model_file,
                 "normalization": self.normalization, "special_tokens": dict(self.special_tokens),
-                "options": dict(self.options)}
+                "options": dict(self.options),
+                # Only when set: the descriptions (and digests) of other tokenizers stay as
+                # they were.
+                **({"token_count": self.token_count} if self.token_count is not None else {})}
 
 
 def open_file(path: str, mode: str = "rb"):
@@ -100,7 +108,13 @@ def write_info(directory: str, info: TokenizerInfo) -> None:
 def tokenizer_digest(tokenizer_dir: str) -> str:
     """SHA-256 of a tokenizer artifact's description and model file: its identity."""
     info = read_info(tokenizer_dir)
-    digest = hashlib.sha256(json.dumps(info.to_json(), sort_keys=True).encode())
     with open_file(join(tokenizer_dir, info.model_file)) as f:
-        digest.update(f.read())
+        return digest_of(info, f.read())
+
+
+def digest_of(info: TokenizerInfo, model: bytes) -> str:
+    """`tokenizer_digest` of the artifact `info` and `model` would make, unwritten (a
+    checkpoint's tokenizer, compared with a run's)."""
+    digest = hashlib.sha256(json.dumps(info.to_json(), sort_keys=True).encode())
+    digest.update(model)
     return digest.hexdigest()

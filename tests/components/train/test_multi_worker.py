@@ -43,16 +43,26 @@ def test_two_workers_train_together_to_identical_weights(tmp_path):
     cluster = {"chief": [f"localhost:{p}" for p in _free_ports(1)],
                "worker": [f"localhost:{p}" for p in _free_ports(1)]}
     output = tmp_path / "out" / "model"
-    processes = []
+    processes, logs = [], []
     for task in ({"type": "chief", "index": 0}, {"type": "worker", "index": 0}):
         env = {**lm_data.env(), "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
-        # Vertex gives every replica the same arguments, output paths included.
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "component", "train", "--config", str(config),
-             "--input", f"examples={tmp_path / 'examples'}",
-             "--input", f"tokenizer={tmp_path / 'tokenizer'}", "--output", f"model={output}"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    results = [p.communicate(timeout=600) for p in processes]
+        # Output to files: waiting on one process while the other fills a pipe nobody
+        # reads would stall both (each waits for the other's gradients).
+        logs.append((tmp_path / f"{task['type']}.out", tmp_path / f"{task['type']}.err"))
+        with open(logs[-1][0], "w") as out, open(logs[-1][1], "w") as err:
+            # Vertex gives every replica the same arguments, output paths included.
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "component", "train", "--config",
+                 str(config), "--input", f"examples={tmp_path / 'examples'}",
+                 "--input", f"tokenizer={tmp_path / 'tokenizer'}", "--output", f"model={output}"],
+                cwd=REPO, env=env, stdout=out, stderr=err, text=True))
+    try:
+        for process in processes:
+            process.wait(timeout=600)
+    finally:
+        for process in processes:
+            process.kill()
+    results = [(out.read_text(), err.read_text()) for out, err in logs]
     for process, (_, stderr) in zip(processes, results):
         assert process.returncode == 0, stderr[-3000:]
     chief, worker = (json.loads(stdout)["model"]["properties"] for stdout, _ in results)

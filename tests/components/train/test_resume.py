@@ -65,14 +65,18 @@ def _log(root: Path) -> list[dict]:
 def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path, tiny_corpus):
     killed = _config(tmp_path, tiny_corpus, "killed")
     root = tmp_path / "killed" / "root"
+    # stderr to a file, not a pipe nobody reads while polling: a full pipe would stall the
+    # run before its first checkpoint.
+    log = open(tmp_path / "killed.log", "w")  # noqa: SIM115 - closed after the kill
     process = subprocess.Popen(_command(killed), cwd=REPO, env=env(), text=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.time() + 600
     while _latest_checkpoint(root) < 3 * EVERY and process.poll() is None:
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    log.close()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     saved = _latest_checkpoint(root)
     assert 3 * EVERY <= saved < STEPS
