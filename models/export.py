@@ -65,12 +65,15 @@ task.type text_to_text (`TextToTextExport`, the causal LM's signatures):
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from models.objectives import make_objective, token_nll
 from models.tokenizer import TextTokenizer
 
 _NEG = -1e9
+# Prompt positions the decoder's cache is filled with per pass (`_prefilled`).
+_PREFILL = 32
 
 # The masked-LM corruption that `score` and `score_examples` of a masked LM measure.
 SCORE_SEED = (0, 0)
@@ -164,7 +167,9 @@ class LanguageModelExport(ServingModule):
         # Nor an embedding row beyond the tokenizer's ids (a padded checkpoint's): it has
         # no text.
         banned += range(info.token_count or info.vocab_size, info.vocab_size)
-        self.banned_ids = tf.constant(sorted(set(banned) - {info.eos_id}), tf.int32)
+        # A constant [V] mask, not ids compared with every id at each decoding step.
+        self.banned = tf.constant(np.isin(np.arange(info.vocab_size),
+                                          sorted(set(banned) - {info.eos_id})))
 
     # --- score ---
 
@@ -301,13 +306,10 @@ class LanguageModelExport(ServingModule):
         right keys and values for every row.
         """
         batch, length = tf.shape(tokens)[0], tokens.shape[1]
-        cache = self.model.empty_cache(batch, length)
-        # Fill the cache for all S positions; positions not yet decoded are rewritten
-        # when their turn comes, and the causal mask hides them until then.
-        _, cache = self.model.call_with_cache(tokens, cache, 0)
-        done = tf.zeros([batch], tf.bool)
         start = tf.reduce_min(lengths)
         stop = tf.reduce_max(ends)
+        cache = self._prefilled(tokens, start - 1)
+        done = tf.zeros([batch], tf.bool)
 
         def body(i, tokens, cache, done):
             # Gathers, not slices with a loop-dependent start: XLA compiles these.
@@ -328,6 +330,24 @@ class LanguageModelExport(ServingModule):
 
         _, tokens, _, _ = tf.while_loop(cond, body, (start, tokens, cache, done))
         return tokens
+
+    def _prefilled(self, tokens, filled):
+        """The cache [B, S] with the keys and values of positions 0 .. filled - 1 (every
+        row's prompt there; the decoding loop writes the rest), `_PREFILL` positions a
+        pass: a prompt of 32 tokens costs 32 positions, not the cache's S. Positions past
+        `filled` that a pass also writes are rewritten when their turn comes, and the
+        causal mask hides them until then."""
+        batch, length = tf.shape(tokens)[0], tokens.shape[1]
+        chunk = min(_PREFILL, length)
+
+        def fill(done, cache):
+            at = tf.minimum(done, length - chunk)  # the last pass may overlap the one before
+            piece = tf.gather(tokens, at + tf.range(chunk), axis=1)
+            return done + chunk, self.model.call_with_cache(piece, cache, at)[1]
+
+        _, cache = tf.while_loop(lambda done, cache: done < filled, fill,
+                                 (tf.constant(0), self.model.empty_cache(batch, length)))
+        return cache
 
     def _fill_masks(self, tokens, lengths, ends, temperature, top_k, top_p, seed):
         """Masked LMs: put masks at lengths[r] .. ends[r]-1 and eos at ends[r], then fill
@@ -356,19 +376,25 @@ class LanguageModelExport(ServingModule):
         return tokens
 
     def _sample(self, logits, temperature, top_k, top_p, seed):
-        """Next ids [B] from logits [B, V]: argmax at temperature 0, else a filtered draw."""
-        vocab = tf.shape(logits)[-1]
-        banned = tf.reduce_any(tf.equal(tf.range(vocab)[:, None], self.banned_ids[None, :]), 1)
+        """Next ids [B] from logits [B, V]: argmax at temperature 0, else a filtered draw
+        (only the one asked for is computed: this runs at every decoding step)."""
         logits = tf.cast(logits, tf.float32)
-        greedy = tf.argmax(tf.where(banned[None, :], _NEG, logits), axis=-1,
-                           output_type=tf.int32)
-        # Banned after scaling: a huge temperature would otherwise bring them back level.
-        scaled = tf.where(banned[None, :], _NEG, logits / tf.maximum(temperature, 1e-6))
-        scaled = tf.cond(top_k > 0, lambda: _top_k_filter(scaled, tf.minimum(top_k, vocab)),
-                         lambda: scaled)
-        scaled = tf.cond(tf.logical_and(top_p > 0.0, top_p < 1.0),
-                         lambda: _top_p_filter(scaled, top_p), lambda: scaled)
-        return tf.where(temperature > 0.0, _draw(scaled, seed), greedy)
+
+        def greedy():
+            return tf.argmax(tf.where(self.banned[None, :], _NEG, logits), axis=-1,
+                             output_type=tf.int32)
+
+        def drawn():
+            vocab = tf.shape(logits)[-1]
+            # Banned after scaling: a huge temperature would otherwise bring them back level.
+            scaled = tf.where(self.banned[None, :], _NEG, logits / tf.maximum(temperature, 1e-6))
+            scaled = tf.cond(top_k > 0, lambda: _top_k_filter(scaled, tf.minimum(top_k, vocab)),
+                             lambda: scaled)
+            scaled = tf.cond(tf.logical_and(top_p > 0.0, top_p < 1.0),
+                             lambda: _top_p_filter(scaled, top_p), lambda: scaled)
+            return _draw(scaled, seed)
+
+        return tf.cond(temperature > 0.0, drawn, greedy)
 
     def _generate_outputs(self, tokens, lengths, ends) -> dict:
         """`generate`'s outputs: {"completion" string [B], "new_tokens" int32 [B] (before
@@ -495,21 +521,40 @@ def _keep_last(sequences: tf.RaggedTensor, count) -> tf.RaggedTensor:
     return tf.gather(sequences.flat_values, indices)
 
 
+# `_draw` picks a block of this many ids, then an id inside it.
+_DRAW_BLOCK = 128
+
+
 def _draw(logits, seed):
     """One id per row of logits [B, V], drawn with probability softmax(logits): by the
-    inverse of the cumulative distribution at one uniform number per row. (Compiled by
-    XLA for the CPU, `tf.random.stateless_categorical` draws and takes two logarithms of
-    V numbers per row: 12x the time of this at V 8192, bench/NOTES.md.)"""
+    inverse of the cumulative distribution at one uniform number per row, in two levels
+    (which block of `_DRAW_BLOCK` ids, then which id in it). A cumulative sum over all V
+    ids compiles to a slow scan on the CPU, and `tf.random.stateless_categorical` takes
+    two logarithms of V numbers per row: 4x and 40x the time of this at V 8192
+    (bench/NOTES.md, generation)."""
+    rows, vocab = tf.shape(logits)[0], tf.shape(logits)[1]
     weights = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
-    cumulative = tf.cumsum(weights, axis=-1)
-    point = tf.random.stateless_uniform([tf.shape(logits)[0], 1], seed) * cumulative[:, -1:]
-    # The first id whose cumulative weight passes the point; ids of weight 0 (banned,
-    # filtered) add nothing to it and are never the first.
-    drawn = tf.reduce_sum(tf.cast(cumulative <= point, tf.int32), axis=-1)
-    # Rounding can put the point on the total: take the last id of any weight then.
-    last = tf.shape(logits)[-1] - 1 - tf.argmax(tf.reverse(weights, [-1]) > 0, axis=-1,
-                                                output_type=tf.int32)
-    return tf.minimum(drawn, last)
+    blocks = (vocab + _DRAW_BLOCK - 1) // _DRAW_BLOCK
+    weights = tf.reshape(tf.pad(weights, [[0, 0], [0, blocks * _DRAW_BLOCK - vocab]]),
+                         [rows, blocks, _DRAW_BLOCK])
+    totals = tf.reduce_sum(weights, axis=-1)
+    cumulative = tf.cumsum(totals, axis=-1)
+    point = tf.random.stateless_uniform([rows], seed) * cumulative[:, -1]
+    block = _first_passing(cumulative, totals, point)
+    # What is left of the point inside its block (rounding may take it just below 0).
+    inside = tf.maximum(point - tf.gather(cumulative - totals, block, batch_dims=1), 0.0)
+    chosen = tf.gather(weights, block, batch_dims=1)
+    return block * _DRAW_BLOCK + _first_passing(tf.cumsum(chosen, axis=-1), chosen, inside)
+
+
+def _first_passing(cumulative, weights, point):
+    """Per row, the first index whose cumulative weight passes `point` [B]: indices of
+    weight 0 (banned, filtered, padding) add nothing and are never the first. Rounding can
+    put the point on the total: the last index of any weight then."""
+    first = tf.reduce_sum(tf.cast(cumulative <= point[:, None], tf.int32), axis=-1)
+    last = tf.shape(weights)[-1] - 1 - tf.argmax(tf.reverse(weights, [-1]) > 0, axis=-1,
+                                                 output_type=tf.int32)
+    return tf.minimum(first, last)
 
 
 def _top_k_filter(logits, k):

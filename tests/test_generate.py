@@ -139,7 +139,7 @@ def test_the_sampler_never_draws_a_banned_id_however_hot(temperature):
 
     from models.export import LanguageModelExport
 
-    sampler = SimpleNamespace(banned_ids=tf.constant([0, 2], tf.int32))
+    sampler = SimpleNamespace(banned=tf.constant([True, False, True, False, False]))
     logits = tf.tile(tf.constant([[9.0, 0.0, 9.0, 0.0, 1.0]]), [4000, 1])
     drawn = LanguageModelExport._sample(sampler, logits, tf.constant(temperature), tf.constant(0),
                                         tf.constant(1.0), tf.constant([3, 4])).numpy()

@@ -38,14 +38,22 @@ def _greedy_reference(model, prompt: list[int], end: int) -> list[int]:
     return tokens
 
 
-@pytest.mark.parametrize("new", [20, 100])  # the 64-position cache, then the whole window's
-def test_greedy_decoding_equals_full_forward_passes(module_and_model, new):
+LONG = [2] + [(7 * i) % 380 + 5 for i in range(69)]  # 70 tokens: three prefill passes
+
+
+@pytest.mark.parametrize("new, prompts", [
+    # the 64-position cache, then the whole window's
+    (20, [[2, 17, 200, 5, 9], [2, 33, 8, 150, 42, 91, 7, 300, 12], [2, 5, 6]]),
+    (100, [[2, 17, 200, 5, 9], [2, 33, 8, 150, 42, 91, 7, 300, 12], [2, 5, 6]]),
+    # prompts longer than a prefill pass (`export._PREFILL`), of different lengths
+    (20, [LONG, LONG[:40], LONG[:66]]),
+])
+def test_greedy_decoding_equals_full_forward_passes(module_and_model, new, prompts):
     import tensorflow as tf
 
     module, model = module_and_model
     assert module._cache_lengths() == [64, WINDOW]
     # Three rows: decoded as four (the batch is padded to a power of two), three returned.
-    prompts = [[2, 17, 200, 5, 9], [2, 33, 8, 150, 42, 91, 7, 300, 12], [2, 5, 6]]
     lengths = np.array([len(p) for p in prompts], np.int32)
     tokens = np.zeros((len(prompts), WINDOW), np.int32)
     for row, prompt in enumerate(prompts):
@@ -75,6 +83,23 @@ def test_draws_follow_the_softmax_and_never_a_weightless_id():
     assert frequencies[1] == 0.0
     assert (_draw(rows, tf.constant([5, 6])).numpy() == drawn).all()  # stateless in the seed
     assert not (_draw(rows, tf.constant([5, 7])).numpy() == drawn).all()
+
+
+def test_draws_across_blocks_follow_the_softmax():
+    """Ids in different blocks of `export._DRAW_BLOCK`, the last block part padding."""
+    import tensorflow as tf
+
+    from models.export import _DRAW_BLOCK, _draw
+
+    vocab = 2 * _DRAW_BLOCK + 44
+    ids, weights = [0, _DRAW_BLOCK - 1, _DRAW_BLOCK, 2 * _DRAW_BLOCK + 7, vocab - 1], \
+        [0.1, 0.2, 0.25, 0.3, 0.15]
+    logits = np.full((1, vocab), -1e9, np.float32)
+    logits[0, ids] = np.log(weights)
+    drawn = _draw(tf.constant(np.repeat(logits, 20000, axis=0)), tf.constant([3, 4])).numpy()
+    frequencies = np.bincount(drawn, minlength=vocab) / len(drawn)
+    np.testing.assert_allclose(frequencies[ids], weights, atol=0.015)
+    assert frequencies.sum() == pytest.approx(frequencies[ids].sum())
 
 
 def test_a_point_on_the_total_takes_the_last_id_of_any_weight():
